@@ -1,0 +1,3 @@
+"""`avrec demo` (being written)."""
+
+from . import app  # noqa: F401

@@ -1,0 +1,3 @@
+"""`avrec embed` (being written)."""
+
+from . import app  # noqa: F401

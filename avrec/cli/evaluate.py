@@ -1,0 +1,3 @@
+"""`avrec evaluate` (being written)."""
+
+from . import app  # noqa: F401

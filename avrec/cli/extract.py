@@ -1,0 +1,3 @@
+"""`avrec extract` (being written)."""
+
+from . import app  # noqa: F401

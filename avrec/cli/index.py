@@ -1,0 +1,3 @@
+"""`avrec index` (being written)."""
+
+from . import app  # noqa: F401

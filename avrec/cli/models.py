@@ -1,0 +1,3 @@
+"""`avrec models` (being written)."""
+
+from . import app  # noqa: F401

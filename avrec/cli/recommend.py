@@ -1,0 +1,3 @@
+"""`avrec recommend` (being written)."""
+
+from . import app  # noqa: F401

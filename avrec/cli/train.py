@@ -1,0 +1,3 @@
+"""`avrec train` (being written)."""
+
+from . import app  # noqa: F401

@@ -1,0 +1,392 @@
+"""Typed, layered, strict configuration.
+
+Precedence (low to high): dataclass defaults (mirrored, with comments, in
+``configs/default.yaml``) < ``--config FILE`` (or ``$AVREC_CONFIG``, or ``./avrec.yaml``)
+< ``$AVREC_DEVICE`` < ``--set key=value`` < command-line flags.
+
+An unknown key is a :class:`~avrec.errors.ConfigError` naming the closest valid key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError, DeviceError
+
+
+@dataclass
+class RuntimeConfig:
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    workdir: str = "avrec-work"
+    seed: int = 0
+    threads: int = 0  # 0: let numpy/torch decide
+
+
+@dataclass
+class ExtractConfig:
+    fps: float = 1.0  # frames sampled per second of video
+    max_frames: int = 32  # cap per item, spread evenly over the whole video
+    keyframes: bool = False  # decode key frames only (fast, coarser)
+    thumb_size: int = 224  # stored thumbnails are thumb_size x thumb_size RGB
+    audio_sr: int = 16000  # mono PCM sample rate kept for embed
+    audio_max_seconds: float = 30.0  # PCM kept for embed, from the start of the item
+    feature_audio_seconds: float = 120.0  # audio analysed for builtin features
+    n_mels: int = 64
+    workers: int = 1
+    item_timeout: float = 300.0  # seconds per item before it is recorded as failed
+    max_failed: int = -1  # -1: failures are reported, never fatal; N: exit 3 when more fail
+    shard_size: int = 64  # items per shard
+    hash: bool = False  # fingerprint by content hash as well as path, size, mtime
+    scene_threshold: float = 0.4  # histogram distance that counts as a shot cut
+    metadata: str | None = None  # CSV/JSONL table: item_id, title, description, tags[, path]
+    recursive: bool = True
+
+
+@dataclass
+class EmbedConfig:
+    # encoder per modality, by registry name ("builtin", "text:<id|path>", "clip:<id|path>",
+    # "clap:<id|path>", "audio:<id|path>", "asr:<id|path>", "npy:<file>"); "" disables it
+    video: str = "builtin"
+    audio: str = "builtin"
+    text: str = "text:sentence-transformers/all-MiniLM-L6-v2"
+    speech: str = ""  # asr:<id|path> transcribes speech into the text modality
+    weights: dict[str, float] = field(default_factory=lambda: {"video": 1.0, "audio": 1.0, "text": 1.0})
+    pooling: str = "mean"  # mean | max (over frames / audio windows)
+    batch_size: int = 32
+    precision: str = "fp32"  # fp32 | fp16 | bf16 (fp16/bf16 on GPU only)
+    max_text_tokens: int = 256
+    pca_dim: int = 0  # 0: no PCA on the fused vector
+    workers: int = 0  # DataLoader workers decoding stored frames/audio
+
+
+@dataclass
+class HybridConfig:
+    dim: int = 64
+    epochs: int = 30
+    lr: float = 0.01
+    weight_decay: float = 0.0
+    batch_size: int = 1024
+    negatives: int = 4
+    content_weight: float = 1.0  # scale of the content tower relative to the id embedding
+    dropout: float = 0.1
+    patience: int = 3  # epochs without validation gain before stopping
+
+
+@dataclass
+class MFConfig:
+    factors: int = 64
+    epochs: int = 30
+    lr: float = 0.05
+    reg: float = 0.01
+
+
+@dataclass
+class EASEConfig:
+    l2: float = 500.0
+
+
+@dataclass
+class ItemKNNConfig:
+    neighbours: int = 100
+    shrink: float = 10.0
+
+
+@dataclass
+class TrainConfig:
+    model: str = "hybrid"  # popular | itemknn | ease | mf | hybrid
+    validation: float = 0.1  # fraction of each user's interactions for early stopping; 0: none
+    min_weight: float = 0.0  # interactions with weight below this are ignored
+    hybrid: HybridConfig = field(default_factory=HybridConfig)
+    mf: MFConfig = field(default_factory=MFConfig)
+    ease: EASEConfig = field(default_factory=EASEConfig)
+    itemknn: ItemKNNConfig = field(default_factory=ItemKNNConfig)
+
+
+@dataclass
+class IndexConfig:
+    n_trees: int = 50
+    search_k: int = 5000  # -1: annoy's default (n_trees * k)
+    metric: str = "auto"  # auto | angular | dot
+    exact_below: int = 200000  # exact matrix product is as fast as annoy below this many items
+    recall_sample: int = 200  # queries used to report recall@10 against exact search
+
+
+@dataclass
+class RecommendConfig:
+    k: int = 10
+    exclude_seen: bool = True
+    fallback: str = "none"  # none | popular (for unknown users)
+    diversity: float = 0.0  # MMR lambda; 0: off
+
+
+@dataclass
+class EvaluateConfig:
+    models: list[str] = field(default_factory=lambda: ["popular", "hybrid"])
+    protocols: list[str] = field(default_factory=lambda: ["random", "cold"])
+    k: list[int] = field(default_factory=lambda: [5, 10, 20])
+    test_ratio: float = 0.2  # random split: fraction of each user's interactions held out
+    cold_ratio: float = 0.2  # cold split: fraction of items held out entirely
+
+
+@dataclass
+class DistributedConfig:
+    engine: str = "local"  # local | ray
+    address: str | None = None  # ray cluster address; None: start a local one
+
+
+@dataclass
+class Config:
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    recommend: RecommendConfig = field(default_factory=RecommendConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------
+# merging
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _closest(key: str, valid: list[str]) -> str:
+    match = difflib.get_close_matches(key, valid, n=1, cutoff=0.0)
+    return match[0] if match else ""
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        return _coerce(value, non_none[0], where)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        try:
+            f = float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+        if f != int(f):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return int(f)
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if tp is str:
+        if value is None:
+            return ""
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    if origin is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {str(k): _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    return value
+
+
+def _merge(obj: Any, data: dict[str, Any], prefix: str) -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping of keys, got {data!r}")
+    hints = _hints(type(obj))
+    valid = [f.name for f in dataclasses.fields(obj)]
+    for key, value in data.items():
+        where = f"{prefix}{key}"
+        if key not in valid:
+            hint = _closest(str(key), valid)
+            raise ConfigError(f"unknown config key '{where}'; did you mean '{prefix}{hint}'?")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _merge(current, value or {}, f"{where}.")
+        elif isinstance(current, dict) and isinstance(value, dict):
+            # mappings (e.g. embed.weights) merge key by key, so one weight can be overridden
+            setattr(obj, key, {**current, **_coerce(value, hints[key], where)})
+        else:
+            setattr(obj, key, _coerce(value, hints[key], where))
+
+
+def _all_keys(obj: Any, prefix: str = "") -> list[str]:
+    out = []
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if dataclasses.is_dataclass(v):
+            out.extend(_all_keys(v, f"{prefix}{f.name}."))
+        else:
+            out.append(f"{prefix}{f.name}")
+    return out
+
+
+def apply_set(cfg: Config, assignment: str) -> None:
+    """Apply one ``--set section.key=value``; the value is parsed as YAML."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects key=value, got {assignment!r} (e.g. --set train.model=ease)")
+    key, raw = assignment.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    parts = key.split(".")
+    nested: Any = value
+    for p in reversed(parts):
+        nested = {p: nested}
+    try:
+        _merge(cfg, nested, "")
+    except ConfigError as e:
+        if "unknown config key" in str(e):
+            hint = _closest(key, _all_keys(cfg))
+            raise ConfigError(f"unknown config key '{key}'; did you mean '{hint}'?") from None
+        raise
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file not found: {p} (pass an existing YAML file to --config)")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"invalid YAML in {p}{where}: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping of sections (runtime, extract, ...)")
+    return data
+
+
+def find_preset(name: str) -> Path | None:
+    """A bare name like ``cuda`` resolves to ``configs/cuda.yaml`` of the source tree."""
+    here = Path(__file__).resolve().parent.parent / "configs" / f"{name}.yaml"
+    return here if here.exists() else None
+
+
+def load_config(
+    config_file: str | Path | None = None,
+    sets: list[str] | tuple[str, ...] = (),
+    device: str | None = None,
+    env: dict[str, str] | None = None,
+) -> Config:
+    """Build the resolved config with the documented precedence."""
+    env = os.environ if env is None else env
+    cfg = Config()
+    path: str | Path | None = config_file or env.get("AVREC_CONFIG") or None
+    if path is None and Path("avrec.yaml").exists():
+        path = "avrec.yaml"
+    if path is not None:
+        p = Path(path)
+        if not p.exists() and not p.suffix and find_preset(str(path)):
+            p = find_preset(str(path))  # type: ignore[assignment]
+        _merge(cfg, load_yaml(p), "")
+    if env.get("AVREC_DEVICE"):
+        cfg.runtime.device = env["AVREC_DEVICE"]
+    if env.get("AVREC_WORKDIR"):
+        cfg.runtime.workdir = env["AVREC_WORKDIR"]
+    for s in sets:
+        apply_set(cfg, s)
+    if device:
+        cfg.runtime.device = device
+    validate(cfg)
+    return cfg
+
+
+_CHOICES = {
+    "runtime.device": None,  # checked by resolve_device
+    "embed.pooling": ("mean", "max"),
+    "embed.precision": ("fp32", "fp16", "bf16"),
+    "train.model": ("popular", "itemknn", "ease", "mf", "hybrid"),
+    "index.metric": ("auto", "angular", "dot"),
+    "recommend.fallback": ("none", "popular"),
+    "distributed.engine": ("local", "ray"),
+}
+
+
+def validate(cfg: Config) -> None:
+    for key, choices in _CHOICES.items():
+        if choices is None:
+            continue
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
+    dev = cfg.runtime.device
+    if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        raise ConfigError(f"runtime.device must be auto, cpu, cuda, cuda:N or mps; got {dev!r}")
+    if cfg.extract.fps <= 0:
+        raise ConfigError(f"extract.fps must be positive; got {cfg.extract.fps}")
+    if not 0 < cfg.evaluate.test_ratio < 1:
+        raise ConfigError(f"evaluate.test_ratio must be between 0 and 1; got {cfg.evaluate.test_ratio}")
+    if not 0 < cfg.evaluate.cold_ratio < 1:
+        raise ConfigError(f"evaluate.cold_ratio must be between 0 and 1; got {cfg.evaluate.cold_ratio}")
+
+
+def resolve_device(spec: str) -> str:
+    """Resolve ``auto | cpu | cuda | cuda:N | mps`` to a concrete torch device string.
+
+    Imports torch, so call it only on stages that use torch.
+    """
+    import torch
+
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"runtime.device is {spec} but CUDA is not available here; use --device cpu or auto"
+            )
+        if ":" in spec and int(spec.split(":")[1]) >= torch.cuda.device_count():
+            raise DeviceError(
+                f"{spec} asked for but only {torch.cuda.device_count()} CUDA device(s) exist; "
+                "use cuda:0 or auto"
+            )
+        return spec
+    if spec == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise DeviceError("runtime.device is mps but MPS is not available here; use --device cpu")
+    return spec
+
+
+def dump_default_yaml() -> str:
+    """The defaults as YAML (without comments); configs/default.yaml must agree with this."""
+    return yaml.safe_dump(Config().to_dict(), sort_keys=False)
