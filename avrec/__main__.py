@@ -1,0 +1,5 @@
+"""``python -m avrec`` is the ``avrec`` command."""
+
+from .cli import main
+
+main()
