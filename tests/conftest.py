@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# tests never touch the network: models are tiny local ones or the packaged MiniLM
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
 SHARED = ROOT.parent / "shared" / "data"
