@@ -1,3 +1,82 @@
-"""`avrec embed` (being written)."""
+"""`avrec embed`: per-modality and fused item vectors from a features artifact."""
 
-from . import app  # noqa: F401
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from . import app
+from .common import (
+    Common, ConfigOpt, DebugOpt, DeviceOpt, Log, OutOpt, QuietOpt, SetOpt, WorkdirOpt, emit_path, handle_errors,
+)
+
+HELP = """Embed every item of a features artifact with pretrained encoders.
+
+Reads FEATURES (a path, '-' for a path on stdin, a piped path, or the workspace's
+features/) and writes embeddings/: one L2-normalised matrix per modality (video, audio,
+text) with its mask, and fused.npy, the weighted concatenation used by train. Encoders
+are chosen by name per modality: builtin (extract's signal features), text:<id|path>,
+clip:<id|path>, clap:<id|path>, audio:<id|path>, npy:<file> (your own vectors, ids in
+<file>.ids.txt); embed.speech=asr:<id|path> transcribes speech into the text.
+Models resolve offline from a local path, an installed package, or the Hugging Face
+cache (see `avrec models`). Prints the embeddings path.
+
+Examples:
+
+  avrec extract media/ | avrec embed
+
+  avrec embed avrec-work/features --set embed.video=clip:openai/clip-vit-base-patch32 \\
+      --set embed.audio=clap:laion/clap-htsat-unfused --device cuda --set embed.precision=fp16
+
+  avrec embed features/ -o emb/ --set embed.speech=asr:openai/whisper-tiny --set embed.weights.text=2
+
+Config keys (section embed): video, audio, text, speech, weights.<modality>, pooling
+(mean|max), batch_size, precision (fp32|fp16|bf16, GPU only), max_text_tokens, pca_dim,
+workers (DataLoader processes reading stored frames/audio).
+"""
+
+
+@app.command("embed", help=HELP, no_args_is_help=False)
+def embed_cmd(
+    features: Annotated[Optional[str], typer.Argument(help="Features artifact directory ('-': read the path from stdin).",
+                                                      show_default=False)] = None,
+    output: OutOpt = None,
+    video: Annotated[Optional[str], typer.Option("--video", help="Video encoder [embed.video], '' disables.",
+                                                 show_default=False)] = None,
+    audio: Annotated[Optional[str], typer.Option("--audio", help="Audio encoder [embed.audio], '' disables.",
+                                                 show_default=False)] = None,
+    text: Annotated[Optional[str], typer.Option("--text", help="Text encoder [embed.text], '' disables.",
+                                                show_default=False)] = None,
+    speech: Annotated[Optional[str], typer.Option("--speech", help="asr:<id|path> transcribing speech into the "
+                                                  "text [embed.speech].", show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Frames / windows / texts per model call "
+                                                      "[embed.batch_size].", show_default=False)] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", help="DataLoader worker processes [embed.workers].",
+                                                   show_default=False)] = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    device: DeviceOpt = None,
+    workdir: WorkdirOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    common = Common(config, sets, device, workdir, quiet, debug)
+    log = Log(quiet)
+    with handle_errors(debug):
+        from ..artifacts import default_output, resolve_input
+        from ..config import validate
+
+        cfg = common.load()
+        for key, value in (("video", video), ("audio", audio), ("text", text), ("speech", speech),
+                           ("batch_size", batch_size), ("workers", workers)):
+            if value is not None:
+                setattr(cfg.embed, key, value)
+        validate(cfg)
+        work = common.work(cfg)
+        src = resolve_input(features, stage="embed", work=work)
+        out = default_output(output, kind="embeddings", work=work)
+        from ..embed import embed
+
+        path = embed(src, out, cfg, progress=log)
+        emit_path(path)

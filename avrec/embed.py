@@ -1,0 +1,426 @@
+"""The embed stage: a features artifact -> an embeddings artifact (docs/artifacts.md).
+
+For each modality (video, audio, text) the encoder named in ``cfg.embed`` turns every ok
+item into one L2-normalised vector (zero row + mask False where the item lacks it); the
+fused item vector is the concatenation of the per-modality vectors, each scaled by
+sqrt(weight), L2-normalised again, optionally reduced by a PCA fitted here and stored.
+
+Media is never decoded again: frames and PCM come from the features store. Reading and
+preprocessing run in a torch DataLoader (``embed.workers`` processes) while the model runs
+in this one; per-frame / per-window vectors are batched across items (``embed.batch_size``)
+and pooled per item (``embed.pooling``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .artifacts import Manifest, atomic_dir, save_npy, write_jsonl, write_manifest
+from .config import Config
+from .encoders.base import Encoder, l2n
+from .encoders.pooling import POOLINGS, pool
+from .encoders.registry import REGISTRY, canonical, check_modality, load_encoder, parse_name
+from .errors import ConfigError, InputError
+from .features.store import FeatureStore
+
+MODALITIES = ("video", "audio", "text")
+TORCH_BACKENDS = ("text", "clip", "clap", "audio", "asr")
+MAX_ERRORS_KEPT = 100
+
+Progress = Callable[[str], None]
+
+
+# ---------------------------------------------------------------------------------------
+# plan
+
+
+def plan_encoders(cfg: Config) -> dict[str, str]:
+    """{modality: canonical encoder name} for the enabled modalities; checks each fits."""
+    plan = {}
+    for m in MODALITIES:
+        name = (getattr(cfg.embed, m) or "").strip()
+        if name:
+            check_modality(name, m, f"embed.{m}")
+            plan[m] = canonical(name)
+    return plan
+
+
+def fusion_weights(cfg: Config, plan: dict[str, str]) -> dict[str, float]:
+    weights = dict(cfg.embed.weights or {})
+    for k, w in weights.items():
+        if k not in MODALITIES:
+            raise ConfigError(f"embed.weights.{k}: unknown modality; use video, audio or text")
+        if w < 0:
+            raise ConfigError(f"embed.weights.{k} must be >= 0; got {w}")
+    return {m: float(weights.get(m, 1.0)) for m in plan}
+
+
+def item_text(item: dict[str, Any], transcript: str = "") -> str:
+    """Title, description, tags, subtitle/sidecar text and speech transcript, as one string."""
+    tags = item.get("tags") or []
+    if isinstance(tags, str):
+        tags = [tags]
+    parts = [item.get("title") or "", item.get("description") or "", ", ".join(str(t) for t in tags if t),
+             item.get("text") or "", transcript or ""]
+    return ". ".join(p.strip() for p in parts if p and str(p).strip())
+
+
+# ---------------------------------------------------------------------------------------
+# media through a DataLoader
+
+
+class _MediaDataset:
+    """Item i -> (i, units, error): frames or PCM read from the store and prepared.
+
+    Map-style and picklable: each worker opens the store itself (memory-mapped shards).
+    """
+
+    def __init__(self, store_path: Path, items: list[dict[str, Any]], source: str, prepare: Callable):
+        self.store_path = Path(store_path)
+        self.items = items
+        self.source = source  # "frames" | "audio"
+        self.prepare = prepare
+        self._store: FeatureStore | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        try:
+            if self._store is None:
+                self._store = FeatureStore.open(self.store_path)
+            item = self.items[i]
+            data = self._store.frames(item) if self.source == "frames" else self._store.audio(item)
+            return i, (self.prepare(data) if len(data) else []), ""
+        except Exception as e:  # noqa: BLE001 - one bad item is a recorded error, not a crash
+            return i, [], f"{type(e).__name__}: {e}".splitlines()[0]
+
+
+def _identity(x):
+    return x
+
+
+def _run_units(
+    dataset: _MediaDataset, run: Callable[[list], list], *, batch_size: int, workers: int,
+    label: str, progress: Progress | None,
+) -> tuple[dict[int, list], dict[int, str]]:
+    """Feed every item's units through ``run`` in batches of ``batch_size`` units.
+
+    Returns ({item index: outputs in unit order}, {item index: error}). A batch that
+    fails is retried unit by unit, so only the items at fault lose this modality.
+    """
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=max(0, int(workers)),
+                        collate_fn=_identity, persistent_workers=False)
+    outputs: dict[int, list] = {}
+    errors: dict[int, str] = {}
+    pending: list[tuple[int, int, dict]] = []
+    n = len(dataset)
+    done = 0
+    last = time.monotonic()
+
+    def flush(k: int) -> None:
+        batch, pending[:k] = pending[:k], []
+        try:
+            res = run([u for _, _, u in batch])
+        except Exception:  # noqa: BLE001 - isolate the item at fault
+            res = []
+            for owner, _, u in batch:
+                try:
+                    res.extend(run([u]))
+                except Exception as e:  # noqa: BLE001
+                    errors.setdefault(owner, f"{type(e).__name__}: {e}".splitlines()[0])
+                    res.append(None)
+        for (owner, j, _), r in zip(batch, res):
+            outputs[owner][j] = r
+
+    for i, units, err in loader:
+        done += 1
+        if err:
+            errors[i] = err
+        elif units:
+            outputs[i] = [None] * len(units)
+            pending.extend((i, j, u) for j, u in enumerate(units))
+            while len(pending) >= batch_size:
+                flush(batch_size)
+        if progress and (time.monotonic() - last > 2.0 or done == n):
+            progress(f"embed {label}: {done}/{n} items read")
+            last = time.monotonic()
+    while pending:
+        flush(min(batch_size, len(pending)))
+    for i in errors:
+        outputs.pop(i, None)
+    return outputs, errors
+
+
+def embed_media(
+    store: FeatureStore, items: list[dict[str, Any]], modality: str, enc: Encoder, *,
+    batch_size: int, workers: int, pooling: str, progress: Progress | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+    """Video frames / audio windows of each item -> ((n, d) pooled L2 rows, (n,) mask, errors)."""
+    if modality == "video":
+        ds = _MediaDataset(store.path, items, "frames", enc.frame_preparer())
+    else:
+        ds = _MediaDataset(store.path, items, "audio", enc.audio_preparer(store.audio_sr))
+    outputs, errors = _run_units(
+        ds, lambda units: list(enc.embed_units(units, modality)), batch_size=batch_size, workers=workers,
+        label=f"{modality} [{enc.name}]", progress=progress,
+    )
+    x = np.zeros((len(items), enc.dim), dtype=np.float32)
+    mask = np.zeros(len(items), dtype=bool)
+    for i, vecs in outputs.items():
+        x[i] = pool(np.stack(vecs), pooling)
+        mask[i] = bool(np.any(x[i]))
+    return x, mask, errors
+
+
+def transcribe(
+    store: FeatureStore, items: list[dict[str, Any]], enc: Any, *, batch_size: int, workers: int,
+    progress: Progress | None = None,
+) -> tuple[list[str], dict[int, str]]:
+    """Speech of each item -> (transcripts, errors); items without audio get ""."""
+    ds = _MediaDataset(store.path, items, "audio", enc.audio_preparer(store.audio_sr))
+    outputs, errors = _run_units(ds, enc.transcribe_units, batch_size=batch_size, workers=workers,
+                                 label=f"speech [{enc.name}]", progress=progress)
+    texts = [""] * len(items)
+    for i, pieces in outputs.items():
+        texts[i] = " ".join(p for p in pieces if p).strip()
+    return texts, errors
+
+
+# ---------------------------------------------------------------------------------------
+# the other encoders
+
+
+def embed_builtin(store: FeatureStore, items: list[dict[str, Any]], modality: str) -> tuple[np.ndarray, np.ndarray]:
+    from .encoders.builtin import standardise
+
+    get = store.video_features if modality == "video" else store.audio_features
+    rows = [get(it) for it in items]
+    dims = {len(r) for r in rows if r is not None}
+    if not dims:
+        return np.zeros((len(items), 0), dtype=np.float32), np.zeros(len(items), dtype=bool)
+    d = dims.pop()
+    raw = np.full((len(items), d), np.nan, dtype=np.float64)
+    present = np.zeros(len(items), dtype=bool)
+    for i, r in enumerate(rows):
+        if r is not None:
+            raw[i] = r
+            present[i] = True
+    return standardise(raw, present)
+
+
+def embed_texts(enc: Encoder, texts: list[str], *, batch_size: int, progress: Progress | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    x = np.zeros((len(texts), enc.dim), dtype=np.float32)
+    last = time.monotonic()
+    for s in range(0, len(texts), batch_size):
+        x[s : s + batch_size] = enc.encode_text(texts[s : s + batch_size])
+        if progress and (time.monotonic() - last > 2.0 or s + batch_size >= len(texts)):
+            progress(f"embed text [{enc.name}]: {min(s + batch_size, len(texts))}/{len(texts)} items")
+            last = time.monotonic()
+    return x, np.linalg.norm(x, axis=1) > 0
+
+
+# ---------------------------------------------------------------------------------------
+# fusion and PCA
+
+
+def fuse(vectors: dict[str, np.ndarray], masks: dict[str, np.ndarray], weights: dict[str, float]
+         ) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Concat of sqrt(w_m) * v_m over modalities with w_m > 0 (zero blocks where missing),
+    then L2. Returns ((n, D) float32, blocks [{modality, start, end, weight}])."""
+    blocks, parts, start = [], [], 0
+    for m, x in vectors.items():
+        w = weights.get(m, 1.0)
+        if w <= 0 or x.shape[1] == 0:
+            continue
+        parts.append(np.where(masks[m][:, None], x, 0.0).astype(np.float32) * np.float32(np.sqrt(w)))
+        blocks.append({"modality": m, "start": start, "end": start + x.shape[1], "weight": w})
+        start += x.shape[1]
+    if not parts:
+        raise ConfigError("no modality has a positive weight in embed.weights; nothing to fuse")
+    return l2n(np.concatenate(parts, axis=1)), blocks
+
+
+def fit_pca(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PCA on the non-zero rows of (n, D0) -> (mean (D0,), components (k, D0), explained (k,))."""
+    rows = x[np.linalg.norm(x, axis=1) > 0].astype(np.float64)
+    mean = rows.mean(axis=0)
+    centred = rows - mean
+    cov = centred.T @ centred / max(len(rows) - 1, 1)
+    vals, vecs = np.linalg.eigh(cov)
+    order = np.argsort(vals)[::-1][:dim]
+    explained = vals[order] / max(float(vals.sum()), 1e-12)
+    return mean.astype(np.float32), vecs[:, order].T.astype(np.float32), explained.astype(np.float32)
+
+
+def apply_pca(x: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
+    """(n, D0) -> (n, k) L2-normalised; rows that were zero (no modality at all) stay zero."""
+    empty = np.linalg.norm(x, axis=1) == 0
+    y = (x - mean) @ components.T
+    y[empty] = 0.0
+    return l2n(y)
+
+
+# ---------------------------------------------------------------------------------------
+# the stage
+
+
+def _device_and_precision(cfg: Config, needs_torch: bool, progress: Progress | None) -> tuple[str, str]:
+    precision = cfg.embed.precision
+    if not needs_torch:
+        return "cpu", "fp32"
+    from .config import resolve_device
+
+    device = resolve_device(cfg.runtime.device)
+    if precision != "fp32" and not device.startswith("cuda"):
+        if cfg.runtime.device != "auto":
+            raise ConfigError(
+                f"embed.precision={precision} needs a CUDA GPU but runtime.device is {device}; "
+                "use --set embed.precision=fp32"
+            )
+        if progress:
+            progress(f"warning: embed.precision={precision} needs CUDA; using fp32 on {device}")
+        precision = "fp32"
+    import torch
+
+    if cfg.runtime.threads > 0:
+        torch.set_num_threads(int(cfg.runtime.threads))
+    torch.manual_seed(cfg.runtime.seed)
+    return device, precision
+
+
+def embed(features_dir: str | Path, out_dir: str | Path, cfg: Config, *, progress: Progress | None = None) -> Path:
+    """Embed every ok item of ``features_dir`` into ``out_dir``; returns ``out_dir``."""
+    say = progress or (lambda _msg: None)
+    ec = cfg.embed
+    if ec.pooling not in POOLINGS:
+        raise ConfigError(f"embed.pooling must be one of {', '.join(POOLINGS)}; got {ec.pooling!r}")
+    if ec.batch_size < 1:
+        raise ConfigError(f"embed.batch_size must be >= 1; got {ec.batch_size}")
+    if ec.pca_dim < 0:
+        raise ConfigError(f"embed.pca_dim must be >= 0; got {ec.pca_dim}")
+    plan = plan_encoders(cfg)
+    if not plan:
+        raise ConfigError("embed.video, embed.audio and embed.text are all empty; enable at least one encoder")
+    weights = fusion_weights(cfg, plan)
+    speech = canonical(ec.speech) if (ec.speech or "").strip() else ""
+    if speech and parse_name(speech)[0] != "asr":
+        raise ConfigError(f"embed.speech={ec.speech} must be an asr:<id|path> model (e.g. asr:openai/whisper-tiny)")
+
+    store = FeatureStore.open(features_dir)
+    items = store.ok_items
+    if not items:
+        raise InputError(f"{features_dir} has no items with status ok; nothing to embed (check extract's errors)")
+    n = len(items)
+    skipped = len(store.items) - n
+    say(f"embed: {n} items ({skipped} not ok, skipped); encoders: "
+        + ", ".join(f"{m}={e}" for m, e in plan.items()) + (f", speech={speech}" if speech else ""))
+
+    needs_torch = any(parse_name(e)[0] in TORCH_BACKENDS for e in [*plan.values(), speech] if e)
+    device, precision = _device_and_precision(cfg, needs_torch, say)
+    load = lambda name: load_encoder(name, device=device, precision=precision,  # noqa: E731
+                                     batch_size=ec.batch_size, max_tokens=ec.max_text_tokens)
+    errors: dict[str, str] = {}
+
+    transcripts = [""] * n
+    speech_info: dict[str, Any] = {}
+    if speech:
+        t0 = time.monotonic()
+        asr = load(speech)
+        transcripts, errs = transcribe(store, items, asr, batch_size=ec.batch_size, workers=ec.workers, progress=say)
+        errors.update({items[i]["item_id"]: f"speech: {e}" for i, e in errs.items()})
+        speech_info = {"name": speech, "revision": asr.revision, "transcribed": int(sum(bool(t) for t in transcripts)),
+                       "seconds": round(time.monotonic() - t0, 3)}
+
+    vectors: dict[str, np.ndarray] = {}
+    masks: dict[str, np.ndarray] = {}
+    models: dict[str, dict[str, Any]] = {}
+    text_spaces: dict[str, str] = {}
+    timings: dict[str, float] = {}
+    ids = [str(it["item_id"]) for it in items]
+    for m, name in plan.items():
+        t0 = time.monotonic()
+        prefix, _ = parse_name(name)
+        if prefix == "builtin":
+            x, mask = embed_builtin(store, items, m)
+            info = {"name": name, "dim": int(x.shape[1]), "revision": "builtin"}
+        elif prefix == "npy":
+            enc = load(name)
+            x, mask = enc.lookup(ids)
+            info = enc.describe()
+        else:
+            enc = load(name)
+            if m == "text":
+                x, mask = embed_texts(enc, [item_text(it, tr) for it, tr in zip(items, transcripts)],
+                                      batch_size=ec.batch_size, progress=say)
+            else:
+                x, mask, errs = embed_media(store, items, m, enc, batch_size=ec.batch_size, workers=ec.workers,
+                                            pooling=ec.pooling, progress=say)
+                for i, e in errs.items():
+                    errors.setdefault(items[i]["item_id"], f"{m}: {e}")
+            info = enc.describe()
+            if prefix in ("text", "clip", "clap"):
+                text_spaces[m] = name
+        vectors[m], masks[m] = x, mask
+        models[m] = info
+        timings[m] = round(time.monotonic() - t0, 3)
+        say(f"embed {m}: {int(mask.sum())}/{n} items, dim {x.shape[1]}, {timings[m]:.1f}s")
+
+    fused, blocks = fuse(vectors, masks, weights)
+    empty = int((np.linalg.norm(fused, axis=1) == 0).sum())
+    if empty:
+        say(f"warning: {empty} item(s) have no vector in any enabled modality (zero rows in fused.npy)")
+    pca = None
+    if ec.pca_dim > 0:
+        k = min(ec.pca_dim, fused.shape[1], n - empty)
+        if k < ec.pca_dim:
+            say(f"warning: embed.pca_dim={ec.pca_dim} reduced to {k} (items with vectors / fused dimension)")
+        if k >= 1:
+            pca = fit_pca(fused, k)
+            fused = apply_pca(fused, pca[0], pca[1])
+
+    rows = []
+    for i, it in enumerate(items):
+        row = {
+            "item_id": it["item_id"], "title": it.get("title") or "", "description": it.get("description") or "",
+            "tags": it.get("tags") or [], "modalities": [m for m in MODALITIES if m in masks and bool(masks[m][i])],
+            "duration": it.get("duration"), "path": it.get("path"),
+        }
+        if speech:
+            row["transcript"] = transcripts[i]
+        rows.append(row)
+
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        write_jsonl(tmp / "items.jsonl", rows)
+        save_npy(tmp / "fused.npy", fused.astype(np.float32))
+        for m in vectors:
+            save_npy(tmp / f"{m}.npy", vectors[m].astype(np.float32))
+            save_npy(tmp / f"{m}_mask.npy", masks[m].astype(bool))
+        if pca is not None:
+            np.savez(tmp / "pca.npz", mean=pca[0], components=pca[1], explained_variance_ratio=pca[2])
+        write_manifest(tmp, Manifest(
+            artifact="embeddings",
+            config=cfg.to_dict(),
+            inputs={"features": str(Path(features_dir).resolve())},
+            models=models,
+            counts={"items": n, "skipped": skipped, "empty": empty, "errors": len(errors),
+                    **{m: int(masks[m].sum()) for m in masks}},
+            extra={
+                "weights": weights, "text_spaces": text_spaces, "blocks": blocks, "dim": int(fused.shape[1]),
+                "pooling": ec.pooling, "device": device, "precision": precision,
+                "pca_dim": int(pca[1].shape[0]) if pca is not None else 0,
+                **({"speech": speech_info} if speech else {}),
+                "seconds": timings,
+                "errors": dict(list(errors.items())[:MAX_ERRORS_KEPT]),
+            },
+        ))
+    say(f"embed: wrote {out_dir} ({n} items, fused dim {fused.shape[1]})")
+    return out_dir

@@ -1,0 +1,128 @@
+"""What every encoder offers, and helpers shared by the transformer-backed ones.
+
+An encoder embeds some of the three modalities. Media goes through two steps so that the
+CPU work (resizing frames, computing spectrograms) can run in DataLoader workers while the
+model runs in the main process:
+
+- ``prepare_frames(frames)`` / ``prepare_audio(pcm, sr)``: numpy in, a list of *units*
+  (dicts of numpy arrays, one per frame or audio window) out; picklable, no model.
+- ``embed_units(units, modality)``: a batch of units -> (B, d) float32.
+
+Text is small, so ``encode_text(texts)`` does both at once and returns (n, d) L2-normalised rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import ModelError
+
+Unit = dict[str, np.ndarray]
+
+
+@dataclass
+class Encoder:
+    name: str  # registry name, e.g. "clip:openai/clip-vit-base-patch32"
+    kind: str  # registry prefix: builtin, text, clip, clap, audio, asr, npy
+    dim: int = 0
+    revision: str = ""
+    device: str = "cpu"
+    modalities: tuple[str, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # --- media ------------------------------------------------------------------------
+    def frame_preparer(self) -> Callable[[np.ndarray], list[Unit]]:
+        raise ModelError(f"{self.name} cannot embed video frames")
+
+    def audio_preparer(self, sr: int) -> Callable[[np.ndarray], list[Unit]]:
+        raise ModelError(f"{self.name} cannot embed audio")
+
+    def embed_units(self, units: list[Unit], modality: str) -> np.ndarray:
+        raise ModelError(f"{self.name} cannot embed {modality}")
+
+    # --- text -------------------------------------------------------------------------
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        raise ModelError(f"{self.name} cannot embed text")
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "dim": int(self.dim), "revision": self.revision}
+
+
+def l2n(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Row-wise L2 normalisation; zero rows stay zero. (n, d) -> (n, d) float32."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norms, eps)).astype(np.float32)
+
+
+def collate_units(units: list[Unit]) -> dict[str, np.ndarray]:
+    """Stack units key by key; ragged first axes are zero-padded (and get an attention_mask)."""
+    out: dict[str, np.ndarray] = {}
+    for key in units[0]:
+        arrays = [np.asarray(u[key]) for u in units]
+        shapes = {a.shape for a in arrays}
+        if len(shapes) == 1:
+            out[key] = np.stack(arrays)
+            continue
+        n = max(a.shape[0] for a in arrays)
+        padded = np.zeros((len(arrays), n, *arrays[0].shape[1:]), dtype=arrays[0].dtype)
+        mask = np.zeros((len(arrays), n), dtype=np.int64)
+        for i, a in enumerate(arrays):
+            padded[i, : a.shape[0]] = a
+            mask[i, : a.shape[0]] = 1
+        out[key] = padded
+        if "attention_mask" not in units[0]:
+            out["attention_mask"] = mask
+    return out
+
+
+def torch_dtype(precision: str, device: str):
+    """fp32 everywhere; fp16/bf16 only on CUDA (CPU kernels for them are slow or missing)."""
+    import torch
+
+    if precision == "fp32" or not device.startswith("cuda"):
+        return torch.float32
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+
+def quiet_transformers() -> None:
+    """Keep transformers' load reports and progress bars off stderr (our progress is there)."""
+    try:
+        from transformers.utils import logging as tlog
+
+        tlog.set_verbosity_error()
+        tlog.disable_progress_bar()
+    except Exception:  # noqa: BLE001 - cosmetic only
+        pass
+    try:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def to_torch(batch: dict[str, np.ndarray], device: str, dtype) -> dict[str, Any]:
+    """numpy batch -> tensors on ``device``; floating inputs take the model's dtype."""
+    import torch
+
+    out = {}
+    for k, v in batch.items():
+        t = torch.from_numpy(np.ascontiguousarray(v))
+        if t.is_floating_point():
+            t = t.to(dtype)
+        out[k] = t.to(device, non_blocking=True)
+    return out
+
+
+def pooled(output: Any):
+    """``get_*_features`` returns a tensor in transformers 4.x and an output object in 5.x."""
+    return getattr(output, "pooler_output", output)
+
+
+def load_failed(ref: str, kind: str, err: Exception) -> ModelError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return ModelError(f"cannot load {kind}:{ref} ({type(err).__name__}: {first})")

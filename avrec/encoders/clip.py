@@ -1,0 +1,84 @@
+"""``clip:<hub id|path>``: frames and text in one space (CLIPModel, or any model with
+``get_image_features`` + ``get_text_features``, e.g. SigLIP).
+
+Frames are the stored RGB thumbnails; the model's own image processor resizes, crops and
+normalises them (in DataLoader workers). A video's vector is its frames' vectors pooled.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ModelError
+from .base import Encoder, Unit, l2n, load_failed, pooled, quiet_transformers, to_torch, torch_dtype
+from .resolve import resolve_model
+
+
+class FramePreparer:
+    """(f, S, S, 3) uint8 -> f units {pixel_values: (3, H, W) float32}. Picklable."""
+
+    def __init__(self, image_processor):
+        self.image_processor = image_processor
+
+    def __call__(self, frames: np.ndarray) -> list[Unit]:
+        if len(frames) == 0:
+            return []
+        px = self.image_processor(images=list(frames), return_tensors="np")["pixel_values"]
+        return [{"pixel_values": np.asarray(p, dtype=np.float32)} for p in px]
+
+
+class ClipEncoder(Encoder):
+    def __init__(self, ref: str, *, device: str, precision: str = "fp32", max_tokens: int = 77):
+        import torch  # noqa: F401
+        from transformers import AutoModel, AutoProcessor
+
+        quiet_transformers()
+        res = resolve_model(ref, kind="clip")
+        try:
+            self.processor = AutoProcessor.from_pretrained(str(res.path), trust_remote_code=False)
+            self.model = AutoModel.from_pretrained(str(res.path), trust_remote_code=False)
+        except Exception as e:  # noqa: BLE001
+            raise load_failed(ref, "clip", e) from None
+        if not (hasattr(self.model, "get_image_features") and hasattr(self.model, "get_text_features")):
+            raise ModelError(
+                f"clip:{ref} is a '{self.model.config.model_type}' model without image and text towers; "
+                "use a CLIP-style model (e.g. clip:openai/clip-vit-base-patch32)"
+            )
+        self.dtype = torch_dtype(precision, device)
+        self.model.to(device=device, dtype=self.dtype).eval()
+        cfg = self.model.config
+        dim = int(getattr(cfg, "projection_dim", 0) or 0) or int(cfg.text_config.hidden_size)
+        text_cfg = getattr(cfg, "text_config", None)
+        self.max_tokens = int(min(max_tokens, getattr(text_cfg, "max_position_embeddings", 77) or 77))
+        super().__init__(name=f"clip:{ref}", kind="clip", dim=dim, revision=res.revision, device=device,
+                         modalities=("video", "text"), meta={"source": res.source, "path": str(res.path)})
+
+    def frame_preparer(self) -> FramePreparer:
+        return FramePreparer(self.processor.image_processor)
+
+    def embed_units(self, units: list[Unit], modality: str) -> np.ndarray:
+        import torch
+
+        if modality != "video":
+            return super().embed_units(units, modality)
+        batch = to_torch({"pixel_values": np.stack([u["pixel_values"] for u in units])}, self.device, self.dtype)
+        with torch.inference_mode():
+            feats = pooled(self.model.get_image_features(**batch))
+        return l2n(feats.float().cpu().numpy())
+
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        """(n,) strings -> (n, d) in the image space; CLIP reads at most 77 tokens."""
+        import torch
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        idx = [i for i, t in enumerate(texts) if t and t.strip()]
+        if not idx:
+            return out
+        tok = self.processor.tokenizer(
+            [texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+        )
+        batch = {k: v.to(self.device) for k, v in tok.items() if k in ("input_ids", "attention_mask")}
+        with torch.inference_mode():
+            feats = pooled(self.model.get_text_features(**batch))
+        out[idx] = l2n(feats.float().cpu().numpy())
+        return out
