@@ -49,6 +49,7 @@ class ExtractConfig:
     scene_threshold: float = 0.4  # histogram distance that counts as a shot cut
     metadata: str | None = None  # CSV/JSONL table: item_id, title, description, tags[, path]
     recursive: bool = True
+    decoder: str = "pyav"  # pyav | opencv: video frame decoder (added by extract)
 
 
 @dataclass
@@ -70,23 +71,28 @@ class EmbedConfig:
 
 @dataclass
 class HybridConfig:
-    dim: int = 64
-    epochs: int = 30
-    lr: float = 0.01
+    dim: int = 128
+    epochs: int = 300  # upper bound; early stopping on the validation split picks the number
+    lr: float = 0.005
     weight_decay: float = 0.0
-    batch_size: int = 1024
-    negatives: int = 4
+    batch_size: int = 256  # users per step
+    negatives: int = 0  # 0: full softmax over items; N: sampled softmax with N shared negatives
     content_weight: float = 1.0  # scale of the content tower relative to the id embedding
-    dropout: float = 0.1
-    patience: int = 3  # epochs without validation gain before stopping
+    dropout: float = 0.3  # probability of dropping an item's id embedding per step (content carries it)
+    patience: int = 20  # epochs without validation gain before stopping
+    mask_ratio: float = 0.25  # share of each user's history held out as targets per step
+    content_hidden: int = 0  # 0: linear content projections; N: MLP with N hidden units
+    eval_k: int = 20  # validation NDCG@eval_k drives early stopping
+    refit: bool = True  # after early stopping, retrain on all training data for the best epoch count
 
 
 @dataclass
 class MFConfig:
     factors: int = 64
-    epochs: int = 30
-    lr: float = 0.05
+    epochs: int = 15  # ALS iterations
+    lr: float = 0.05  # unused by ALS (kept for gradient-based variants)
     reg: float = 0.01
+    alpha: float = 10.0  # ALS confidence: 1 + alpha * weight
 
 
 @dataclass
@@ -126,6 +132,8 @@ class RecommendConfig:
     exclude_seen: bool = True
     fallback: str = "none"  # none | popular (for unknown users)
     diversity: float = 0.0  # MMR lambda; 0: off
+    mmr_pool: int = 100  # candidates re-ranked by MMR when diversity > 0
+    query_weight: float = 0.5  # --query with --user: weight of the query against the user's taste
 
 
 @dataclass
@@ -135,6 +143,7 @@ class EvaluateConfig:
     k: list[int] = field(default_factory=lambda: [5, 10, 20])
     test_ratio: float = 0.2  # random split: fraction of each user's interactions held out
     cold_ratio: float = 0.2  # cold split: fraction of items held out entirely
+    last_n: int = 1  # leave-last-n split: interactions held out per user
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Media input: discovery, probing, frame and audio decoding, sidecars, subtitles, tables."""

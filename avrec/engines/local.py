@@ -1,0 +1,140 @@
+"""A pool of worker processes with a time limit per item.
+
+``concurrent.futures`` cannot stop one hung task, so each worker is a process with its own
+pipe: the parent hands it one item at a time, waits on all pipes with a deadline, and
+kills and replaces a worker whose item runs past ``timeout`` (a decoder stuck on a bad
+file) or that dies (a decoder crash). Workers ignore SIGINT; the parent stops them.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from collections import deque
+from multiprocessing.connection import Connection, wait
+from typing import Any, Iterator, Sequence
+
+from . import EngineFailure, ShardFn
+
+
+def _worker(conn: Connection, fn: ShardFn, payload: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    try:
+        while True:
+            msg = conn.recv()
+            if msg is None:
+                return
+            index, task = msg
+            try:
+                result = fn([task], payload)[0]
+            except Exception as e:  # noqa: BLE001 - the shard function should not raise; be safe
+                result = EngineFailure(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300])
+            conn.send((index, result))
+    except (EOFError, KeyboardInterrupt, BrokenPipeError):
+        return
+
+
+def _context(preload: Sequence[str] = ()) -> mp.context.BaseContext:
+    # forkserver: workers fork from a clean server process (no threads of the parent, e.g.
+    # a progress bar) that has imported the heavy modules once; spawn where it does not exist
+    if sys.platform.startswith("linux"):
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["numpy", *preload])
+        return ctx
+    return mp.get_context("spawn")
+
+
+class _Slot:
+    def __init__(self, ctx: mp.context.BaseContext, fn: ShardFn, payload: Any):
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.proc = ctx.Process(target=_worker, args=(child, fn, payload), daemon=True)
+        self.proc.start()
+        child.close()
+        self.index: int | None = None
+        self.deadline = float("inf")
+
+    def stop(self, kill: bool = False) -> None:
+        if kill:
+            self.proc.kill()
+        else:
+            try:
+                self.conn.send(None)
+            except (OSError, BrokenPipeError):
+                pass
+        self.proc.join(timeout=None if kill else 5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.conn.close()
+
+
+def run_local(
+    fn: ShardFn,
+    tasks: Sequence[Any],
+    payload: Any,
+    *,
+    workers: int = 1,
+    timeout: float | None = None,
+    preload: Sequence[str] = (),
+) -> Iterator[tuple[int, Any]]:
+    """Yield (task index, result or EngineFailure) as items finish.
+
+    preload: modules the workers import once, before forking (decoders, feature code).
+    """
+    if not tasks:
+        return
+    ctx = _context(preload)
+    n = max(1, min(workers, len(tasks)))
+    pending = deque(range(len(tasks)))
+    slots = [_Slot(ctx, fn, payload) for _ in range(n)]
+    limit = timeout if timeout and timeout > 0 else None
+    try:
+        while True:
+            for s in slots:  # hand out work
+                if s.index is None and pending:
+                    s.index = pending.popleft()
+                    s.deadline = time.monotonic() + limit if limit else float("inf")
+                    s.conn.send((s.index, tasks[s.index]))
+            busy = [s for s in slots if s.index is not None]
+            if not busy:
+                return
+            now = time.monotonic()
+            wait_for = max(0.0, min(s.deadline for s in busy) - now) if limit else None
+            ready = wait([s.conn for s in busy], timeout=wait_for)
+            for s in busy:
+                if s.conn in ready:
+                    try:
+                        index, result = s.conn.recv()
+                    except (EOFError, OSError):
+                        code = s.proc.exitcode
+                        s.proc.join(timeout=1)
+                        code = s.proc.exitcode if s.proc.exitcode is not None else code
+                        why = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+                        failed = s.index
+                        slots[slots.index(s)] = _replace(s, ctx, fn, payload, kill=True)
+                        yield failed, EngineFailure(f"worker process died while decoding ({why})")
+                        continue
+                    s.index, s.deadline = None, float("inf")
+                    yield index, result
+                elif time.monotonic() >= s.deadline:
+                    failed = s.index
+                    slots[slots.index(s)] = _replace(s, ctx, fn, payload, kill=True)
+                    yield failed, EngineFailure(f"timed out after {limit:g} s (extract.item_timeout); decoder stopped")
+    finally:
+        for s in slots:
+            s.stop(kill=s.index is not None)
+
+
+def _replace(s: _Slot, ctx: mp.context.BaseContext, fn: ShardFn, payload: Any, *, kill: bool) -> _Slot:
+    s.stop(kill=kill)
+    return _Slot(ctx, fn, payload)
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1

@@ -1,0 +1,422 @@
+"""The extract stage: media folders and metadata tables -> a ``features`` artifact.
+
+``extract(inputs, out_dir, cfg)`` finds media (folders, files, ``-`` for a list on stdin),
+joins a metadata table (by item_id or path) and sidecar text, and runs
+:func:`extract_shard` on every new or changed file through an engine (local process pool
+or Ray). Per item it keeps builtin audio/video features, ``thumb_size`` thumbnails of the
+sampled frames (centre-cropped) and mono PCM, so embed never decodes the media again.
+
+Output is resumable: results are written in shards (``avrec.features.store.write_shard``:
+temp directory + rename), each file's fingerprint (path, size, mtime; sha256 with
+``extract.hash``) is kept in its row, and a later run reuses every row whose fingerprint
+still matches, so a re-run on an unchanged folder does no work and an interrupted run
+finishes the rest. A file that cannot be decoded, or that runs past
+``extract.item_timeout``, becomes a row with status "failed" and a one-line error.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Protocol, TextIO
+
+from .artifacts import Manifest, fingerprint, read_jsonl, write_jsonl, write_manifest
+from .config import Config, ExtractConfig
+from .errors import ConfigError, InputError, TooManyFailures
+from .features.store import ITEM_FIELDS, KIND, ItemFeatures, clean_partial, complete_shards, shard_name, write_shard
+
+# bump when the per-item computation changes meaning, so old shards are not reused
+FEATURE_VERSION = 1
+
+
+class Progress(Protocol):
+    """What extract reports while it runs (the CLI draws it; None: silent)."""
+
+    def start(self, total: int, reused: int) -> None: ...
+    def update(self, row: dict[str, Any]) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Task:
+    item_id: str
+    path: str
+    threads: int = 0  # decoder threads per worker (0: FFmpeg decides)
+
+
+# ---------------------------------------------------------------------------------------
+# per item (runs in worker processes)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
+
+
+def _base_row(item_id: str, path: str | None) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(ITEM_FIELDS)
+    row.update(item_id=item_id, path=path, status="ok", error=None, modalities=[], duration=None,
+               title="", description="", tags=[], text="")
+    return row
+
+
+def extract_item(task: Task, ecfg: ExtractConfig) -> ItemFeatures:
+    """Decode and featurise one file; never raises (a failure is a row)."""
+    from .features.audio import audio_features
+    from .features.visual import VisualAccumulator
+    from .media.audio import load_audio
+    from .media.probe import MediaError, probe
+    from .media.video import iter_frames, iter_frames_cv
+
+    row = _base_row(task.item_id, task.path)
+    out = ItemFeatures(row=row)
+    try:
+        info = probe(task.path)
+        errors: list[str] = []
+        if info.has_video:
+            acc = VisualAccumulator(max_frames=ecfg.max_frames, thumb_size=ecfg.thumb_size,
+                                    scene_threshold=ecfg.scene_threshold, duration=info.duration, fps=ecfg.fps)
+            last_t = None
+            try:
+                if ecfg.decoder == "opencv":
+                    frames = iter_frames_cv(task.path, fps=ecfg.fps, short_side=ecfg.thumb_size)
+                else:
+                    frames = iter_frames(task.path, fps=ecfg.fps, short_side=ecfg.thumb_size,
+                                         keyframes=ecfg.keyframes, threads=task.threads)
+                for t, img in frames:
+                    acc.add(t, img)
+                    last_t = t
+            except MediaError as e:
+                errors.append(f"video: {e}")
+            vf = acc.features()
+            vd = info.video_duration
+            if vf is not None and not ecfg.keyframes and vd and last_t is not None and last_t < 0.5 * vd - 1.0:
+                # the container promises far more than decodes: a truncated or corrupt file
+                raise MediaError(f"truncated or corrupt: video decodes to {last_t:.1f} s of {vd:.1f} s")
+            if vf is not None:
+                out.video_features = vf
+                out.frames, out.frame_times = acc.thumbnails()
+                row["modalities"].append("video")
+        if info.has_audio:
+            keep = int(ecfg.audio_max_seconds * ecfg.audio_sr)
+            feat_n = int(ecfg.feature_audio_seconds * ecfg.audio_sr)
+            try:
+                audio = load_audio(task.path, sr=ecfg.audio_sr,
+                                   max_seconds=max(ecfg.audio_max_seconds, ecfg.feature_audio_seconds))
+                if len(audio.samples):
+                    out.audio_features = audio_features(audio.samples[:feat_n], sr=ecfg.audio_sr, n_mels=ecfg.n_mels)
+                    out.audio = audio.samples[:keep]
+                    row["modalities"].append("audio")
+                if info.duration is None and audio.duration:
+                    info.duration = audio.duration
+            except MediaError as e:
+                errors.append(f"audio: {e}")
+        if not row["modalities"]:
+            raise MediaError("; ".join(errors) or "no decodable audio or video")
+        dur = info.duration
+        if dur is None and out.frame_times is not None and len(out.frame_times):
+            dur = float(out.frame_times[-1])
+        row["duration"] = round(float(dur), 3) if dur is not None else None
+    except MediaError as e:
+        return failed_item(task.item_id, task.path, str(e))
+    except MemoryError:
+        return failed_item(task.item_id, task.path, "out of memory while decoding")
+    except Exception as e:  # noqa: BLE001 - any decoder surprise is this item's failure, not the run's
+        return failed_item(task.item_id, task.path, _one_line(e))
+    return out
+
+
+def failed_item(item_id: str, path: str | None, error: str) -> ItemFeatures:
+    row = _base_row(item_id, path)
+    row.update(status="failed", error=error.replace("\n", " ")[:300])
+    return ItemFeatures(row=row)
+
+
+def extract_shard(tasks: list[Task], ecfg: ExtractConfig) -> list[ItemFeatures]:
+    """The shard function every engine runs: one result per task, in order."""
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)  # parallelism comes from workers; OpenCV's pool would oversubscribe
+    except ImportError:
+        pass
+    return [extract_item(t, ecfg) for t in tasks]
+
+
+# ---------------------------------------------------------------------------------------
+# the stage
+
+# imported once by the local pool's fork server, so a new worker starts warm
+_PRELOAD = ("avrec.extract", "av", "cv2", "soundfile", "soxr", "librosa.feature", "librosa.onset",
+            "avrec.features.audio", "avrec.features.visual", "avrec.media.video", "avrec.media.audio")
+
+
+def _signature(ecfg: ExtractConfig) -> dict[str, Any]:
+    """Settings that change what is stored per item: shards made otherwise are not reused."""
+    keys = ("fps", "max_frames", "keyframes", "thumb_size", "audio_sr", "audio_max_seconds",
+            "feature_audio_seconds", "n_mels", "scene_threshold", "decoder")
+    return {"feature_version": FEATURE_VERSION, **{k: getattr(ecfg, k) for k in keys}}
+
+
+def _fingerprint(path: str, content_hash: bool) -> dict[str, Any]:
+    try:
+        return fingerprint(path, content_hash=content_hash)
+    except OSError:  # dangling link, unreadable: identify by the link itself
+        try:
+            st = os.lstat(path)
+            return {"path": path, "size": st.st_size, "mtime": int(st.st_mtime_ns)}
+        except OSError:
+            return {"path": path, "size": -1, "mtime": -1}
+
+
+def _same(old: dict[str, Any] | None, new: dict[str, Any], content_hash: bool) -> bool:
+    if not old:
+        return False
+    if content_hash and old.get("sha256") and new.get("sha256"):
+        return old["sha256"] == new["sha256"] and old.get("path") == new.get("path")
+    return all(old.get(k) == new.get(k) for k in ("path", "size", "mtime"))
+
+
+def _prior_rows(out: Path) -> dict[str, dict[str, Any]]:
+    """item_id -> its latest row in a complete shard (later shards supersede earlier ones)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for idx in complete_shards(out):
+        try:
+            for r in read_jsonl(out / "shards" / shard_name(idx) / "items.jsonl"):
+                rows[r["item_id"]] = r
+        except (OSError, ValueError, KeyError):
+            continue  # unreadable shard: its items are simply done again
+    return rows
+
+
+def _existing_signature(out: Path) -> dict[str, Any] | None:
+    import json
+
+    try:
+        data = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if data.get("artifact") != KIND:
+        return None
+    return (data.get("extra") or {}).get("extract_signature")
+
+
+def _merge_text(row: dict[str, Any], table_row: dict[str, Any] | None, path: str | None) -> dict[str, Any]:
+    """Overlay sidecar text then table fields (the table wins) on a media row; add 'text'."""
+    from .media.sidecars import read_sidecars
+
+    row = {**row, "title": "", "description": "", "tags": [], "text": ""}
+    if path:
+        fields, _ = read_sidecars(path)
+        row.update({k: v for k, v in fields.items() if v})
+    if table_row:
+        for k in ("title", "description"):
+            if table_row.get(k):
+                row[k] = table_row[k]
+        if table_row.get("tags"):
+            row["tags"] = list(table_row["tags"])
+    mods = [m for m in row.get("modalities") or [] if m != "text"]
+    if row["status"] == "ok" and (row["title"] or row["description"] or row["tags"] or row["text"]):
+        mods.append("text")
+    row["modalities"] = mods
+    return row
+
+
+def extract(
+    inputs: Iterable[str | Path],
+    out_dir: str | Path,
+    cfg: Config,
+    *,
+    metadata: str | Path | None = None,
+    progress: Progress | None = None,
+    stdin: TextIO | None = None,
+    log: Any = None,
+) -> Manifest:
+    """Run the extract stage; returns the manifest written to ``out_dir``.
+
+    inputs: media folders, media files, or ``-`` (newline-separated paths on ``stdin``).
+    metadata: a CSV/JSONL table (item_id, title, description, tags[, path]); overrides
+    ``cfg.extract.metadata``. Table rows without media become text-only items.
+    Raises InputError when there is nothing to extract. Failed items are rows; compare
+    ``manifest.counts["failed"]`` with a limit via :func:`check_failures`.
+    """
+    from .engines import EngineFailure, run
+    from .engines.local import cpu_count
+    from .features.audio import audio_feature_names
+    from .features.visual import video_feature_names
+    from .media.discover import MediaFile, discover, media_kind
+    from .media.metadata import load_metadata
+
+    say = log or (lambda msg: None)
+    ecfg = cfg.extract
+    if ecfg.decoder not in ("pyav", "opencv"):
+        raise ConfigError(f"extract.decoder must be pyav or opencv; got {ecfg.decoder!r}")
+    out = Path(out_dir)
+    inputs = [str(i) for i in inputs]
+    media = discover(inputs, recursive=ecfg.recursive, stdin=stdin) if inputs else []
+    meta_path = metadata or ecfg.metadata or None
+    table = load_metadata(meta_path) if meta_path else None
+    if not media and table is None:
+        raise InputError("nothing to extract: pass a media folder or files, '-' for a list on stdin, or --metadata FILE")
+
+    # the table may name media by path (relative to the table) or claim a file's item_id
+    if table is not None:
+        known = {m.path for m in media}
+        remapped = []
+        for m in media:
+            hit = table.lookup(m.item_id, m.path)
+            remapped.append(MediaFile(hit[0], m.path, m.kind) if hit else m)
+        media = remapped
+        for iid in table.order:
+            p = table.rows[iid].get("path")
+            if p and p not in known and (os.path.exists(p) or os.path.islink(p)):
+                media.append(MediaFile(iid, p, media_kind(p)))
+                known.add(p)
+    ids = [m.item_id for m in media]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})[0]
+        raise InputError(f"two media files map to item_id '{dup}'; give them distinct ids in the metadata table")
+
+    out.mkdir(parents=True, exist_ok=True)
+    clean_partial(out)
+    sig = _signature(ecfg)
+    old_sig = _existing_signature(out)
+    if old_sig is not None and old_sig != sig and (out / "shards").exists():
+        changed = sorted(k for k in sig if old_sig.get(k) != sig.get(k))
+        say(f"extract settings changed ({', '.join(changed)}): extracting every item again")
+        shutil.rmtree(out / "shards")
+    prior = _prior_rows(out)
+
+    fps = {m.item_id: _fingerprint(m.path, ecfg.hash) for m in media}
+    todo = [m for m in media if not _same((prior.get(m.item_id) or {}).get("fingerprint"), fps[m.item_id], ecfg.hash)]
+    reused = len(media) - len(todo)
+    workers = max(1, ecfg.workers)
+    threads = max(1, cpu_count() // workers) if workers > 1 else 0
+    tasks = [Task(m.item_id, m.path, threads) for m in todo]
+    say(f"extract: {len(media)} media file(s), {reused} unchanged, {len(tasks)} to process"
+        + (f", {len(table.rows)} table row(s)" if table else "") + f" -> {out}")
+
+    next_shard = (max(complete_shards(out)) + 1) if complete_shards(out) else 0
+    new_rows: dict[str, dict[str, Any]] = {}
+    buffer: list[ItemFeatures] = []
+    stats = {"processed": 0, "media_seconds": 0.0, "wall_seconds": 0.0}
+    t_start = time.monotonic()
+
+    def flush() -> None:
+        nonlocal next_shard, buffer
+        if not buffer:
+            return
+        write_shard(out, next_shard, buffer, audio_dim=len(audio_names), video_dim=len(video_names),
+                    thumb_size=ecfg.thumb_size, stats={"wall_seconds": round(time.monotonic() - t_start, 3)})
+        for r, it in enumerate(buffer):
+            new_rows[it.row["item_id"]] = {**it.row, "shard": next_shard, "row": r}
+        next_shard += 1
+        buffer = []
+
+    audio_names = audio_feature_names(n_mels=ecfg.n_mels)
+    video_names = video_feature_names()
+    if progress is not None:
+        progress.start(len(tasks), reused)
+    try:
+        results = run(cfg.distributed.engine, extract_shard, tasks, ecfg, workers=workers,
+                      timeout=ecfg.item_timeout, address=cfg.distributed.address, preload=_PRELOAD)
+        for index, res in results:
+            task = tasks[index]
+            if isinstance(res, EngineFailure):
+                res = failed_item(task.item_id, task.path, res.error)
+            res.row["fingerprint"] = fps[task.item_id]
+            buffer.append(res)
+            stats["processed"] += 1
+            stats["media_seconds"] += float(res.row.get("duration") or 0.0)
+            if progress is not None:
+                progress.update(res.row)
+            if len(buffer) >= max(1, ecfg.shard_size):
+                flush()
+    except KeyboardInterrupt:
+        flush()  # keep what finished: the next run resumes from here
+        raise
+    finally:
+        if progress is not None:
+            progress.close()
+    flush()
+    stats["wall_seconds"] = round(time.monotonic() - t_start, 3)
+
+    # merge: every media item (new or reused row) + text-only table rows, sorted by item_id
+    rows: list[dict[str, Any]] = []
+    media_ids = set()
+    for m in media:
+        r = new_rows.get(m.item_id) or prior[m.item_id]
+        trow = table.rows.get(m.item_id) if table is not None else None
+        rows.append(_merge_text(r, trow, m.path))
+        media_ids.add(m.item_id)
+    if table is not None:
+        for iid in table.order:
+            if iid in media_ids:
+                continue
+            trow = table.rows[iid]
+            r = _base_row(iid, None)
+            if trow.get("path"):  # the table names a file that is not there
+                r.update(status="failed", error=f"file not found: {trow['path']}", path=trow["path"])
+            rows.append(_merge_text(r, trow, None))
+    rows.sort(key=lambda r: r["item_id"])
+    write_jsonl(out / "items.jsonl", ({k: r.get(k) for k in ITEM_FIELDS} for r in rows))
+    _drop_unused_shards(out, rows)
+
+    counts = {
+        "items": len(rows),
+        "ok": sum(r["status"] == "ok" for r in rows),
+        "failed": sum(r["status"] == "failed" for r in rows),
+        "skipped": sum(r["status"] == "skipped" for r in rows),
+        "video": sum("video" in r["modalities"] for r in rows),
+        "audio": sum("audio" in r["modalities"] for r in rows),
+        "text": sum("text" in r["modalities"] for r in rows),
+        "text_only": sum(r["modalities"] == ["text"] for r in rows),
+        "processed": stats["processed"],
+        "reused": reused,
+        "shards": len(complete_shards(out)),
+    }
+    inputs_info: dict[str, Any] = {"paths": [os.path.abspath(i) if i != "-" else "-" for i in inputs]}
+    if meta_path:
+        inputs_info["metadata"] = fingerprint(meta_path)
+    manifest = Manifest(
+        artifact=KIND,
+        config=cfg.to_dict(),
+        inputs=inputs_info,
+        counts=counts,
+        extra={
+            "audio_feature_names": audio_names,
+            "video_feature_names": video_names,
+            "thumb_size": ecfg.thumb_size,
+            "thumb_mode": "centre-crop",
+            "audio_sr": ecfg.audio_sr,
+            "audio_max_seconds": ecfg.audio_max_seconds,
+            "extract_signature": sig,
+            "run": {**stats, "media_seconds": round(stats["media_seconds"], 3),
+                    "realtime_factor": round(stats["media_seconds"] / stats["wall_seconds"], 2)
+                    if stats["wall_seconds"] > 0 else None,
+                    "workers": workers, "engine": cfg.distributed.engine},
+        },
+    )
+    write_manifest(out, manifest)
+    return manifest
+
+
+def _drop_unused_shards(out: Path, rows: list[dict[str, Any]]) -> None:
+    """Delete shards no current row points at (every item in them was re-extracted or removed)."""
+    used = {r["shard"] for r in rows if r.get("shard") is not None}
+    for idx in complete_shards(out):
+        if idx not in used:
+            shutil.rmtree(out / "shards" / shard_name(idx), ignore_errors=True)
+
+
+def check_failures(manifest: Manifest, max_failed: int) -> None:
+    """Raise TooManyFailures (exit 3) when more than ``max_failed`` items failed (-1: never)."""
+    failed = int(manifest.counts.get("failed", 0))
+    if max_failed >= 0 and failed > max_failed:
+        raise TooManyFailures(f"{failed} item(s) failed, more than --max-failed {max_failed}; see 'error' in items.jsonl")
+
+
+__all__ = ["extract", "extract_item", "extract_shard", "check_failures", "failed_item", "Task", "Progress"]

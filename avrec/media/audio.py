@@ -1,0 +1,110 @@
+"""Mono PCM at a fixed rate from any audio or video file, read in bounded windows.
+
+Containers (video files, m4a, aac, opus, and anything soundfile rejects) are decoded with
+PyAV and resampled by its libswresample; plain audio files (wav, flac, ogg, mp3) are read
+with soundfile block by block and resampled with soxr. Only the first ``max_seconds`` are
+decoded, so memory is bounded whatever the length of the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .probe import MediaError, _one_line
+
+SOUNDFILE_EXTS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3"})
+_BLOCK = 1 << 16
+
+
+@dataclass
+class Audio:
+    samples: np.ndarray  # (t,) float32 mono in [-1, 1] at ``sr``
+    sr: int
+    duration: float | None  # seconds of the whole stream (not only what was decoded)
+
+
+def load_audio(path: str | Path, *, sr: int, max_seconds: float) -> Audio:
+    """Decode up to ``max_seconds`` of mono audio at ``sr``; MediaError if there is none."""
+    p = Path(path)
+    if p.suffix.lower() in SOUNDFILE_EXTS:
+        try:
+            return _load_soundfile(p, sr=sr, max_seconds=max_seconds)
+        except MediaError:
+            raise
+        except Exception:  # noqa: BLE001 - libsndfile cannot read it: let FFmpeg try
+            pass
+    return _load_av(p, sr=sr, max_seconds=max_seconds)
+
+
+def _load_soundfile(p: Path, *, sr: int, max_seconds: float) -> Audio:
+    import soundfile as sf
+
+    with sf.SoundFile(str(p)) as f:
+        src = int(f.samplerate)
+        total = f.frames / src if f.frames and f.frames > 0 else None
+        want = int(max_seconds * src)
+        parts, got = [], 0
+        while got < want:
+            block = f.read(min(_BLOCK, want - got), dtype="float32", always_2d=True)
+            if not len(block):
+                break
+            parts.append(block.mean(axis=1))
+            got += len(block)
+    if not parts:
+        raise MediaError("audio stream is empty")
+    y = np.concatenate(parts)
+    return Audio(samples=_resample(y, src, sr), sr=sr, duration=total)
+
+
+def _resample(y: np.ndarray, src: int, dst: int) -> np.ndarray:
+    if src == dst:
+        return y.astype(np.float32, copy=False)
+    import soxr
+
+    return soxr.resample(np.ascontiguousarray(y, dtype=np.float32), src, dst, quality="HQ").astype(np.float32)
+
+
+def _load_av(p: Path, *, sr: int, max_seconds: float) -> Audio:
+    import av
+
+    try:
+        container = av.open(str(p), metadata_errors="ignore")
+    except av.error.FFmpegError as e:
+        raise MediaError(f"cannot open audio: {_one_line(e)}") from None
+    try:
+        if not container.streams.audio:
+            raise MediaError("no audio stream")
+        stream = container.streams.audio[0]
+        stream.thread_type = "AUTO"
+        duration = None
+        if stream.duration and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration:
+            duration = container.duration / 1_000_000
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
+        want = int(max_seconds * sr)
+        parts, got, decoded = [], 0, 0
+        try:
+            for frame in container.decode(stream):
+                decoded += 1
+                for out in resampler.resample(frame):
+                    parts.append(out.to_ndarray().reshape(-1))
+                    got += out.samples
+                if got >= want:
+                    break
+            else:
+                for out in resampler.resample(None):  # flush the resampler's delay line
+                    parts.append(out.to_ndarray().reshape(-1))
+        except av.error.FFmpegError as e:
+            if decoded == 0:
+                raise MediaError(f"cannot decode audio: {_one_line(e)}") from None
+            # corrupt or truncated tail: keep what was decoded
+        if not parts:
+            raise MediaError("audio stream has no decodable samples")
+        y = np.concatenate(parts)[:want].astype(np.float32, copy=False)
+        return Audio(samples=y, sr=sr, duration=duration)
+    finally:
+        container.close()

@@ -1,0 +1,115 @@
+"""Find media files in folders, file lists and stdin; give each one a stable item_id.
+
+item_id = path relative to the input folder, without extension, with posix slashes
+(a flat folder gives the file stem). A file named directly (argument or stdin line) is
+identified by its path relative to the working directory when it lies below it, else by
+its stem. Two media files that would share an id (``a.mp4`` and ``a.wav``) keep their
+extension in the id, so no item silently replaces another.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterable, TextIO
+
+from ..errors import InputError
+
+VIDEO_EXTS = frozenset({".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v"})
+AUDIO_EXTS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".opus", ".aac"})
+MEDIA_EXTS = VIDEO_EXTS | AUDIO_EXTS
+SIDECAR_EXTS = frozenset({".json", ".txt", ".srt", ".vtt"})
+
+
+@dataclass(frozen=True)
+class MediaFile:
+    item_id: str
+    path: str  # absolute, symlinks not resolved (a dangling link is still a row)
+    kind: str  # "video" | "audio" | "unknown": a guess from the extension; probing decides
+
+
+def media_kind(path: str | Path) -> str:
+    ext = Path(path).suffix.lower()
+    return "video" if ext in VIDEO_EXTS else "audio" if ext in AUDIO_EXTS else "unknown"
+
+
+def _id_from(rel: str | Path) -> str:
+    p = PurePosixPath(Path(rel).as_posix())
+    return str(p.with_suffix("")) if p.suffix else str(p)
+
+
+def _walk(root: Path, recursive: bool) -> Iterable[Path]:
+    """Media files under ``root`` by extension; hidden files and folders are skipped."""
+    if not recursive:
+        for p in sorted(root.iterdir()):
+            if not p.name.startswith(".") and p.suffix.lower() in MEDIA_EXTS and not p.is_dir():
+                yield p
+        return
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith(".") and Path(name).suffix.lower() in MEDIA_EXTS:
+                yield Path(dirpath) / name
+
+
+def _explicit_id(p: Path) -> str:
+    try:
+        rel = Path(os.path.abspath(p)).relative_to(Path.cwd())
+        return _id_from(rel)
+    except ValueError:
+        return _id_from(p.name)
+
+
+def read_path_list(stream: TextIO | None = None) -> list[str]:
+    """Newline-separated paths from stdin (``find . -name '*.mp4' | avrec extract -``)."""
+    stream = sys.stdin if stream is None else stream
+    if stream is None or stream.closed:
+        return []
+    return [ln.strip() for ln in stream.read().splitlines() if ln.strip()]
+
+
+def discover(
+    inputs: Iterable[str | Path], *, recursive: bool = True, stdin: TextIO | None = None
+) -> list[MediaFile]:
+    """Media files named by ``inputs`` (folders, files, or ``-`` for a list on stdin).
+
+    A folder contributes its media files by extension; a file named explicitly is taken
+    whatever its extension (probing will say if it is not media). A named path that does
+    not exist is an InputError, except for a dangling symlink, which becomes a failed row.
+    """
+    found: list[tuple[str, Path]] = []
+    for arg in inputs:
+        if str(arg) == "-":
+            for line in read_path_list(stdin):
+                p = Path(line)
+                if p.is_dir():
+                    found.extend((_id_from(f.relative_to(p)), f) for f in _walk(p, recursive))
+                else:
+                    found.append((_explicit_id(p), p))  # missing ones become failed rows
+            continue
+        p = Path(arg)
+        if p.is_dir():
+            found.extend((_id_from(f.relative_to(p)), f) for f in _walk(p, recursive))
+        elif p.exists() or p.is_symlink():
+            found.append((_explicit_id(p), p))
+        else:
+            raise InputError(f"input not found: {p} (pass a media folder, media files, or '-' for a list on stdin)")
+    # the same file named twice counts once
+    seen: set[str] = set()
+    unique: list[tuple[str, Path]] = []
+    for iid, p in found:
+        key = os.path.abspath(p)
+        if key not in seen:
+            seen.add(key)
+            unique.append((iid, p))
+    counts: dict[str, int] = {}
+    for iid, _ in unique:
+        counts[iid] = counts.get(iid, 0) + 1
+    out = []
+    for iid, p in unique:
+        if counts[iid] > 1:  # a.mp4 + a.wav: keep both, told apart by extension
+            iid = iid + p.suffix.lower()
+        out.append(MediaFile(item_id=iid, path=os.path.abspath(p), kind=media_kind(p)))
+    return out

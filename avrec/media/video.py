@@ -1,0 +1,165 @@
+"""Frames sampled by time, converted to small RGB only when sampled.
+
+The PyAV path decodes packets in order (multi-threaded) and converts a frame to RGB, at
+analysis size, only when its timestamp reaches the next sampling time, so the cost is
+the decoder's alone; ``keyframes=True`` asks the decoder to skip every non-key frame
+(``skip_frame="NONKEY"``), which is several times faster again. Memory is one decoded
+frame plus what the consumer keeps. Timestamps come from the stream, so variable frame
+rate files are sampled by real time. The OpenCV path (``grab()`` every frame,
+``retrieve()`` only the sampled ones) is the fallback for files PyAV cannot open.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .probe import MediaError, _one_line
+
+Frame = tuple[float, np.ndarray]  # (seconds from the start, (h, w, 3) uint8 RGB)
+
+
+def analysis_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(w, h) scaled so the shorter side is ``short_side`` (even sizes, aspect kept)."""
+    if width <= 0 or height <= 0:
+        return short_side, short_side
+    s = short_side / min(width, height)
+    w = max(2, int(round(width * s / 2)) * 2)
+    h = max(2, int(round(height * s / 2)) * 2)
+    return w, h
+
+
+def _rotate(img: np.ndarray, degrees_ccw: int) -> np.ndarray:
+    k = int(round(degrees_ccw / 90.0)) % 4
+    return np.ascontiguousarray(np.rot90(img, k)) if k else img
+
+
+class _Sampler:
+    """Decides which timestamps are taken: a grid of 1/fps seconds from the first frame."""
+
+    def __init__(self, fps: float):
+        self.step = 1.0 / fps
+        self.next = -math.inf
+
+    def take(self, t: float) -> bool:
+        if t + 1e-6 < self.next:
+            return False
+        # next sample on the grid after t, so drift does not accumulate
+        self.next = (math.floor(t / self.step + 1e-6) + 1) * self.step
+        return True
+
+
+def iter_frames(
+    path: str | Path,
+    *,
+    fps: float,
+    short_side: int,
+    keyframes: bool = False,
+    threads: int = 0,
+    max_seconds: float | None = None,
+) -> Iterator[Frame]:
+    """Yield (t, rgb) at about ``fps`` frames per second (every key frame up to that rate
+    with ``keyframes``); rgb has its shorter side ``short_side``, display rotation applied.
+
+    Raises MediaError when nothing can be decoded; a decoding error after some frames
+    ends the iteration (the caller sees how far it got from the last timestamp).
+    """
+    import av
+
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.error.FFmpegError as e:
+        raise MediaError(f"cannot open video: {_one_line(e)}") from None
+    try:
+        if not container.streams.video:
+            raise MediaError("no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame + slice threads
+        if threads:
+            stream.codec_context.thread_count = threads
+        if keyframes:
+            stream.codec_context.skip_frame = "NONKEY"
+        tb = float(stream.time_base) if stream.time_base else 0.0
+        start = float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else 0.0
+        sampler = _Sampler(fps)
+        n_decoded = 0
+        size: tuple[int, int] | None = None
+        try:
+            for frame in container.decode(stream):
+                n_decoded += 1
+                if frame.pts is not None and tb:
+                    t = frame.pts * tb - start
+                else:  # no timestamps: count frames at the nominal rate
+                    rate = float(stream.average_rate or 25)
+                    t = (n_decoded - 1) / rate
+                t = max(t, 0.0)
+                if max_seconds is not None and t > max_seconds:
+                    break
+                if not sampler.take(t):
+                    continue  # never converted: the cost of a skipped frame is decoding only
+                rot = int(getattr(frame, "rotation", 0) or 0)
+                if size is None:
+                    w, h = (frame.height, frame.width) if rot % 180 else (frame.width, frame.height)
+                    size = analysis_size(w, h, short_side)
+                    if rot % 180:
+                        size = (size[1], size[0])  # scale before rotating
+                img = frame.to_ndarray(format="rgb24", width=size[0], height=size[1], interpolation="AREA")
+                yield t, _rotate(img, rot)
+        except av.error.FFmpegError as e:
+            if n_decoded == 0:
+                raise MediaError(f"cannot decode video: {_one_line(e)}") from None
+            # truncated or corrupt tail: keep what was decoded
+        if n_decoded == 0:
+            raise MediaError("video stream has no decodable frames")
+    finally:
+        container.close()
+
+
+def iter_frames_cv(path: str | Path, *, fps: float, short_side: int, max_seconds: float | None = None) -> Iterator[Frame]:
+    """OpenCV fallback: ``grab()`` every frame, ``retrieve()`` (decode to BGR) only sampled ones."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise MediaError("cannot open video (OpenCV)")
+    try:
+        sampler = _Sampler(fps)
+        rate = cap.get(cv2.CAP_PROP_FPS) or 25.0
+        n = 0
+        size = None
+        while cap.grab():
+            n += 1
+            t = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            if t <= 0 and n > 1:
+                t = (n - 1) / rate
+            if max_seconds is not None and t > max_seconds:
+                break
+            if not sampler.take(t):
+                continue
+            ok, bgr = cap.retrieve()
+            if not ok:
+                continue
+            if size is None:
+                size = analysis_size(bgr.shape[1], bgr.shape[0], short_side)
+            small = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+            yield t, cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
+        if n == 0:
+            raise MediaError("video stream has no decodable frames (OpenCV)")
+    finally:
+        cap.release()
+
+
+def centre_crop(img: np.ndarray, size: int) -> np.ndarray:
+    """(size, size, 3) centre square of an image whose shorter side is >= size (resized if not)."""
+    h, w = img.shape[:2]
+    if min(h, w) != size:
+        import cv2
+
+        s = size / min(h, w)
+        img = cv2.resize(img, (max(size, round(w * s)), max(size, round(h * s))), interpolation=cv2.INTER_AREA)
+        h, w = img.shape[:2]
+    y, x = (h - size) // 2, (w - size) // 2
+    return np.ascontiguousarray(img[y : y + size, x : x + size])
