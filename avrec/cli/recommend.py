@@ -1,3 +1,226 @@
-"""`avrec recommend` (being written)."""
+"""`avrec recommend`: recommendations from an index, as a table on a terminal or JSON lines.
 
-from . import app  # noqa: F401
+Kept light on purpose: numpy and annoy are imported only inside the command, rich only to
+draw a table on a terminal, and the text encoder (torch) only for --query.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Any, Optional
+
+import typer
+
+from . import app
+from .common import Common, ConfigOpt, DebugOpt, DeviceOpt, Log, QuietOpt, SetOpt, WorkdirOpt, handle_errors
+
+HELP = """Recommend items from an index (a path, a piped path, or the workspace's index/).
+
+Exactly one request: --user ID, --item ID (more like this), --history FILE (a user the
+model never saw: item ids, one per line, optionally 'id,weight'; '-' reads them from
+stdin), --query TEXT (text search in a content space; with --user, blended with the
+user's taste), or --all-users (every user, streamed). --history and --query may be
+combined with --user.
+
+Output: a table on a terminal; JSON lines with --json or when stdout is not a terminal
+(always for --all-users), one line per recommended item:
+
+  {"user": "42", "rank": 1, "item_id": "v17", "score": 0.8312, "title": "..."}
+
+The first key names the request: "user", "item", "query" (with "user" too when blended) or
+"history" (the number of known history items). With --explain each line has "explain":
+{"because": history item id, "because_title", "contribution": its share of the score,
+"modality": the content modality in which the two items are most alike, "modalities":
+{modality: cosine}} (for --item: the modalities shared with the query item; for --query:
+the modality searched and the query similarity). Popular fallback lines carry
+"source": "popular". Scores are inner products (user/history), cosines (item/query) or
+blended z-scores (query with user).
+
+Filters (repeatable, all must hold; = and != take comma-separated alternatives):
+modality=video, duration<600, tag=music, tag!=kids, popularity>=10.
+
+Examples:
+
+  avrec recommend --user 42
+
+  avrec recommend idx/ --user 42 --k 20 --filter modality=video --filter "duration<600" --json
+
+  printf 'v1\\nv7\\n' | avrec recommend idx/ --history - --explain
+
+  avrec recommend --item v17 --diversity 0.3
+
+  avrec recommend --query "calm piano" --user 42
+
+  avrec recommend idx/ --all-users --k 10 > recs.jsonl
+
+Config keys (section recommend): k, exclude_seen, fallback, diversity, mmr_pool, query_weight.
+Exit codes: 2 for an unknown user (unless --fallback popular) or item, or a bad filter.
+"""
+
+Opt = typer.Option
+
+
+@app.command("recommend", help=HELP, no_args_is_help=False)
+def recommend_cmd(
+    index: Annotated[Optional[str], typer.Argument(help="Index directory ('-': read the path from stdin).",
+                                                   show_default=False)] = None,
+    user: Annotated[Optional[str], Opt("--user", "-u", help="User id.", show_default=False)] = None,
+    item: Annotated[Optional[str], Opt("--item", "-i", help="Item id: more like this.", show_default=False)] = None,
+    history: Annotated[Optional[str], Opt("--history", help="File of item ids (id or id,weight per line); "
+                                          "'-': stdin.", show_default=False)] = None,
+    query: Annotated[Optional[str], Opt("--query", "-Q", help="Free-text query.", show_default=False)] = None,
+    all_users: Annotated[bool, Opt("--all-users", help="Every user of the model, as JSON lines.")] = False,
+    k: Annotated[Optional[int], Opt("--k", "-k", help="Items per request [recommend.k].", show_default=False)] = None,
+    exclude_seen: Annotated[Optional[bool], Opt("--exclude-seen/--include-seen",
+                                                help="Drop items the user has seen [recommend.exclude_seen].",
+                                                show_default=False)] = None,
+    fallback: Annotated[Optional[str], Opt("--fallback", help="none | popular: what an unknown user gets "
+                                           "[recommend.fallback].", show_default=False)] = None,
+    candidates: Annotated[Optional[str], Opt("--candidates", help="File of item ids to rank within (one per line).",
+                                             show_default=False)] = None,
+    filters: Annotated[Optional[list[str]], Opt("--filter", "-f", help="Keep items matching field<op>value "
+                                                "(repeatable).", show_default=False)] = None,
+    diversity: Annotated[Optional[float], Opt("--diversity", help="MMR lambda in [0, 1] on content vectors; 0: off "
+                                              "[recommend.diversity].", show_default=False)] = None,
+    explain: Annotated[bool, Opt("--explain", help="Say which history item and modality make each item relevant.")] = False,
+    modality: Annotated[Optional[str], Opt("--modality", "-m", help="Content space for --item / --query "
+                                           "(video, audio, text).", show_default=False)] = None,
+    as_json: Annotated[bool, Opt("--json", help="JSON lines even on a terminal.")] = False,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    device: DeviceOpt = None,
+    workdir: WorkdirOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    common = Common(config, sets, device, workdir, quiet, debug)
+    log = Log(quiet)
+    with handle_errors(debug):
+        from ..errors import InputError
+
+        cfg = common.load()
+        modes = [name for name, on in (("--user", user is not None and history is None and query is None),
+                                       ("--item", item is not None), ("--history", history is not None),
+                                       ("--query", query is not None), ("--all-users", all_users)) if on]
+        if len(modes) != 1:
+            raise InputError("give exactly one of --user, --item, --history, --query, --all-users "
+                             "(--history and --query may add --user)" + (f"; got {' '.join(modes)}" if modes else ""))
+        if user is not None and (item is not None or all_users):
+            raise InputError(f"--user cannot be combined with {modes[0]}")
+        if history == "-" and candidates == "-":
+            raise InputError("only one of --history and --candidates can read stdin")
+        _limit_threads(cfg.runtime.threads, batch=all_users)
+
+        from ..artifacts import resolve_input
+        from ..recommend import Options, Recommender, read_id_lines
+        from ..index import Index
+
+        work = common.work(cfg)
+        path = resolve_input(index, stage="recommend", work=work, use_stdin=history != "-" and candidates != "-")
+        opts = Options(
+            k=cfg.recommend.k if k is None else k,
+            exclude_seen=cfg.recommend.exclude_seen if exclude_seen is None else exclude_seen,
+            fallback=cfg.recommend.fallback if fallback is None else fallback,
+            filters=list(filters or []),
+            candidates=[i for i, _ in _read_ids(candidates, read_id_lines)] if candidates else None,
+            diversity=cfg.recommend.diversity if diversity is None else diversity,
+            mmr_pool=cfg.recommend.mmr_pool,
+            explain=explain,
+            modality=modality,
+            query_weight=cfg.recommend.query_weight,
+            device=cfg.runtime.device,
+            log=log,
+        )
+        rec = Recommender(Index(path), opts)
+        table = sys.stdout.isatty() and not as_json and not all_users
+        if all_users:
+            _stream(rec.all_users())
+            return
+        if item is not None:
+            rows = rec.for_item(item)
+        elif history is not None:
+            hist = _read_ids(history, read_id_lines)
+            if not hist:
+                raise InputError(f"--history {history}: no item ids found (one id per line)")
+            rows = rec.for_history(hist, user_id=user)
+        elif query is not None:
+            rows = rec.for_query(query, user_id=user)
+        else:
+            rows = rec.for_user(user)  # type: ignore[arg-type]
+        if not rows:
+            log("recommend: nothing to recommend (every item was filtered out or seen)")
+        if table:
+            _table(rows)
+        else:
+            _stream([rows])
+
+
+def _limit_threads(threads: int, *, batch: bool) -> None:
+    """One BLAS thread for single requests: a matrix-vector product gains nothing from more,
+    and on a busy machine thread hand-offs cost milliseconds. Only effective before numpy loads."""
+    n = str(threads) if threads > 0 else (None if batch else "1")
+    if n is None or "numpy" in sys.modules:
+        return
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, n)
+
+
+def _read_ids(arg: str, parse: Any) -> list[tuple[str, float]]:
+    from ..errors import InputError
+
+    if arg == "-":
+        if sys.stdin is None or sys.stdin.isatty():
+            raise InputError("'-' given but stdin is a terminal; pipe item ids in (one per line)")
+        return parse(sys.stdin)
+    try:
+        with open(arg, encoding="utf-8") as f:
+            return parse(f)
+    except FileNotFoundError:
+        raise InputError(f"file not found: {arg}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read {arg}: {e}") from None
+
+
+def _stream(batches: Any) -> None:
+    import json
+
+    write = sys.stdout.write
+    for rows in batches:
+        if rows:
+            write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    sys.stdout.flush()
+
+
+def _table(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if not rows:
+        return
+    key = next(iter(rows[0]))
+    t = Table(title=f"{key} {rows[0][key]}", title_justify="left")
+    for col, just in (("#", "right"), ("item", "left"), ("title", "left"), ("score", "right")):
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    has_ex = "explain" in rows[0]
+    if has_ex:
+        t.add_column("why")
+    for r in rows:
+        cells = [str(r["rank"]), str(r["item_id"]), r.get("title") or "", f"{r['score']:.4f}"]
+        if has_ex:
+            cells.append(_why(r["explain"]))
+        t.add_row(*cells)
+    Console().print(t)
+
+
+def _why(ex: dict[str, Any]) -> str:
+    if ex.get("reason") == "popular":
+        return f"popular ({ex.get('popularity', 0):g} interactions)"
+    parts = []
+    if ex.get("because") is not None:
+        parts.append(f"like {ex['because']}" + (f" ({ex['because_title']})" if ex.get("because_title") else ""))
+    if ex.get("modality"):
+        sims = ex.get("modalities") or {}
+        sim = sims.get(ex["modality"], ex.get("query_similarity"))
+        parts.append(f"{ex['modality']}" + (f" {sim:.2f}" if isinstance(sim, (int, float)) else ""))
+    return ", ".join(parts) or "-"

@@ -1,0 +1,477 @@
+"""Recommendations from an index directory: user, item, fresh history, text query, all users.
+
+Only numpy and annoy are imported here (the text-query path imports the query encoder, and
+with it torch, lazily). Every result is a list of rows::
+
+    {<request key>: <value>, "rank": 1, "item_id": "v17", "score": 0.83, "title": "...",
+     ["explain": {...}], ["source": "popular"]}
+
+where the request key is ``user`` (``--user``, ``--all-users``, ``--history`` with ``--user``),
+``item`` (``--item``), ``history`` (number of known history items) or ``query`` (``--query``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from .errors import InputError
+from .index import Index, norm_rows, search, topk_rows
+
+FILTER_FIELDS = ("modality", "duration", "tag", "popularity")
+_FILTER_RE = re.compile(r"^\s*([A-Za-z_]+)\s*(<=|>=|!=|==|=|<|>)\s*(.*?)\s*$")
+
+
+# ---------------------------------------------------------------------------------------
+# filters
+
+
+@dataclass(frozen=True)
+class Filter:
+    """One ``--filter`` term: ``field op value``; ``=``/``!=`` accept comma-separated alternatives."""
+
+    field: str
+    op: str
+    value: str
+
+    @classmethod
+    def parse(cls, spec: str) -> "Filter":
+        m = _FILTER_RE.match(spec)
+        if not m or not m.group(3):
+            raise InputError(f"bad --filter {spec!r}; write field<op>value, e.g. modality=video, duration<600, tag=music")
+        name, op, value = m.group(1).lower(), m.group(2), m.group(3)
+        op = "=" if op == "==" else op
+        if name not in FILTER_FIELDS:
+            raise InputError(f"unknown --filter field {name!r}; use one of {', '.join(FILTER_FIELDS)} (e.g. duration<600)")
+        if name in ("modality", "tag") and op not in ("=", "!="):
+            raise InputError(f"--filter {spec!r}: {name} takes = or != (e.g. {name}={value})")
+        if name in ("duration", "popularity"):
+            try:
+                float(value)
+            except ValueError:
+                raise InputError(f"--filter {spec!r}: {name} needs a number (e.g. {name}<600)") from None
+        return cls(name, op, value)
+
+    def mask(self, index: Index) -> np.ndarray:
+        """(n_items,) bool of the items this term keeps."""
+        n = index.n_items
+        if self.field in ("duration", "popularity"):
+            col = np.asarray(index.durations if self.field == "duration" else index.popularity, dtype=np.float64)
+            v = float(self.value)
+            with np.errstate(invalid="ignore"):
+                out = {"<": col < v, "<=": col <= v, ">": col > v, ">=": col >= v, "=": col == v, "!=": col != v}[self.op]
+            return out & ~np.isnan(col)  # unknown durations never pass a duration filter
+        values = [v.strip() for v in self.value.split(",") if v.strip()]
+        hit = np.zeros(n, dtype=bool)
+        for v in values:
+            if self.field == "modality":
+                hit |= _modality_mask(index, v.lower())
+            else:
+                hit |= index.tag_rows(v)
+        return hit if self.op == "=" else ~hit
+
+
+def _modality_mask(index: Index, name: str) -> np.ndarray:
+    has = index.has_modality(name)
+    if has is not None:
+        return np.asarray(has, dtype=bool)
+    if name in index.content_modalities:
+        return np.asarray(index.content_mask(name), dtype=bool)
+    known = sorted(set(index.extra.get("item_modalities") or []) | set(index.content_modalities) | {"video", "audio", "text"})
+    if name in known:
+        return np.zeros(index.n_items, dtype=bool)
+    raise InputError(f"unknown modality {name!r} in --filter; known: {', '.join(known)}")
+
+
+def read_id_lines(lines: Iterable[str]) -> list[tuple[str, float]]:
+    """Item ids, one per line, optionally ``id,weight`` or ``id<TAB>weight``; ``#`` starts a comment."""
+    out = []
+    for i, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = re.split(r"[,\t]", line)
+        item = parts[0].strip()
+        w = 1.0
+        if len(parts) > 1 and parts[1].strip():
+            try:
+                w = float(parts[1])
+            except ValueError:
+                if i == 1:  # a header row such as "item_id,weight"
+                    continue
+                raise InputError(f"line {i}: weight {parts[1]!r} is not a number (write item_id,weight)") from None
+        if item:
+            out.append((item, w))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# re-ranking and explanations
+
+
+def mmr(rows: np.ndarray, rel: np.ndarray, vectors: np.ndarray, *, k: int, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """Maximal marginal relevance: pick k of ``rows`` by (1-lam)*relevance - lam*max-similarity.
+
+    rows: (p,) candidate rows, best first; rel: (p,) their scores; vectors: (n, D) content
+    vectors (cosine similarity). Relevance is min-max scaled to [0, 1] over the pool so the
+    two terms are comparable. Returns the chosen rows and their original scores.
+    """
+    p = len(rows)
+    if p == 0 or lam <= 0:
+        return rows[:k], rel[:k]
+    v = norm_rows(np.asarray(vectors[rows], dtype=np.float32))
+    sim = v @ v.T
+    span = float(rel.max() - rel.min())
+    r = (rel - rel.min()) / span if span > 0 else np.ones(p, dtype=np.float32)
+    chosen = [0]
+    max_sim = sim[0].copy()
+    free = np.ones(p, dtype=bool)
+    free[0] = False
+    while len(chosen) < min(k, p):
+        val = (1.0 - lam) * r - lam * max_sim
+        val[~free] = -np.inf
+        j = int(np.argmax(val))
+        chosen.append(j)
+        free[j] = False
+        max_sim = np.maximum(max_sim, sim[j])
+    idx = np.asarray(chosen)
+    return rows[idx], rel[idx]
+
+
+# ---------------------------------------------------------------------------------------
+# the recommender
+
+
+@dataclass
+class Options:
+    k: int = 10
+    exclude_seen: bool = True
+    fallback: str = "none"  # none | popular
+    filters: Sequence[str] = ()
+    candidates: Sequence[str] | None = None  # item ids to rank within
+    diversity: float = 0.0  # MMR lambda
+    mmr_pool: int = 100
+    explain: bool = False
+    modality: str | None = None  # content space for --item / --query
+    query_weight: float = 0.5  # weight of the text query against the user's taste
+    device: str = "cpu"
+    log: Callable[[str], None] = field(default=lambda s: None)
+
+
+class Recommender:
+    def __init__(self, index: Index, opts: Options):
+        if opts.k < 1:
+            raise InputError(f"--k must be at least 1; got {opts.k}")
+        if not 0.0 <= opts.diversity <= 1.0:
+            raise InputError(f"--diversity must be between 0 and 1; got {opts.diversity}")
+        if opts.fallback not in ("none", "popular"):
+            raise InputError(f"--fallback must be none or popular; got {opts.fallback!r}")
+        self.index = index
+        self.opts = opts
+        self.filters = [Filter.parse(f) for f in opts.filters]
+
+    # shared pieces ---------------------------------------------------------------------
+    @cached_property
+    def allowed(self) -> np.ndarray | None:
+        """(n,) bool of items that may be recommended (filters and candidates), or None for all."""
+        mask = None
+        for f in self.filters:
+            mask = f.mask(self.index) if mask is None else mask & f.mask(self.index)
+        if self.opts.candidates is not None:
+            rows, unknown = self.index.items.rows(self.opts.candidates)
+            if unknown:
+                self.opts.log(f"recommend: {len(unknown)} candidate id(s) not in the index ignored (e.g. {unknown[0]!r})")
+            if len(rows) == 0:
+                raise InputError("none of the --candidates ids is in the index")
+            cand = np.zeros(self.index.n_items, dtype=bool)
+            cand[rows] = True
+            mask = cand if mask is None else mask & cand
+        return mask
+
+    @cached_property
+    def sim_vectors(self) -> np.ndarray:
+        """Vectors for MMR similarity: fused content, or the item vectors without embeddings."""
+        fused = self.index.content_fused
+        return fused if fused is not None else self.index.item_vectors
+
+    def _ann(self, name: str = "items") -> Any:
+        return None if self.index.exact else self.index.annoy(name)
+
+    def _pool(self) -> int:
+        return max(self.opts.k, self.opts.mmr_pool) if self.opts.diversity > 0 else self.opts.k
+
+    def _finish(self, rows: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.opts.diversity > 0:
+            return mmr(rows, scores, self.sim_vectors, k=self.opts.k, lam=self.opts.diversity)
+        return rows[: self.opts.k], scores[: self.opts.k]
+
+    def rank_vector(self, q: np.ndarray, exclude: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Top items for a user-space vector q (d,) by inner product, then re-ranked."""
+        idx = self.index
+        rows, scores = search(idx.item_vectors, q, self._pool(), exclude=exclude, allowed=self.allowed,
+                              ann=self._ann(), transform=idx.transform, search_k=idx.search_k)
+        return self._finish(rows, scores)
+
+    def records(self, key: str, value: Any, rows: np.ndarray, scores: np.ndarray,
+                explains: list[dict[str, Any]] | None = None, source: str | None = None) -> list[dict[str, Any]]:
+        out = []
+        for r, (row, s) in enumerate(zip(rows.tolist(), scores.tolist()), 1):
+            rec: dict[str, Any] = {key: value, "rank": r, "item_id": self.index.items.id(row),
+                                   "score": round(float(s), 6), "title": self.index.titles[row]}
+            if explains is not None:
+                rec["explain"] = explains[r - 1]
+            if source:
+                rec["source"] = source
+            out.append(rec)
+        return out
+
+    # explanations ------------------------------------------------------------------------
+    def modality_sims(self, a: int, b: int) -> dict[str, float]:
+        """Cosine similarity of items a and b in every content modality both have."""
+        out = {}
+        for m in self.index.content_modalities:
+            mask = self.index.content_mask(m)
+            if mask[a] and mask[b]:
+                v = self.index.content(m)
+                out[m] = round(float(np.dot(v[a], v[b])), 4)
+        return out
+
+    def explain_history(self, hist: np.ndarray, weights: np.ndarray, recs: np.ndarray) -> list[dict[str, Any]]:
+        """For each recommended row: the history item with the largest share of its score
+        under fold-in (w_h * history_vector_h . item_vector_i / sum w), and the content
+        modality in which the two are most alike."""
+        idx = self.index
+        if len(hist) == 0:
+            return [{"because": None, "modality": None} for _ in recs]
+        contrib = (np.asarray(idx.history_vectors[hist]) @ np.asarray(idx.item_vectors[recs]).T)
+        contrib = contrib * (weights[:, None] / weights.sum())
+        best = np.argmax(contrib, axis=0)
+        out = []
+        for j, r in enumerate(recs.tolist()):
+            h = int(hist[best[j]])
+            sims = self.modality_sims(h, r)
+            out.append({
+                "because": idx.items.id(h),
+                "because_title": idx.titles[h],
+                "contribution": round(float(contrib[best[j], j]), 6),
+                "modality": max(sims, key=sims.get) if sims else None,
+                "modalities": sims,
+            })
+        return out
+
+    # requests ------------------------------------------------------------------------------
+    def popular(self, key: str, value: Any, exclude: np.ndarray | None = None) -> list[dict[str, Any]]:
+        pop = np.asarray(self.index.popularity, dtype=np.float32).copy()
+        if self.allowed is not None:
+            pop[~self.allowed] = -np.inf
+        if exclude is not None and len(exclude):
+            pop[exclude] = -np.inf
+        rows = topk_rows(pop, self._pool())
+        rows, scores = self._finish(rows, pop[rows])
+        ex = [{"reason": "popular", "popularity": float(s)} for s in scores.tolist()] if self.opts.explain else None
+        return self.records(key, value, rows, scores, ex, source="popular")
+
+    def user_row(self, user_id: str) -> int | None:
+        row = self.index.users.row(user_id)
+        if row is None and self.opts.fallback != "popular":
+            raise InputError(
+                f"unknown user {user_id!r} (the model knows {self.index.n_users} users); pass --history FILE for a "
+                "new user, or --fallback popular"
+            )
+        return row
+
+    def for_user(self, user_id: str) -> list[dict[str, Any]]:
+        row = self.user_row(user_id)
+        if row is None:
+            self.opts.log(f"recommend: unknown user {user_id!r}; serving popular items (--fallback popular)")
+            return self.popular("user", user_id)
+        seen = self.index.seen(row)
+        rows, scores = self.rank_vector(np.asarray(self.index.user_vectors[row], dtype=np.float32),
+                                        seen if self.opts.exclude_seen else None)
+        ex = self.explain_history(seen, np.ones(len(seen), np.float32), rows) if self.opts.explain else None
+        return self.records("user", user_id, rows, scores, ex)
+
+    def for_history(self, history: Sequence[tuple[str, float]], user_id: str | None = None) -> list[dict[str, Any]]:
+        """Fold-in: a user vector from history items, with no retraining (numpy only)."""
+        idx = self.index
+        rows, unknown = idx.items.rows([h for h, _ in history])
+        weights = np.asarray([w for (h, w) in history if idx.items.row(h) is not None], dtype=np.float32)
+        if unknown:
+            self.opts.log(f"recommend: {len(unknown)} history item(s) not in the index ignored (e.g. {unknown[0]!r})")
+        urow = idx.users.row(user_id) if user_id is not None else None
+        if urow is not None:  # a known user's fresh history extends what the model saw
+            seen = idx.seen(urow)
+            rows = np.concatenate([seen, rows])
+            weights = np.concatenate([np.ones(len(seen), np.float32), weights])
+        if len(rows) == 0:
+            if self.opts.fallback == "popular":
+                return self.popular("user" if user_id else "history", user_id if user_id else 0)
+            raise InputError("none of the history items is in the index; pass item ids from the catalogue "
+                             "(or --fallback popular)")
+        if np.any(weights < 0) or weights.sum() <= 0:
+            raise InputError("history weights must be non-negative with a positive sum")
+        q = (weights[:, None] * np.asarray(idx.history_vectors[rows], dtype=np.float32)).sum(0) / weights.sum()
+        recs, scores = self.rank_vector(q, np.unique(rows) if self.opts.exclude_seen else None)
+        ex = self.explain_history(rows, weights, recs) if self.opts.explain else None
+        key, value = ("user", user_id) if user_id is not None else ("history", int(len(rows)))
+        return self.records(key, value, recs, scores, ex)
+
+    def for_item(self, item_id: str) -> list[dict[str, Any]]:
+        """More like this: cosine on the model's item vectors, or in one content modality."""
+        idx = self.index
+        row = idx.items.row(item_id)
+        if row is None:
+            raise InputError(f"unknown item {item_id!r} (the index holds {idx.n_items} items); "
+                             "add new items with avrec index --add EMBEDDINGS")
+        m = self.opts.modality
+        allowed = self.allowed
+        if m:
+            vectors, name, transform = self._content_space(m), f"content_{m}", "none"
+            mask = np.asarray(idx.content_mask(m), dtype=bool)
+            if not mask[row]:
+                raise InputError(f"item {item_id!r} has no {m} content; choose another --modality")
+            allowed = mask if allowed is None else allowed & mask
+            q = np.asarray(vectors[row], dtype=np.float32)
+            rows, scores = search(vectors, q, self._pool(), exclude=np.array([row]), allowed=allowed,
+                                  ann=self._ann(name), transform=transform, search_k=idx.search_k)
+        else:
+            rows, scores = self._cosine_items(row, allowed)
+        rows, scores = self._finish(rows, scores)
+        ex = None
+        if self.opts.explain:
+            ex = []
+            for r in rows.tolist():
+                sims = self.modality_sims(row, r)
+                ex.append({"because": item_id, "modality": m or (max(sims, key=sims.get) if sims else None),
+                           "modalities": sims})
+        return self.records("item", item_id, rows, scores, ex)
+
+    def _cosine_items(self, row: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        idx = self.index
+        x = idx.item_vectors
+        q = np.asarray(x[row], dtype=np.float32)
+        qn = float(np.linalg.norm(q)) or 1.0
+        pool = self._pool()
+        if idx.exact:
+            cand = np.arange(idx.n_items) if allowed is None else np.flatnonzero(allowed)
+        else:  # annoy ranks by inner product (or cosine); over-fetch, then rescore by cosine
+            cand, _ = search(x, q, max(10 * pool, 100), exclude=np.array([row]), allowed=allowed,
+                             ann=self._ann(), transform=idx.transform, search_k=idx.search_k)
+        xs = np.asarray(x[np.sort(cand)], dtype=np.float32)
+        cand = np.sort(cand)
+        n = np.linalg.norm(xs, axis=1)
+        s = (xs @ q) / (np.where(n > 0, n, 1.0) * qn)
+        s[cand == row] = -np.inf
+        top = topk_rows(s.astype(np.float32), pool)
+        return cand[top], s[top].astype(np.float32)
+
+    def _content_space(self, m: str) -> np.ndarray:
+        if m not in self.index.content_modalities:
+            have = ", ".join(self.index.content_modalities) or "none (index built without embeddings)"
+            raise InputError(f"no content index for modality {m!r}; this index has: {have}")
+        return self.index.content(m)
+
+    def query_modality(self) -> tuple[str, str]:
+        """(modality, encoder name) for a text query: --modality, else text, else the first space."""
+        spaces = {m: e for m, e in (self.index.extra.get("text_spaces") or {}).items()
+                  if e and m in self.index.content_modalities}
+        if not spaces:
+            raise InputError("this index has no content space a text query can search (its embeddings "
+                             "record no text_spaces); re-run avrec embed with a text encoder, then train and index")
+        m = self.opts.modality
+        if m:
+            if m not in spaces:
+                raise InputError(f"--modality {m!r} cannot be searched with text; available: {', '.join(sorted(spaces))}")
+            return m, spaces[m]
+        m = "text" if "text" in spaces else sorted(spaces)[0]
+        return m, spaces[m]
+
+    def for_query(self, text: str, user_id: str | None = None) -> list[dict[str, Any]]:
+        """Text query in a content space; with a user, blended with the user's taste."""
+        if not text.strip():
+            raise InputError("--query is empty; pass some text, e.g. --query 'calm piano'")
+        idx = self.index
+        m, encoder = self.query_modality()
+        urow = self.user_row(user_id) if user_id is not None else None
+        from .encoders.query import encode_query  # heavy (torch): only on this path
+
+        qv = np.asarray(encode_query(text, encoder=encoder, device=self.opts.device), dtype=np.float32).reshape(-1)
+        vectors = self._content_space(m)
+        if qv.shape[0] != vectors.shape[1]:
+            raise InputError(f"query encoder {encoder} gives {qv.shape[0]} dims but the {m} index has {vectors.shape[1]}; "
+                             "rebuild the index from embeddings made with the same encoder")
+        qv = qv / (float(np.linalg.norm(qv)) or 1.0)
+        mask = np.asarray(idx.content_mask(m), dtype=bool)
+        allowed = mask if self.allowed is None else self.allowed & mask
+        exclude = idx.seen(urow) if (urow is not None and self.opts.exclude_seen) else None
+        blend = urow is not None
+        pool = max(self._pool(), 20 * self.opts.k, 200) if blend else self._pool()
+        rows, qs = search(vectors, qv, pool, exclude=exclude, allowed=allowed, ann=self._ann(f"content_{m}"),
+                          transform="none", search_k=idx.search_k)
+        scores = qs
+        if blend and len(rows):
+            taste = np.asarray(idx.item_vectors[rows], dtype=np.float32) @ np.asarray(idx.user_vectors[urow], dtype=np.float32)
+            z = lambda a: (a - a.mean()) / (a.std() or 1.0)  # noqa: E731
+            w = self.opts.query_weight
+            scores = (w * z(qs) + (1.0 - w) * z(taste)).astype(np.float32)
+            order = np.argsort(-scores, kind="stable")
+            rows, scores, qs = rows[order], scores[order], qs[order]
+        keep_qs = dict(zip(rows.tolist(), qs.tolist()))
+        rows, scores = self._finish(rows, scores)
+        ex = None
+        if self.opts.explain:
+            ex = [{"modality": m, "encoder": encoder, "query_similarity": round(float(keep_qs[r]), 4)} for r in rows.tolist()]
+        out = self.records("query", text, rows, scores, ex)
+        if user_id is not None:
+            for rec in out:
+                rec["user"] = user_id
+        return out
+
+    # batch ----------------------------------------------------------------------------------
+    def all_users(self, *, chunk_cells: int = 1 << 23) -> Iterator[list[dict[str, Any]]]:
+        """Every user's recommendations, one list per user, in users.txt order.
+
+        Exact search is vectorised over chunks of users (one (c, n) score matrix of about
+        ``chunk_cells`` floats at a time); above ``index.exact_below`` items each user goes
+        through annoy. Memory stays bounded whatever the number of users.
+        """
+        idx = self.index
+        n_users = idx.n_users
+        if not idx.exact or self.opts.explain:
+            for u in range(n_users):
+                yield self.for_user(idx.users.id(u))
+            return
+        cols = np.arange(idx.n_items) if self.allowed is None else np.flatnonzero(self.allowed)
+        pos = np.full(idx.n_items, -1, dtype=np.int64)
+        pos[cols] = np.arange(len(cols))
+        xt = np.ascontiguousarray(np.asarray(idx.item_vectors[cols], dtype=np.float32).T)  # (d, c)
+        kk = min(self._pool(), len(cols))
+        step = max(1, min(4096, chunk_cells // max(len(cols), 1)))
+        indptr = np.asarray(idx.seen_indptr)
+        for a in range(0, n_users, step):
+            b = min(a + step, n_users)
+            s = np.asarray(idx.user_vectors[a:b], dtype=np.float32) @ xt  # (c, n_cols)
+            if self.opts.exclude_seen:
+                lo, hi = int(indptr[a]), int(indptr[b])
+                counts = np.diff(indptr[a:b + 1])
+                r = np.repeat(np.arange(b - a), counts)
+                p = pos[np.asarray(idx.seen_indices[lo:hi], dtype=np.int64)]
+                ok = p >= 0
+                s[r[ok], p[ok]] = -np.inf
+            if kk <= 0:
+                for u in range(a, b):
+                    yield []
+                continue
+            part = np.argpartition(s, -kk, axis=1)[:, -kk:] if kk < s.shape[1] else np.tile(np.arange(s.shape[1]), (b - a, 1))
+            vals = np.take_along_axis(s, part, axis=1)
+            order = np.argsort(-vals, axis=1, kind="stable")
+            part = np.take_along_axis(part, order, axis=1)
+            vals = np.take_along_axis(vals, order, axis=1)
+            for i in range(b - a):
+                fin = np.isfinite(vals[i])
+                rows, scores = self._finish(cols[part[i][fin]], vals[i][fin])
+                yield self.records("user", idx.users.id(a + i), rows, scores)
