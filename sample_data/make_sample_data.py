@@ -13,7 +13,7 @@ Everything is synthesised here (numpy + PyAV), so it is ours to ship (CC0). Four
 - forest: green frames with swaying trunks; bird chirps over wind
 
 Per world: 4 videos (H.264 + AAC .mp4, one of them a brand-new upload nobody has watched),
-2 audio-only files (.wav, .mp3) and 1 text-only item that exists only in metadata.csv.
+2 audio-only files (.wav, AAC .m4a) and 1 text-only item that exists only in metadata.csv.
 """
 
 from __future__ import annotations
@@ -225,9 +225,9 @@ def write_audio(path: Path, world: str, seed: int, seconds: float = 5.0) -> None
     import av
 
     with av.open(str(path), "w") as out:
-        st = out.add_stream("mp3", rate=SR)
+        st = out.add_stream("aac", rate=SR)
         st.layout = "mono"
-        hop = 1152
+        hop = 1024
         for s in range(0, len(pcm), hop):
             af = av.AudioFrame.from_ndarray(pcm[s:s + hop][None, :], format="flt", layout="mono")
             af.sample_rate = SR
@@ -292,7 +292,7 @@ def main(out: Path) -> None:
                 new_items.add(item)
         for k, (title, desc, tags) in enumerate(spec["audio"]):
             item = f"{world}_audio_{k + 1}"
-            write_audio(media / f"{item}{'.wav' if k == 0 else '.mp3'}", world, seed := seed + 1)
+            write_audio(media / f"{item}{'.wav' if k == 0 else '.m4a'}", world, seed := seed + 1)
             meta.append((item, title, desc, tags))
             ids.append(item)
         title, desc, tags = spec["text"]
