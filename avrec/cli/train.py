@@ -1,3 +1,77 @@
-"""`avrec train` (being written)."""
+"""`avrec train`: fit a recommender on interactions and item embeddings."""
 
-from . import app  # noqa: F401
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from . import app
+from .common import (
+    Common, ConfigOpt, DebugOpt, DeviceOpt, Log, OutOpt, QuietOpt, SetOpt, WorkdirOpt, emit_path, handle_errors,
+)
+
+HELP = """Train a recommender from interactions and item embeddings.
+
+Reads EMBEDDINGS (a path, '-' for a path on stdin, a piped path, or the workspace's
+embeddings/) and an interactions file (CSV, TSV, JSONL or Parquet with user_id, item_id,
+optional timestamp and weight / event / watch_seconds). Malformed rows, duplicates and
+items missing from the embeddings are counted and reported with line numbers on stderr.
+Writes model/ (user, item and fold-in history vectors, seen items, popularity, weights)
+and prints its path.
+
+Models: hybrid (default: interactions + item content; new items served from content,
+fresh histories folded in without retraining), popular, itemknn, ease, mf (ALS).
+
+Examples:
+
+  avrec embed | avrec train --interactions events.csv | avrec index
+
+  avrec train avrec-work/embeddings --interactions events.jsonl --model ease -o model-ease/
+
+  avrec train --interactions events.csv --tune --set train.hybrid.epochs=100
+
+Config keys (section train): model, validation, min_weight, hybrid.{dim, epochs, lr,
+weight_decay, batch_size, negatives, content_weight, dropout, patience, mask_ratio,
+content_hidden, eval_k, refit}, mf.{factors, epochs, reg, alpha}, ease.l2,
+itemknn.{neighbours, shrink}.
+"""
+
+
+@app.command("train", help=HELP, no_args_is_help=False)
+def train_cmd(
+    embeddings: Annotated[Optional[str], typer.Argument(help="Embeddings artifact directory ('-': read the path from stdin).",
+                                                        show_default=False)] = None,
+    interactions: Annotated[Optional[str], typer.Option("--interactions", "-i", help="Interactions file (CSV, TSV, JSONL, Parquet).",
+                                                        show_default=False)] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="popular | itemknn | ease | mf | hybrid [train.model].",
+                                                 show_default=False)] = None,
+    tune: Annotated[bool, typer.Option("--tune", help="Search the hybrid's main hyperparameters on the validation split first.")] = False,
+    output: OutOpt = None,
+    config: ConfigOpt = None,
+    sets: SetOpt = None,
+    device: DeviceOpt = None,
+    workdir: WorkdirOpt = None,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    common = Common(config, sets, device, workdir, quiet, debug)
+    log = Log(quiet)
+    with handle_errors(debug):
+        from ..artifacts import default_output, resolve_input
+        from ..config import validate
+        from ..errors import InputError
+
+        cfg = common.load()
+        if model is not None:
+            cfg.train.model = model
+        validate(cfg)
+        if not interactions:
+            raise InputError("train needs --interactions FILE (CSV, TSV, JSONL or Parquet with user_id, item_id)")
+        work = common.work(cfg)
+        src = resolve_input(embeddings, stage="train", work=work)
+        out = default_output(output, kind="model", work=work)
+        from ..train import train
+
+        path = train(src, interactions, out, cfg, tune=tune, progress=log)
+        emit_path(path)

@@ -1,0 +1,351 @@
+"""Interactions: loading from CSV / TSV / JSONL / Parquet into integer-indexed arrays.
+
+Columns: ``user_id``, ``item_id`` (strings), optional ``timestamp`` (number or ISO date),
+optional ``weight`` or ``event`` (view, like, ...) or ``watch_seconds``. Problems are
+counted and reported with line numbers, never silently dropped: malformed rows,
+duplicate (user, item) pairs (merged: weights summed, latest timestamp kept) and items
+missing from the catalogue.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from ..errors import InputError
+from .idmap import IdMap
+
+# accepted spellings of each column (first match wins)
+ALIASES = {
+    "user_id": ("user_id", "user", "userid", "userId", "uid"),
+    "item_id": ("item_id", "item", "itemid", "itemId", "movieId", "iid"),
+    "timestamp": ("timestamp", "time", "ts", "datetime"),
+    "weight": ("weight", "rating", "value", "count"),
+    "event": ("event", "event_type", "type", "action"),
+    "watch_seconds": ("watch_seconds", "seconds", "duration_watched"),
+}
+# implicit strength of each event type; unknown event names are malformed rows
+EVENT_WEIGHTS = {
+    "view": 1.0, "play": 1.0, "click": 1.0, "listen": 1.0, "watch": 1.0, "open": 1.0,
+    "complete": 2.0, "finish": 2.0, "like": 2.0, "save": 2.0, "add": 2.0,
+    "share": 3.0, "purchase": 3.0, "buy": 3.0,
+}
+MAX_REPORTED = 20  # line numbers kept per problem kind
+
+
+@dataclass
+class LoadReport:
+    """What loading found: counts plus the first line numbers of each problem."""
+
+    rows: int = 0
+    kept: int = 0
+    malformed: int = 0
+    malformed_lines: list[tuple[int, str]] = field(default_factory=list)
+    duplicates: int = 0
+    duplicate_lines: list[int] = field(default_factory=list)
+    unknown_items: int = 0
+    unknown_item_lines: list[tuple[int, str]] = field(default_factory=list)
+    below_min_weight: int = 0
+
+    def add(self, kind: str, line: int, detail: str = "") -> None:
+        if kind == "malformed":
+            self.malformed += 1
+            if len(self.malformed_lines) < MAX_REPORTED:
+                self.malformed_lines.append((line, detail))
+        elif kind == "duplicate":
+            self.duplicates += 1
+            if len(self.duplicate_lines) < MAX_REPORTED:
+                self.duplicate_lines.append(line)
+        elif kind == "unknown":
+            self.unknown_items += 1
+            if len(self.unknown_item_lines) < MAX_REPORTED:
+                self.unknown_item_lines.append((line, detail))
+
+    def lines(self, source: str = "") -> list[str]:
+        """Human-readable summary, one problem kind per line."""
+        pre = f"{source}: " if source else ""
+        out = [f"{pre}{self.rows} rows, {self.kept} interactions kept"]
+        if self.malformed:
+            where = ", ".join(f"line {n} ({d})" for n, d in self.malformed_lines[:5])
+            out.append(f"{pre}{self.malformed} malformed rows skipped: {where}{' ...' if self.malformed > 5 else ''}")
+        if self.duplicates:
+            where = ", ".join(f"line {n}" for n in self.duplicate_lines[:5])
+            out.append(f"{pre}{self.duplicates} duplicate (user, item) rows merged: {where}{' ...' if self.duplicates > 5 else ''}")
+        if self.unknown_items:
+            where = ", ".join(f"line {n} ({d})" for n, d in self.unknown_item_lines[:5])
+            out.append(
+                f"{pre}{self.unknown_items} rows name items missing from the catalogue, skipped: "
+                f"{where}{' ...' if self.unknown_items > 5 else ''}"
+            )
+        if self.below_min_weight:
+            out.append(f"{pre}{self.below_min_weight} rows below train.min_weight ignored")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows, "kept": self.kept, "malformed": self.malformed,
+            "malformed_lines": [n for n, _ in self.malformed_lines], "duplicates": self.duplicates,
+            "duplicate_lines": self.duplicate_lines, "unknown_items": self.unknown_items,
+            "unknown_item_lines": [n for n, _ in self.unknown_item_lines],
+            "below_min_weight": self.below_min_weight,
+        }
+
+
+@dataclass
+class Interactions:
+    """Deduplicated interactions over an item catalogue.
+
+    ``user``, ``item``: (nnz,) int32 indices into ``users`` / ``items``; ``weight``: (nnz,)
+    float32 > 0; ``timestamp``: (nnz,) float64 seconds (NaN when unknown).
+    """
+
+    users: IdMap
+    items: IdMap
+    user: np.ndarray
+    item: np.ndarray
+    weight: np.ndarray
+    timestamp: np.ndarray
+    report: LoadReport = field(default_factory=LoadReport)
+
+    def __len__(self) -> int:
+        return int(self.user.shape[0])
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def has_time(self) -> bool:
+        return bool(len(self) and np.isfinite(self.timestamp).all())
+
+    def subset(self, mask: np.ndarray) -> "Interactions":
+        """Rows where ``mask`` is true, over the same user and item index spaces."""
+        return Interactions(
+            self.users, self.items, self.user[mask], self.item[mask], self.weight[mask],
+            self.timestamp[mask], self.report,
+        )
+
+    def to_csr(self, *, binary: bool = False):
+        """(n_users, n_items) scipy CSR of weights (ones with ``binary``)."""
+        import scipy.sparse as sp
+
+        data = np.ones(len(self), np.float32) if binary else self.weight.astype(np.float32)
+        m = sp.csr_matrix((data, (self.user, self.item)), shape=(self.n_users, self.n_items), dtype=np.float32)
+        m.sum_duplicates()
+        m.sort_indices()
+        return m
+
+    def item_counts(self) -> np.ndarray:
+        """(n_items,) float32 number of interactions per item."""
+        return np.bincount(self.item, minlength=self.n_items).astype(np.float32)
+
+    def user_counts(self) -> np.ndarray:
+        return np.bincount(self.user, minlength=self.n_users).astype(np.int64)
+
+
+def from_arrays(
+    user_ids: Iterable[str], item_ids: Iterable[str], *, weights=None, timestamps=None,
+    catalogue: Iterable[str] | None = None,
+) -> Interactions:
+    """Build :class:`Interactions` from parallel sequences (no file); duplicates merged."""
+    users = list(map(str, user_ids))
+    items = list(map(str, item_ids))
+    n = len(users)
+    rows = [
+        (i + 1, users[i], items[i], 1.0 if weights is None else float(weights[i]),
+         math.nan if timestamps is None else float(timestamps[i]))
+        for i in range(n)
+    ]
+    return _build(rows, catalogue=catalogue, report=LoadReport(rows=n))
+
+
+# ---------------------------------------------------------------------------------------
+# reading
+
+
+def _parse_time(v: Any) -> float:
+    if v is None or v == "":
+        return math.nan
+    if isinstance(v, (int, float)):
+        return float(v)
+    s = str(v).strip()
+    try:
+        return float(s)
+    except ValueError:
+        pass
+    try:
+        d = _dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"bad timestamp {s!r}") from None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=_dt.timezone.utc)
+    return d.timestamp()
+
+
+def _columns(header: Iterable[str], source: Path) -> dict[str, str]:
+    names = [h.strip() for h in header if h is not None]
+    lower = {n.lower(): n for n in names}
+    cols: dict[str, str] = {}
+    for key, aliases in ALIASES.items():
+        for a in aliases:
+            if a.lower() in lower:
+                cols[key] = lower[a.lower()]
+                break
+    for key in ("user_id", "item_id"):
+        if key not in cols:
+            raise InputError(
+                f"{source}: no '{key}' column (found: {', '.join(names) or 'none'}); "
+                "interactions need user_id and item_id columns"
+            )
+    return cols
+
+
+def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+    """Yield (line number, record or None when unparseable, error)."""
+    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    yield n, None, f"invalid JSON: {e.msg}"
+                    continue
+                if not isinstance(rec, dict):
+                    yield n, None, "not a JSON object"
+                    continue
+                yield n, rec, ""
+        return
+    if suffix in (".parquet", ".pq"):
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise InputError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow), or convert to CSV") from None
+        table = pq.read_table(path)
+        for n, rec in enumerate(table.to_pylist(), 1):
+            yield n, rec, ""
+        return
+    delimiter = "\t" if suffix in (".tsv", ".tab") else ","
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        if delimiter == "," and len(header) == 1 and "\t" in header[0]:
+            raise InputError(f"{path}: looks tab-separated; name it .tsv")
+        header = [h.strip() for h in header]
+        for row in reader:
+            n = reader.line_num
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) != len(header):
+                yield n, None, f"{len(row)} fields, header has {len(header)}"
+                continue
+            yield n, dict(zip(header, row)), ""
+
+
+def load_interactions(
+    path: str | Path, *, catalogue: Iterable[str] | None = None, min_weight: float = 0.0,
+) -> Interactions:
+    """Read an interactions file.
+
+    ``catalogue``: the item ids in model order (the embeddings' items.jsonl); rows naming
+    other items are counted as unknown and skipped. Without it the items seen in the file
+    form the catalogue, in order of first appearance.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"interactions file not found: {path}")
+    if path.is_dir():
+        raise InputError(f"{path} is a directory; pass an interactions file (CSV, TSV, JSONL or Parquet)")
+    report = LoadReport()
+    rows: list[tuple[int, str, str, float, float]] = []
+    cols: dict[str, str] | None = None
+    for n, rec, err in _records(path):
+        report.rows += 1
+        if rec is None:
+            report.add("malformed", n, err)
+            continue
+        if cols is None:
+            cols = _columns(rec.keys(), path)
+        try:
+            u = rec.get(cols["user_id"])
+            i = rec.get(cols["item_id"])
+            if u is None or i is None or str(u).strip() == "" or str(i).strip() == "":
+                raise ValueError("empty user_id or item_id")
+            w = 1.0
+            if "weight" in cols and rec.get(cols["weight"]) not in (None, ""):
+                w = float(rec[cols["weight"]])
+            elif "event" in cols and rec.get(cols["event"]) not in (None, ""):
+                ev = str(rec[cols["event"]]).strip().lower()
+                if ev not in EVENT_WEIGHTS:
+                    raise ValueError(f"unknown event {ev!r}")
+                w = EVENT_WEIGHTS[ev]
+            elif "watch_seconds" in cols and rec.get(cols["watch_seconds"]) not in (None, ""):
+                # diminishing returns: a minute counts 1, an hour about 4
+                w = math.log1p(max(float(rec[cols["watch_seconds"]]), 0.0) / 60.0) / math.log(2.0)
+            if not math.isfinite(w):
+                raise ValueError(f"weight {w} is not finite")
+            t = _parse_time(rec.get(cols["timestamp"])) if "timestamp" in cols else math.nan
+        except (TypeError, ValueError) as e:
+            report.add("malformed", n, str(e))
+            continue
+        if w < min_weight or w <= 0:
+            report.below_min_weight += 1
+            continue
+        rows.append((n, str(u).strip(), str(i).strip(), w, t))
+    if report.rows == 0:
+        raise InputError(f"{path}: no interactions (empty file)")
+    return _build(rows, catalogue=catalogue, report=report)
+
+
+def _build(rows, *, catalogue, report: LoadReport) -> Interactions:
+    items = IdMap(catalogue) if catalogue is not None else IdMap()
+    fixed = catalogue is not None
+    users = IdMap()
+    pairs: dict[tuple[int, int], int] = {}
+    uu: list[int] = []
+    ii: list[int] = []
+    ww: list[float] = []
+    tt: list[float] = []
+    for n, u, i, w, t in rows:
+        if fixed:
+            j = items.get(i)
+            if j is None:
+                report.add("unknown", n, i)
+                continue
+        else:
+            j = items.add(i)
+        k = users.add(u)
+        at = pairs.get((k, j))
+        if at is not None:
+            report.add("duplicate", n)
+            ww[at] += w
+            if math.isfinite(t) and not (tt[at] >= t):
+                tt[at] = t
+            continue
+        pairs[(k, j)] = len(uu)
+        uu.append(k)
+        ii.append(j)
+        ww.append(w)
+        tt.append(t)
+    report.kept = len(uu)
+    return Interactions(
+        users=users, items=items,
+        user=np.asarray(uu, np.int32), item=np.asarray(ii, np.int32),
+        weight=np.asarray(ww, np.float32), timestamp=np.asarray(tt, np.float64), report=report,
+    )

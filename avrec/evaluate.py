@@ -1,0 +1,441 @@
+"""Offline evaluation: splits, metrics, protocols, report, plot.
+
+Metrics over the top-K of each test user (binary relevance = the user's test items):
+NDCG@K, Recall@K (hits / |test|), Precision@K, MAP@K (AP over min(|test|, K)), MRR@K
+(reciprocal rank of the first hit within K), HitRate@K, catalogue coverage@K (share of
+candidate items recommended to anyone), novelty@K (mean self-information -log2(pop/users)
+of recommended items, popularity from training) and intra-list diversity@K (mean pairwise
+cosine distance of recommended items' content vectors). Per slice: light / heavy users
+(training history up to / above the median) and, when both exist, warm / cold test items.
+
+Protocols (``avrec.data.splits``): ``random`` (per-user holdout), ``temporal`` (global time
+cut), ``last`` (leave-last-n), ``cold`` (items held out entirely; each user's held-out
+items are ranked among the held-out items only, and only models that use item content
+are scored). Training-set items are excluded from each user's ranking. Ranking is
+vectorised: scores are computed for batches of users and reduced with argpartition.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import InputError
+
+METRICS = ("ndcg", "recall", "precision", "map", "mrr", "hitrate", "coverage", "novelty", "diversity")
+CONTENT_MODELS = ("hybrid",)  # models that can score items without interactions
+Scorer = Callable[[np.ndarray], np.ndarray]  # user rows -> (n, n_items) scores
+
+# ---------------------------------------------------------------------------------------
+# ranking and metrics
+
+
+def _topk(scores: np.ndarray, k: int) -> np.ndarray:
+    from .models.base import topk
+
+    return topk(scores, k)[0]
+
+
+def rank_users(
+    scorer: Scorer, users: np.ndarray, *, k: int, exclude=None, candidates: np.ndarray | None = None,
+    batch: int = 1024,
+) -> np.ndarray:
+    """(n_users, k) item rows, best first: scores from ``scorer``, ``exclude`` (CSR) removed,
+    restricted to ``candidates`` (item rows) when given. Slots past the available items are -1."""
+    out = np.full((len(users), k), -1, np.int64)
+    for s in range(0, len(users), batch):
+        rows = users[s : s + batch]
+        sc = np.array(scorer(rows), dtype=np.float32, copy=True)
+        if exclude is not None:
+            sub = exclude[rows]
+            r = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
+            sc[r, sub.indices] = -np.inf
+        if candidates is not None:
+            sc = sc[:, candidates]
+        top = _topk(sc, k)
+        valid = np.isfinite(np.take_along_axis(sc, top, axis=1))
+        if candidates is not None:
+            top = candidates[top]
+        out[s : s + len(rows), : top.shape[1]] = np.where(valid, top, -1)
+    return out
+
+
+def hits_matrix(top: np.ndarray, relevant) -> np.ndarray:
+    """(n, k) bool: top[u, r] is in row u of the CSR ``relevant``."""
+    n, k = top.shape
+    hit = np.zeros((n, k), bool)
+    for u in range(n):  # sets are small; np.isin per row is vectorised over k
+        rel = relevant.indices[relevant.indptr[u] : relevant.indptr[u + 1]]
+        if len(rel):
+            hit[u] = np.isin(top[u], rel)
+    return hit & (top >= 0)
+
+
+def metrics_at_k(
+    top: np.ndarray, relevant, ks: list[int], *, n_candidates: int, popularity: np.ndarray | None = None,
+    n_train_users: int = 0, content: np.ndarray | None = None,
+) -> dict[int, dict[str, float]]:
+    """Metrics for ranked lists ``top`` (n, >= max K) against the CSR ``relevant`` (n rows)."""
+    n_rel = np.diff(relevant.indptr).astype(np.float64)
+    keep = n_rel > 0
+    top, n_rel = top[keep], n_rel[keep]
+    rel = relevant[np.flatnonzero(keep)]
+    hit = hits_matrix(top, rel).astype(np.float64)
+    out: dict[int, dict[str, float]] = {}
+    disc = 1.0 / np.log2(np.arange(2, top.shape[1] + 2))
+    for k in ks:
+        h = hit[:, :k]
+        nh = h.sum(axis=1)
+        dcg = (h * disc[:k]).sum(axis=1)
+        ideal = np.cumsum(disc[:k])[np.minimum(n_rel, k).astype(int) - 1]
+        prec_at = np.cumsum(h, axis=1) / np.arange(1, k + 1)
+        ap = (prec_at * h).sum(axis=1) / np.minimum(n_rel, k)
+        first = np.where(nh > 0, h.argmax(axis=1) + 1, np.inf)
+        recs = top[:, :k]
+        valid = recs >= 0
+        m = {
+            "ndcg": float(np.mean(dcg / ideal)) if len(h) else 0.0,
+            "recall": float(np.mean(nh / n_rel)) if len(h) else 0.0,
+            "precision": float(np.mean(nh / k)) if len(h) else 0.0,
+            "map": float(np.mean(ap)) if len(h) else 0.0,
+            "mrr": float(np.mean(1.0 / first)) if len(h) else 0.0,
+            "hitrate": float(np.mean(nh > 0)) if len(h) else 0.0,
+            "coverage": float(len(np.unique(recs[valid])) / max(n_candidates, 1)),
+        }
+        if popularity is not None and n_train_users > 0 and valid.any():
+            pop = np.maximum(popularity[recs[valid]], 1.0)
+            m["novelty"] = float(np.mean(-np.log2(pop / n_train_users)))
+        if content is not None and k > 1 and len(recs):
+            m["diversity"] = intra_list_diversity(recs, content)
+        out[k] = m
+    return out
+
+
+def intra_list_diversity(recs: np.ndarray, content: np.ndarray) -> float:
+    """Mean over lists of the mean pairwise cosine distance of the items' content vectors."""
+    c = content / np.maximum(np.linalg.norm(content, axis=1, keepdims=True), 1e-12)
+    vals = []
+    for s in range(0, len(recs), 2048):
+        r = recs[s : s + 2048]
+        v = c[np.where(r >= 0, r, 0)] * (r >= 0)[..., None]  # (b, k, d)
+        n = (r >= 0).sum(axis=1)
+        sims = np.einsum("bkd,bjd->bkj", v, v)
+        pair = (sims.sum(axis=(1, 2)) - np.einsum("bkk->b", sims)) / np.maximum(n * (n - 1), 1)
+        vals.append(np.where(n > 1, 1.0 - pair, np.nan))
+    allv = np.concatenate(vals) if vals else np.zeros(0)
+    return float(np.nanmean(allv)) if np.isfinite(allv).any() else 0.0
+
+
+def ndcg_at_k(scores: np.ndarray, relevant, k: int) -> float:
+    """Mean NDCG@k of dense (n, n_items) ``scores`` (excluded items already at -inf)."""
+    top = _topk(scores, k)
+    top = np.where(np.isfinite(np.take_along_axis(scores, top, axis=1)), top, -1)
+    return metrics_at_k(top, relevant, [k], n_candidates=scores.shape[1])[k]["ndcg"]
+
+
+# ---------------------------------------------------------------------------------------
+# protocol runner
+
+
+def test_users(split) -> np.ndarray:
+    """Users with test items and at least one training interaction."""
+    has_test = np.bincount(split.test.user, minlength=split.test.n_users) > 0
+    has_train = np.bincount(split.train.user, minlength=split.train.n_users) > 0
+    return np.flatnonzero(has_test & has_train)
+
+
+def score_topk(split, top: np.ndarray, users: np.ndarray, ks: list[int], *, content=None) -> dict[str, Any]:
+    """All metrics and slices for ranked lists ``top`` of ``users`` on ``split``."""
+    test = split.test.to_csr(binary=True)[users]
+    train = split.train.to_csr(binary=True)
+    popularity = np.asarray(train.sum(axis=0)).ravel()
+    n_train_users = int((np.diff(train.indptr) > 0).sum())
+    cand = len(split.cold_items) if split.name == "cold" else split.train.n_items
+    common = dict(n_candidates=cand, popularity=popularity, n_train_users=n_train_users, content=content)
+    result: dict[str, Any] = {"users": int(len(users)), "metrics": metrics_at_k(top, test, ks, **common), "slices": {}}
+    # user slices: light / heavy by training history length
+    hist = np.diff(train.indptr)[users]
+    med = float(np.median(hist)) if len(hist) else 0.0
+    for name, sel in (("light_users", hist <= med), ("heavy_users", hist > med)):
+        if sel.any():
+            result["slices"][name] = {"users": int(sel.sum()), "metrics": metrics_at_k(top[sel], test[np.flatnonzero(sel)], ks, **common)}
+    # item slices: test items that were warm / cold in training
+    if split.name != "cold":
+        import scipy.sparse as sp
+
+        warm = popularity > 0
+        parts = {}
+        for name, mask in (("warm_items", warm), ("cold_items", ~warm)):
+            t = test.multiply(sp.csr_matrix(mask[None, :].astype(np.float32))).tocsr()
+            t.eliminate_zeros()
+            parts[name] = t
+        if parts["warm_items"].nnz and parts["cold_items"].nnz:  # only informative when both exist
+            for name, t in parts.items():
+                n = int((np.diff(t.indptr) > 0).sum())
+                result["slices"][name] = {"users": n, "metrics": metrics_at_k(top, t, ks, **common)}
+    return result
+
+
+def evaluate_scorer(split, scorer: Scorer, ks: list[int], *, content=None) -> dict[str, Any]:
+    """Rank every test user's items with ``scorer`` and compute all metrics."""
+    users = test_users(split)
+    exclude = split.train.to_csr(binary=True)
+    cand = split.cold_items.astype(np.int64) if split.name == "cold" else None
+    top = rank_users(scorer, users, k=max(ks), exclude=exclude, candidates=cand)
+    return score_topk(split, top, users, ks, content=content)
+
+
+def load_recs(path: str | Path, split, *, k: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Read another system's recommendations (JSON lines) into (users, top (n, k)).
+
+    Accepted rows: ``{"user_id": U, "items": [I, ...]}`` (best first) or one row per
+    recommendation ``{"user_id": U, "item_id": I, "score": s}`` (or ``"rank"``; file order
+    otherwise). Unknown users are skipped, unknown items count as misses; both are counted.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"--recs file not found: {path}")
+    lists: dict[str, list[tuple[float, int, str]]] = {}
+    n = 0
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                u = str(rec["user_id"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise InputError(f"{path}: line {line_no} is not a JSON object with user_id (and items or item_id)") from None
+            if "items" in rec:
+                for r, i in enumerate(rec["items"]):
+                    lists.setdefault(u, []).append((float(r), n, str(i)))
+                    n += 1
+            elif "item_id" in rec:
+                key = -float(rec["score"]) if "score" in rec else float(rec.get("rank", n))
+                lists.setdefault(u, []).append((key, n, str(rec["item_id"])))
+                n += 1
+            else:
+                raise InputError(f"{path}: line {line_no} has neither 'items' nor 'item_id'")
+    users_map, items_map = split.train.users, split.train.items
+    stats = {"users_in_file": len(lists), "unknown_users": 0, "unknown_items": 0}
+    rows, tops = [], []
+    for u, recs in lists.items():
+        row = users_map.get(u)
+        if row is None:
+            stats["unknown_users"] += 1
+            continue
+        ids = []
+        for _, _, i in sorted(recs)[:k]:
+            j = items_map.get(i)
+            if j is None:
+                stats["unknown_items"] += 1
+                j = -1
+            ids.append(j)
+        rows.append(row)
+        tops.append(ids + [-1] * (k - len(ids)))
+    return np.asarray(rows, np.int64), np.asarray(tops, np.int64).reshape(-1, k), stats
+
+
+# ---------------------------------------------------------------------------------------
+# the stage
+
+
+def _load_content(embeddings_dir: Path | None):
+    """(item ids, fused vectors (n, D) float32) of an embeddings artifact, or (None, None)."""
+    if embeddings_dir is None:
+        return None, None
+    from .artifacts import load_npy, read_jsonl, read_manifest
+
+    read_manifest(embeddings_dir, expect="embeddings")
+    items = [str(r["item_id"]) for r in read_jsonl(embeddings_dir / "items.jsonl")]
+    fused = embeddings_dir / "fused.npy"
+    if not fused.exists():
+        raise InputError(f"{embeddings_dir} has no fused.npy; re-run avrec embed")
+    content = np.asarray(load_npy(fused, mmap=False), np.float32)
+    if content.shape[0] != len(items):
+        raise InputError(f"{embeddings_dir}: fused.npy has {content.shape[0]} rows but items.jsonl {len(items)}")
+    return items, content
+
+
+def run_protocol(
+    data, protocol: str, model_names: list[str], cfg, *, content=None, ks: list[int], out_dir: Path | None = None,
+    recs: str | Path | None = None, progress: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
+    """Split, train each model on the train part, score the test part."""
+    from .data.splits import make_split, write_split
+    from .models.registry import build_model
+
+    ev = cfg.evaluate
+    split = make_split(data, protocol, ratio=ev.test_ratio, cold_ratio=ev.cold_ratio, seed=cfg.runtime.seed, last_n=ev.last_n)
+    if out_dir is not None:
+        write_split(split, out_dir / "splits" / protocol)
+    users = test_users(split)
+    res: dict[str, Any] = {
+        "split": {"train": len(split.train), "test": len(split.test), "test_users": int(len(users)), **split.params},
+        "notes": [], "models": {},
+    }
+    if protocol == "cold":
+        res["notes"].append("cold: each user's held-out items are ranked among the held-out items only")
+    progress(f"{protocol}: {len(split.train)} train, {len(split.test)} test interactions, {len(users)} test users")
+    train_csr = split.train.to_csr()
+    device = _device(cfg)
+    for name in model_names:
+        if protocol == "cold" and name not in CONTENT_MODELS:
+            res["notes"].append(f"{name}: skipped on the cold split (it cannot score items without interactions)")
+            continue
+        if name in CONTENT_MODELS and content is None:
+            raise InputError(f"model {name} needs item content: pass an embeddings artifact")
+        model = build_model(name, cfg.train, seed=cfg.runtime.seed, device=device)
+        t0 = time.perf_counter()
+        model.fit(train_csr, content if name in CONTENT_MODELS else None, progress=progress)
+        fit_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        r = evaluate_scorer(split, model.score, ks, content=content)
+        r["fit_seconds"] = round(fit_s, 3)
+        r["score_seconds"] = round(time.perf_counter() - t1, 3)
+        if model.info:
+            r["info"] = model.info
+        res["models"][name] = r
+        progress(f"{protocol}/{name}: NDCG@{ks[0]} {r['metrics'][ks[0]]['ndcg']:.4f} (fit {fit_s:.1f}s)")
+    if recs is not None:
+        rows, top, stats = load_recs(recs, split, k=max(ks))
+        keep = np.isin(rows, users)
+        r = score_topk(split, top[keep], rows[keep], ks, content=content)
+        r["recs"] = {**stats, "scored_users": int(keep.sum()), "test_users_missing": int(len(users) - keep.sum())}
+        res["models"][f"recs:{Path(recs).stem}"] = r
+    return res
+
+
+def _device(cfg) -> str:
+    from .config import resolve_device
+
+    return resolve_device(cfg.runtime.device)
+
+
+def evaluate(
+    embeddings_dir: str | Path | None, interactions_path: str | Path, out_dir: str | Path, cfg, *,
+    models: list[str] | None = None, protocols: list[str] | None = None, ks: list[int] | None = None,
+    recs: str | Path | None = None, progress: Callable[[str], None] | None = None,
+) -> tuple[Path, list[dict[str, Any]]]:
+    """Run every protocol x model; write ``metrics.json``, ``report.txt``, ``plot.png`` and
+    the splits into ``out_dir`` (an ``evaluation`` artifact). Returns (out_dir, table rows)."""
+    from .artifacts import Manifest, atomic_dir, fingerprint, write_json, write_manifest
+    from .data.interactions import load_interactions
+    from .data.splits import PROTOCOLS
+    from .models.registry import MODEL_NAMES
+
+    progress = progress or (lambda _m: None)
+    ev = cfg.evaluate
+    models = list(models or ev.models)
+    protocols = list(protocols or ev.protocols)
+    ks = sorted(set(int(k) for k in (ks or ev.k)))
+    for m in models:
+        if m not in MODEL_NAMES:
+            raise InputError(f"unknown model {m!r}; choose from {', '.join(MODEL_NAMES)}")
+    for p in protocols:
+        if p not in PROTOCOLS:
+            raise InputError(f"unknown protocol {p!r}; choose from {', '.join(PROTOCOLS)}")
+    if not ks or ks[0] < 1:
+        raise InputError("--k must be positive integers, e.g. --k 10 or --k 5,10,20")
+    emb = Path(embeddings_dir) if embeddings_dir is not None else None
+    items, content = _load_content(emb)
+    data = load_interactions(interactions_path, catalogue=items, min_weight=cfg.train.min_weight)
+    for line in data.report.lines(str(interactions_path)):
+        progress(line)
+    if len(data) == 0:
+        raise InputError(f"{interactions_path}: no usable interactions (see the counts above)")
+    out_dir = Path(out_dir)
+    results: dict[str, Any] = {}
+    with atomic_dir(out_dir) as tmp:
+        for p in protocols:
+            results[p] = run_protocol(data, p, models, cfg, content=content, ks=ks, out_dir=tmp, recs=recs, progress=progress)
+        payload = {"k": ks, "protocols": results, "interactions": data.report.to_dict()}
+        write_json(tmp / "metrics.json", payload)
+        rows = table_rows(results, ks)
+        (tmp / "report.txt").write_text(report_text(results, ks), encoding="utf-8")
+        note = plot(results, ks, tmp / "plot.png")
+        if note:
+            progress(note)
+        write_manifest(tmp, Manifest(
+            artifact="evaluation", config=cfg.to_dict(),
+            inputs={"embeddings": str(emb.resolve()) if emb else None, "interactions": fingerprint(interactions_path)},
+            models={m: asdict(getattr(cfg.train, m)) if hasattr(cfg.train, m) else {} for m in models},
+            counts={"users": data.n_users, "items": data.n_items, "interactions": len(data)},
+            extra={"protocols": protocols, "k": ks, **({"plot": note} if note else {})},
+        ))
+    return out_dir, rows
+
+
+# ---------------------------------------------------------------------------------------
+# output
+
+
+def table_rows(results: dict[str, Any], ks: list[int]) -> list[dict[str, Any]]:
+    """One row per protocol x model x K, with every metric."""
+    rows = []
+    for p, res in results.items():
+        for m, r in res["models"].items():
+            for k in ks:
+                rows.append({
+                    "protocol": p, "model": m, "k": k, **{x: r["metrics"][k].get(x) for x in METRICS},
+                    "users": r["users"], "fit_seconds": r.get("fit_seconds"),
+                })
+    return rows
+
+
+def report_text(results: dict[str, Any], ks: list[int]) -> str:
+    cols = ("ndcg", "recall", "precision", "map", "mrr", "hitrate", "coverage", "novelty", "diversity")
+    lines = []
+    for p, res in results.items():
+        s = res["split"]
+        lines.append(f"== {p}: {s['train']} train / {s['test']} test interactions, {s['test_users']} test users")
+        lines.extend(f"   note: {n}" for n in res["notes"])
+        head = f"{'model':<16}{'K':>4}" + "".join(f"{c:>10}" for c in cols) + f"{'fit s':>9}"
+        lines.append(head)
+        for m, r in res["models"].items():
+            for k in ks:
+                mm = r["metrics"][k]
+                vals = "".join(f"{mm[c]:>10.4f}" if mm.get(c) is not None else f"{'-':>10}" for c in cols)
+                fit = f"{r['fit_seconds']:>9.2f}" if r.get("fit_seconds") is not None else f"{'-':>9}"
+                lines.append(f"{m:<16}{k:>4}{vals}{fit}")
+            for sl, sr in r["slices"].items():
+                k = ks[0]
+                lines.append(f"  {m} / {sl} ({sr['users']} users): NDCG@{k} {sr['metrics'][k]['ndcg']:.4f}  Recall@{k} {sr['metrics'][k]['recall']:.4f}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(results: dict[str, Any], ks: list[int], path: Path) -> str | None:
+    """Recall and NDCG against K, one line per model, one row of panels per protocol.
+    Returns a note when matplotlib is missing (the plot is then skipped)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "plot.png skipped: matplotlib is not installed (pip install matplotlib)"
+    protos = [p for p in results if results[p]["models"]]
+    if not protos:
+        return None
+    fig, axes = plt.subplots(len(protos), 2, figsize=(9, 3.2 * len(protos)), squeeze=False)
+    for row, p in enumerate(protos):
+        for col, metric in enumerate(("recall", "ndcg")):
+            ax = axes[row][col]
+            for m, r in results[p]["models"].items():
+                ax.plot(ks, [r["metrics"][k][metric] for k in ks], marker="o", label=m)
+            ax.set_title(f"{p}: {metric}@K")
+            ax.set_xlabel("K")
+            ax.grid(alpha=0.3)
+            if col == 0:
+                ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return None

@@ -1,0 +1,112 @@
+"""The train stage: embeddings + interactions -> a ``model`` artifact (docs/artifacts.md)."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import InputError
+
+# the small search run by ``avrec train --tune`` (hybrid only), on the validation split
+TUNE_GRID = {"dim": (64, 128, 256), "dropout": (0.1, 0.3, 0.5), "weight_decay": (0.0, 1e-4)}
+
+
+def load_embeddings(embeddings_dir: Path) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """(items.jsonl rows, fused (n, D) float32) of an embeddings artifact."""
+    from .artifacts import load_npy, read_jsonl, read_manifest
+
+    read_manifest(embeddings_dir, expect="embeddings")
+    rows = read_jsonl(embeddings_dir / "items.jsonl")
+    fused = embeddings_dir / "fused.npy"
+    if not fused.exists():
+        raise InputError(f"{embeddings_dir} has no fused.npy; re-run avrec embed")
+    content = np.asarray(load_npy(fused, mmap=False), np.float32)
+    if content.shape[0] != len(rows):
+        raise InputError(f"{embeddings_dir}: fused.npy has {content.shape[0]} rows but items.jsonl {len(rows)}")
+    return rows, content
+
+
+def tune_hybrid(seen, content, cfg, *, device: str, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Grid search over the hybrid's main hyperparameters by validation NDCG; returns the best."""
+    from .models.registry import build_model
+
+    best: tuple[float, dict[str, Any]] = (-1.0, {})
+    keys = list(TUNE_GRID)
+    for values in itertools.product(*(TUNE_GRID[k] for k in keys)):
+        over = dict(zip(keys, values))
+        m = build_model("hybrid", cfg.train, seed=cfg.runtime.seed, device=device, refit=False, **over)
+        if m.params["validation"] <= 0:
+            raise InputError("--tune needs a validation split: set train.validation above 0")
+        m.fit(seen, content)
+        score = float(m.info.get("validation_ndcg", -1.0))
+        progress(f"tune: {over} -> validation NDCG@{m.params['eval_k']} {score:.4f} (epoch {m.info.get('best_epoch')})")
+        if score > best[0]:
+            best = (score, over)
+    progress(f"tune: best {best[1]} (validation NDCG {best[0]:.4f})")
+    return best[1]
+
+
+def train(
+    embeddings_dir: str | Path, interactions_path: str | Path, out_dir: str | Path, cfg, *,
+    tune: bool = False, progress: Callable[[str], None] | None = None,
+) -> Path:
+    """Fit ``cfg.train.model`` and write the model artifact to ``out_dir``; returns its path."""
+    from .artifacts import Manifest, atomic_dir, fingerprint, save_npy, write_jsonl, write_manifest
+    from .config import resolve_device
+    from .data.interactions import load_interactions
+    from .models.registry import build_model
+
+    progress = progress or (lambda _m: None)
+    emb = Path(embeddings_dir)
+    rows, content = load_embeddings(emb)
+    ids = [str(r["item_id"]) for r in rows]
+    data = load_interactions(interactions_path, catalogue=ids, min_weight=cfg.train.min_weight)
+    for line in data.report.lines(str(interactions_path)):
+        progress(line)
+    if len(data) == 0:
+        raise InputError(
+            f"{interactions_path}: no interaction matches an item of {emb} "
+            "(item_id values must be the embeddings' item ids)"
+        )
+    name = cfg.train.model
+    device = resolve_device(cfg.runtime.device) if name == "hybrid" else "cpu"
+    seen = data.to_csr()
+    overrides: dict[str, Any] = {}
+    if tune:
+        if name != "hybrid":
+            raise InputError("--tune searches the hybrid's hyperparameters; use --model hybrid")
+        overrides = tune_hybrid(seen, content, cfg, device=device, progress=progress)
+    model = build_model(name, cfg.train, seed=cfg.runtime.seed, device=device, **overrides)
+    t0 = time.perf_counter()
+    model.fit(seen, content if name == "hybrid" else None, progress=progress)
+    fit_s = time.perf_counter() - t0
+    progress(f"{name}: trained on {len(data)} interactions of {data.n_users} users in {fit_s:.1f}s")
+    cold = int((model.popularity == 0).sum())
+    out = Path(out_dir)
+    with atomic_dir(out) as tmp:
+        write_jsonl(tmp / "items.jsonl", rows)
+        data.users.save(tmp / "users.txt")
+        save_npy(tmp / "seen_indptr.npy", seen.indptr.astype(np.int64))
+        save_npy(tmp / "seen_indices.npy", seen.indices.astype(np.int32))
+        save_npy(tmp / "popularity.npy", model.popularity.astype(np.float32))
+        if model.factor_model:
+            for key, arr in model.factors().items():
+                save_npy(tmp / f"{key}.npy", np.asarray(arr, np.float32))
+        model.save(tmp / "weights.npz")
+        train_section = asdict(cfg.train)
+        params = {**(train_section.get(name) or {}), **overrides} if isinstance(train_section.get(name), dict) else {}
+        write_manifest(tmp, Manifest(
+            artifact="model",
+            config=cfg.to_dict(),
+            inputs={"embeddings": str(emb.resolve()), "interactions": fingerprint(interactions_path)},
+            models={"name": name, "params": params, "factor_model": model.factor_model},
+            counts={"users": data.n_users, "items": data.n_items, "interactions": len(data), "cold_items": cold},
+            extra={"load_report": data.report.to_dict(), "fit_seconds": round(fit_s, 3), "info": model.info,
+                   **({"tuned": overrides} if overrides else {})},
+        ))
+    return out
