@@ -106,8 +106,6 @@ def recommend_cmd(
         if len(modes) != 1:
             raise InputError("give exactly one of --user, --item, --history, --query, --all-users "
                              "(--history and --query may add --user)" + (f"; got {' '.join(modes)}" if modes else ""))
-        if user is not None and (item is not None or all_users):
-            raise InputError(f"--user cannot be combined with {modes[0]}")
         if history == "-" and candidates == "-":
             raise InputError("only one of --history and --candidates can read stdin")
         _limit_threads(cfg.runtime.threads, batch=all_users)
