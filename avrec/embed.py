@@ -327,13 +327,16 @@ def embed(features_dir: str | Path, out_dir: str | Path, cfg: Config, *, progres
     device, precision = _device_and_precision(cfg, needs_torch, say)
     load = lambda name: load_encoder(name, device=device, precision=precision,  # noqa: E731
                                      batch_size=ec.batch_size, max_tokens=ec.max_text_tokens)
+    # load every model before any work, so a missing one fails in seconds, not after an hour
+    encoders = {name: load(name) for name in dict.fromkeys([*plan.values(), speech])
+                if name and parse_name(name)[0] != "builtin"}
     errors: dict[str, str] = {}
 
     transcripts = [""] * n
     speech_info: dict[str, Any] = {}
     if speech:
         t0 = time.monotonic()
-        asr = load(speech)
+        asr = encoders[speech]
         transcripts, errs = transcribe(store, items, asr, batch_size=ec.batch_size, workers=ec.workers, progress=say)
         errors.update({items[i]["item_id"]: f"speech: {e}" for i, e in errs.items()})
         speech_info = {"name": speech, "revision": asr.revision, "transcribed": int(sum(bool(t) for t in transcripts)),
@@ -352,11 +355,11 @@ def embed(features_dir: str | Path, out_dir: str | Path, cfg: Config, *, progres
             x, mask = embed_builtin(store, items, m)
             info = {"name": name, "dim": int(x.shape[1]), "revision": "builtin"}
         elif prefix == "npy":
-            enc = load(name)
+            enc = encoders[name]
             x, mask = enc.lookup(ids)
             info = enc.describe()
         else:
-            enc = load(name)
+            enc = encoders[name]
             if m == "text":
                 x, mask = embed_texts(enc, [item_text(it, tr) for it, tr in zip(items, transcripts)],
                                       batch_size=ec.batch_size, progress=say)

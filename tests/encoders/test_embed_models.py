@@ -1,0 +1,189 @@
+"""The real loading and embedding code on tiny saved CLIP, CLAP, BERT, AST and Whisper models,
+through `avrec embed` (in-process CLI runner, so each model loads once per session)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from avrec.cli import app  # noqa: E402
+from avrec.encoders.query import encode_query  # noqa: E402
+from avrec.features.store import FeatureStore  # noqa: E402
+
+
+def run_embed(features, out, *sets):
+    args = ["embed", str(features), "-o", str(out), "--device", "cpu"]
+    for s in sets:
+        args += ["--set", s]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.stderr + res.stdout
+    assert res.stdout.strip() == str(out)
+    return out
+
+
+def load(out):
+    manifest = json.loads((out / "manifest.json").read_text())
+    ids = [json.loads(line)["item_id"] for line in (out / "items.jsonl").read_text().splitlines()]
+    return manifest, ids
+
+
+def cos(a, b):
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@pytest.fixture(scope="module")
+def multimodal(tiny_models, features_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("emb") / "embeddings"
+    return run_embed(features_dir, out, f"embed.video=clip:{tiny_models['clip']}",
+                     f"embed.audio=clap:{tiny_models['clap']}", f"embed.text=text:{tiny_models['bert']}",
+                     "embed.batch_size=4")
+
+
+def test_artifact_layout_and_masks(multimodal):
+    manifest, ids = load(multimodal)
+    assert manifest["artifact"] == "embeddings"
+    assert ids == ["a", "b", "c", "d", "e", "g"]  # ok items only, catalogue order
+    dims = {m: manifest["models"][m]["dim"] for m in ("video", "audio", "text")}
+    assert dims == {"video": 16, "audio": 16, "text": 32}
+    for m in dims:
+        assert manifest["models"][m]["revision"].startswith("local-")
+    masks = {m: np.load(multimodal / f"{m}_mask.npy") for m in dims}
+    assert masks["video"].tolist() == [True, True, True, False, False, True]
+    assert masks["audio"].tolist() == [True, True, True, False, True, False]
+    assert masks["text"].tolist() == [True, True, True, True, False, False]
+    for m in dims:
+        x = np.load(multimodal / f"{m}.npy")
+        assert x.dtype == np.float32 and x.shape == (6, dims[m])
+        norms = np.linalg.norm(x, axis=1)
+        assert np.allclose(norms[masks[m]], 1, atol=1e-5) and np.all(norms[~masks[m]] == 0)
+    fused = np.load(multimodal / "fused.npy")
+    assert fused.shape == (6, 64) and np.allclose(np.linalg.norm(fused, axis=1), 1, atol=1e-5)
+    # the text-only item d gets a fused vector from its text block alone
+    assert np.allclose(fused[3, 32:], np.load(multimodal / "text.npy")[3], atol=1e-6)
+    assert manifest["extra"]["text_spaces"] == {
+        "video": manifest["models"]["video"]["name"], "audio": manifest["models"]["audio"]["name"],
+        "text": manifest["models"]["text"]["name"]}
+
+
+def test_clip_video_matches_the_model_run_directly(multimodal, tiny_models, features_dir):
+    import torch
+    from transformers import CLIPModel, CLIPProcessor
+
+    model = CLIPModel.from_pretrained(tiny_models["clip"]).eval()
+    proc = CLIPProcessor.from_pretrained(tiny_models["clip"])
+    store = FeatureStore.open(features_dir)
+    video = np.load(multimodal / "video.npy")
+    for row, item in ((0, store.items[0]), (1, store.items[1])):
+        px = proc(images=list(store.frames(item)), return_tensors="pt")
+        with torch.inference_mode():
+            f = model.get_image_features(**px)
+        f = getattr(f, "pooler_output", f).numpy()
+        f = f / np.linalg.norm(f, axis=1, keepdims=True)
+        expect = f.mean(0) / np.linalg.norm(f.mean(0))  # mean pooling over frames
+        assert np.allclose(video[row], expect, atol=1e-4)
+    # identical media -> identical vectors; different media -> different vectors
+    assert cos(video[0], video[2]) > 0.9999 and cos(video[0], video[1]) < 0.9999
+
+
+def test_clap_audio_windows_are_pooled(multimodal, tiny_models, features_dir):
+    import torch
+    from transformers import ClapModel, ClapProcessor
+
+    model = ClapModel.from_pretrained(tiny_models["clap"]).eval()
+    fe = ClapProcessor.from_pretrained(tiny_models["clap"]).feature_extractor
+    store = FeatureStore.open(features_dir)
+    pcm = store.audio(store.items[0])  # 2.5 s -> windows of 1 s: 1, 1, 0.5 (kept: >= 25%)
+    wins = [pcm[:16000], pcm[16000:32000], pcm[32000:]]
+    x = fe(wins, sampling_rate=16000, return_tensors="pt", truncation="rand_trunc", padding="repeatpad")
+    with torch.inference_mode():
+        f = model.get_audio_features(**x)
+    f = getattr(f, "pooler_output", f).numpy()
+    f = f / np.linalg.norm(f, axis=1, keepdims=True)
+    expect = f.mean(0) / np.linalg.norm(f.mean(0))
+    assert np.allclose(np.load(multimodal / "audio.npy")[0], expect, atol=1e-4)
+
+
+def test_text_is_mean_pooled_over_the_attention_mask(multimodal, tiny_models):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_models["bert"])
+    model = AutoModel.from_pretrained(tiny_models["bert"]).eval()
+    texts = ["a dog barking. dog", "lecture about physics"]  # items a and d: title (+ tags)
+    enc = tok(texts, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        h = model(**enc).last_hidden_state
+    m = enc["attention_mask"].unsqueeze(-1).float()
+    v = ((h * m).sum(1) / m.sum(1)).numpy()
+    v = v / np.linalg.norm(v, axis=1, keepdims=True)
+    text = np.load(multimodal / "text.npy")
+    assert np.allclose(text[0], v[0], atol=1e-4) and np.allclose(text[3], v[1], atol=1e-4)
+
+
+def test_queries_land_in_each_modality_space(multimodal, tiny_models):
+    import torch
+    from transformers import CLIPModel, CLIPTokenizer
+
+    manifest, _ = load(multimodal)
+    spaces = manifest["extra"]["text_spaces"]
+    for m, dim in (("video", 16), ("audio", 16), ("text", 32)):
+        q = encode_query("slow piano music", encoder=spaces[m], device="cpu")
+        assert q.shape == (dim,) and q.dtype == np.float32 and abs(np.linalg.norm(q) - 1) < 1e-5
+    tok = CLIPTokenizer.from_pretrained(tiny_models["clip"])
+    model = CLIPModel.from_pretrained(tiny_models["clip"]).eval()
+    with torch.inference_mode():
+        f = model.get_text_features(**tok(["slow piano music"], return_tensors="pt"))
+    f = getattr(f, "pooler_output", f).numpy()[0]
+    assert np.allclose(encode_query("slow piano music", encoder=spaces["video"]), f / np.linalg.norm(f), atol=1e-4)
+
+
+def test_ast_audio_and_max_pooling(tiny_models, features_dir, tmp_path):
+    import torch
+    from transformers import ASTFeatureExtractor, ASTModel
+
+    out = run_embed(features_dir, tmp_path / "emb", f"embed.audio=audio:{tiny_models['ast']}", "embed.video=",
+                    "embed.text=", "embed.pooling=max")
+    manifest, ids = load(out)
+    assert set(manifest["models"]) == {"audio"} and manifest["models"]["audio"]["dim"] == 32
+    audio = np.load(out / "audio.npy")
+    assert np.load(out / "audio_mask.npy").tolist() == [True, True, True, False, True, False]
+    # item e: 1 s of noise, one AST window (0.655 s native window -> two windows, the last kept)
+    store = FeatureStore.open(features_dir)
+    pcm = store.audio(store.items[4])
+    fe = ASTFeatureExtractor.from_pretrained(tiny_models["ast"])
+    model = ASTModel.from_pretrained(tiny_models["ast"]).eval()
+    size = int(round((64 * 0.01 + 0.015) * 16000))
+    wins = [pcm[i : i + size] for i in range(0, len(pcm), size)]
+    with torch.inference_mode():
+        f = model(**fe(wins, sampling_rate=16000, return_tensors="pt")).pooler_output.numpy()
+    f = f / np.linalg.norm(f, axis=1, keepdims=True)
+    expect = f.max(0) / np.linalg.norm(f.max(0))
+    assert np.allclose(audio[4], expect, atol=1e-4)
+
+
+def test_speech_transcripts_feed_the_text(tiny_models, features_dir, tmp_path):
+    out = run_embed(features_dir, tmp_path / "emb", f"embed.speech=asr:{tiny_models['whisper']}", "embed.video=",
+                    "embed.audio=", f"embed.text=text:{tiny_models['bert']}")
+    manifest, ids = load(out)
+    rows = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
+    by_id = {r["item_id"]: r for r in rows}
+    assert manifest["extra"]["speech"]["revision"].startswith("local-")
+    assert by_id["e"]["transcript"]  # noise is "speech" to a random model
+    assert by_id["d"]["transcript"] == "" and by_id["g"]["transcript"] == ""  # no audio
+    # item e has no title or tags: its only text is the transcript
+    assert np.load(out / "text_mask.npy")[ids.index("e")]
+    assert "text" in by_id["e"]["modalities"]
+
+
+def test_wrong_model_kind_is_a_clear_error(tiny_models, features_dir, tmp_path):
+    res = CliRunner().invoke(app, ["embed", str(features_dir), "-o", str(tmp_path / "x"), "--device", "cpu",
+                                   "--set", f"embed.video=clip:{tiny_models['bert']}"])
+    assert res.exit_code == 1
+    assert "CLIP-style" in res.stderr and not (tmp_path / "x").exists()
