@@ -187,3 +187,34 @@ def test_wrong_model_kind_is_a_clear_error(tiny_models, features_dir, tmp_path):
                                    "--set", f"embed.video=clip:{tiny_models['bert']}"])
     assert res.exit_code == 1
     assert "CLIP-style" in res.stderr and not (tmp_path / "x").exists()
+
+
+def test_dataloader_workers_give_the_same_vectors(multimodal, tiny_models, features_dir, tmp_path):
+    out = run_embed(features_dir, tmp_path / "emb", f"embed.video=clip:{tiny_models['clip']}",
+                    f"embed.audio=clap:{tiny_models['clap']}", "embed.text=", "embed.workers=2",
+                    "embed.batch_size=3")
+    for m in ("video", "audio"):
+        assert np.allclose(np.load(out / f"{m}.npy"), np.load(multimodal / f"{m}.npy"), atol=1e-5)
+        assert (np.load(out / f"{m}_mask.npy") == np.load(multimodal / f"{m}_mask.npy")).all()
+
+
+def test_a_failing_item_loses_only_its_modality(features_dir):
+    from avrec.embed import _MediaDataset, _run_units
+
+    store = FeatureStore.open(features_dir)
+    items = store.ok_items
+
+    def prepare(frames):
+        return [{"x": f.astype(np.float32).mean(keepdims=True)} for f in frames]
+
+    def run(units):  # the model chokes on item b's second frame only
+        if any(u["x"][0] == np.float32(marker) for u in units):
+            raise RuntimeError("bad frame")
+        return [u["x"] for u in units]
+
+    marker = store.frames(items[1])[1].astype(np.float32).mean()
+    outputs, errors = _run_units(_MediaDataset(store.path, items, "frames", prepare), run, batch_size=4,
+                                 workers=0, label="test", progress=None)
+    assert errors == {1: "RuntimeError: bad frame"}
+    assert sorted(outputs) == [0, 2, 5]  # a, c, g have frames; b failed; d, e have none
+    assert len(outputs[0]) == 3 and all(o is not None for o in outputs[0])
