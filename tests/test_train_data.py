@@ -1,0 +1,151 @@
+"""Interactions loading (formats, problems reported with line numbers) and splits."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))
+from taste import make_taste  # noqa: E402
+
+from avrec.data import (  # noqa: E402
+    IdMap, cold_item_split, from_arrays, leave_last_split, load_interactions, random_split, temporal_split, write_split,
+)
+from avrec.errors import InputError  # noqa: E402
+
+
+def test_csv_with_malformed_duplicate_and_unknown_rows(tmp_path):
+    p = tmp_path / "ev.csv"
+    p.write_text(
+        "user_id,item_id,weight,timestamp\n"
+        "u1,a,1,10\n"
+        "u1,b,2,11\n"
+        "u2,a,1\n"  # line 4: too few fields
+        "u2,zzz,1,12\n"  # line 5: unknown item
+        "u1,a,1,20\n"  # line 6: duplicate of line 2
+        "u3,b,notanumber,13\n"  # line 7: bad weight
+        ",b,1,14\n"  # line 8: empty user
+        "u3,c,1,2024-01-01T00:00:00\n"
+    )
+    d = load_interactions(p, catalogue=["a", "b", "c"])
+    r = d.report
+    assert r.rows == 8 and r.kept == 3
+    assert [n for n, _ in r.malformed_lines] == [4, 7, 8]
+    assert r.duplicate_lines == [6] and r.duplicates == 1
+    assert [n for n, _ in r.unknown_item_lines] == [5]
+    text = "\n".join(r.lines("ev.csv"))
+    assert "line 4" in text and "line 5" in text and "line 6" in text
+    # duplicate merged: weights summed, latest timestamp kept
+    k = int(np.flatnonzero((d.user == d.users.index("u1")) & (d.item == 0))[0])
+    assert d.weight[k] == 2.0 and d.timestamp[k] == 20.0
+    assert d.timestamp[d.item == 2][0] == pytest.approx(1704067200.0)
+
+
+def test_tsv_jsonl_events_and_watch_seconds(tmp_path):
+    tsv = tmp_path / "ev.tsv"
+    tsv.write_text("user\titem\nx\t1\ny\t2\n")
+    d = load_interactions(tsv)
+    assert d.n_users == 2 and d.items.ids == ["1", "2"]
+    jl = tmp_path / "ev.jsonl"
+    jl.write_text(
+        json.dumps({"user_id": 7, "item_id": "a", "event": "like"}) + "\n"
+        + "{broken\n"
+        + json.dumps({"user_id": 7, "item_id": "b", "event": "teleport"}) + "\n"
+        + json.dumps({"user_id": 8, "item_id": "a", "event": "view"}) + "\n"
+    )
+    d = load_interactions(jl)
+    assert [n for n, _ in d.report.malformed_lines] == [2, 3]
+    assert sorted(d.weight.tolist()) == [1.0, 2.0]
+    assert d.users.ids == ["7", "8"]  # ids are strings
+    ws = tmp_path / "w.csv"
+    ws.write_text("user_id,item_id,watch_seconds\na,x,60\na,y,0\n")
+    d = load_interactions(ws)
+    assert d.weight.tolist() == [1.0] and d.report.below_min_weight == 1
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        load_interactions(tmp_path / "nope.csv")
+    p = tmp_path / "x.csv"
+    p.write_text("who,what\n1,2\n")
+    with pytest.raises(InputError, match="user_id"):
+        load_interactions(p)
+    e = tmp_path / "e.csv"
+    e.write_text("")
+    with pytest.raises(InputError, match="empty"):
+        load_interactions(e)
+
+
+def test_parquet_when_pyarrow_is_installed(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"user_id": ["a", "b"], "item_id": ["x", "y"], "timestamp": [1, 2]}), tmp_path / "e.parquet")
+    d = load_interactions(tmp_path / "e.parquet")
+    assert len(d) == 2 and d.has_time
+
+
+def test_idmap_round_trip(tmp_path):
+    m = IdMap(["b", "a", "b", "c d"])
+    assert m.ids == ["b", "a", "c d"] and m.index("a") == 1
+    m.save(tmp_path / "ids.txt")
+    assert IdMap.load(tmp_path / "ids.txt").ids == m.ids
+
+
+def _data():
+    t = make_taste(n_users=30, items_per_cluster=10, per_user=6)
+    return from_arrays([r[0] for r in t.rows], [r[1] for r in t.rows], timestamps=[r[3] for r in t.rows], catalogue=t.item_ids)
+
+
+def _pairs(d):
+    return set(zip(d.user.tolist(), d.item.tolist()))
+
+
+def test_splits_are_disjoint_complete_and_seeded(tmp_path):
+    data = _data()
+    everything = _pairs(data)
+    for make in (
+        lambda s: random_split(data, ratio=0.25, seed=s),
+        lambda s: cold_item_split(data, ratio=0.2, seed=s),
+        lambda s: leave_last_split(data, n=2, seed=s),
+        lambda s: temporal_split(data, ratio=0.2),
+    ):
+        a, b, c = make(1), make(1), make(2)
+        assert not _pairs(a.train) & _pairs(a.test)
+        assert _pairs(a.train) | _pairs(a.test) == everything
+        assert _pairs(a.test) == _pairs(b.test)
+        if a.name in ("random", "cold"):
+            assert _pairs(a.test) != _pairs(c.test)
+    # random: every user keeps training data; about a quarter held out
+    s = random_split(data, ratio=0.25, seed=0)
+    assert set(s.train.user.tolist()) == set(data.user.tolist())
+    assert 0.15 < len(s.test) / len(data) < 0.35
+    # cold: held-out items have no training interaction at all
+    c = cold_item_split(data, ratio=0.2, seed=0)
+    assert not set(c.cold_items.tolist()) & set(c.train.item.tolist())
+    assert set(c.test.item.tolist()) <= set(c.cold_items.tolist())
+    # temporal: every test interaction is later than every training one
+    t = temporal_split(data, ratio=0.2)
+    assert t.test.timestamp.min() > t.train.timestamp.max()
+    # leave-last-2: per user, the test ones are the newest
+    ll = leave_last_split(data, n=2)
+    for u in range(data.n_users):
+        tr, te = ll.train.timestamp[ll.train.user == u], ll.test.timestamp[ll.test.user == u]
+        assert len(te) == 2 and te.min() >= tr.max()
+    # written to disk as CSV, byte-identical for the same seed
+    write_split(cold_item_split(data, ratio=0.2, seed=3), tmp_path / "a")
+    write_split(cold_item_split(data, ratio=0.2, seed=3), tmp_path / "b")
+    for f in ("train.csv", "test.csv", "cold_items.txt"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+    back = load_interactions(tmp_path / "a" / "test.csv")
+    assert len(back) == len(cold_item_split(data, ratio=0.2, seed=3).test)
+
+
+def test_temporal_split_needs_timestamps():
+    d = from_arrays(["a", "b"], ["x", "y"])
+    with pytest.raises(InputError, match="timestamp"):
+        temporal_split(d, ratio=0.5)
