@@ -50,6 +50,7 @@ class ExtractConfig:
     metadata: str | None = None  # CSV/JSONL table: item_id, title, description, tags[, path]
     recursive: bool = True
     decoder: str = "pyav"  # pyav | opencv: video frame decoder (added by extract)
+    seek_min_seconds: float = 300.0  # videos this long or longer are sampled by seeking to max_frames points instead of decoding every frame; 0: never (added by extract)
 
 
 @dataclass

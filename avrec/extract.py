@@ -69,7 +69,7 @@ def extract_item(task: Task, ecfg: ExtractConfig) -> ItemFeatures:
     from .features.visual import VisualAccumulator
     from .media.audio import load_audio
     from .media.probe import MediaError, probe
-    from .media.video import iter_frames, iter_frames_cv
+    from .media.video import iter_frames, iter_frames_cv, iter_frames_seek
 
     row = _base_row(task.item_id, task.path)
     out = ItemFeatures(row=row)
@@ -80,15 +80,26 @@ def extract_item(task: Task, ecfg: ExtractConfig) -> ItemFeatures:
             acc = VisualAccumulator(max_frames=ecfg.max_frames, thumb_size=ecfg.thumb_size,
                                     scene_threshold=ecfg.scene_threshold, duration=info.duration, fps=ecfg.fps)
             last_t = None
+            seek = (not ecfg.keyframes and ecfg.decoder == "pyav" and ecfg.seek_min_seconds > 0
+                    and info.duration is not None and info.duration >= ecfg.seek_min_seconds
+                    and info.duration * ecfg.fps > 2 * ecfg.max_frames)
             try:
-                if ecfg.decoder == "opencv":
-                    frames = iter_frames_cv(task.path, fps=ecfg.fps, short_side=ecfg.thumb_size)
+                if seek:  # long video: a GOP's worth of decoding per sampled point, not the whole file
+                    n = max(1, ecfg.max_frames)
+                    times = [(i + 0.5) * info.duration / n for i in range(n)]
+                    for t, img, new in iter_frames_seek(task.path, times=times, pair_dt=1.0 / ecfg.fps,
+                                                        short_side=ecfg.thumb_size, threads=task.threads):
+                        acc.add(t, img, new_segment=new)
+                        last_t = t
                 else:
-                    frames = iter_frames(task.path, fps=ecfg.fps, short_side=ecfg.thumb_size,
-                                         keyframes=ecfg.keyframes, threads=task.threads)
-                for t, img in frames:
-                    acc.add(t, img)
-                    last_t = t
+                    if ecfg.decoder == "opencv":
+                        frames = iter_frames_cv(task.path, fps=ecfg.fps, short_side=ecfg.thumb_size)
+                    else:
+                        frames = iter_frames(task.path, fps=ecfg.fps, short_side=ecfg.thumb_size,
+                                             keyframes=ecfg.keyframes, threads=task.threads)
+                    for t, img in frames:
+                        acc.add(t, img)
+                        last_t = t
             except MediaError as e:
                 errors.append(f"video: {e}")
             vf = acc.features()
@@ -157,7 +168,7 @@ _PRELOAD = ("avrec.extract", "av", "cv2", "soundfile", "soxr", "librosa.feature"
 def _signature(ecfg: ExtractConfig) -> dict[str, Any]:
     """Settings that change what is stored per item: shards made otherwise are not reused."""
     keys = ("fps", "max_frames", "keyframes", "thumb_size", "audio_sr", "audio_max_seconds",
-            "feature_audio_seconds", "n_mels", "scene_threshold", "decoder")
+            "feature_audio_seconds", "n_mels", "scene_threshold", "decoder", "seek_min_seconds")
     return {"feature_version": FEATURE_VERSION, **{k: getattr(ecfg, k) for k in keys}}
 
 

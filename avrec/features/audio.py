@@ -55,7 +55,7 @@ def audio_features(y: np.ndarray, *, sr: int, n_mels: int) -> np.ndarray:
         logmel = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
         logmel = np.maximum(logmel, -100.0)  # absolute dB floor, so silence is finite and level-aware
         mfcc = librosa.feature.mfcc(S=logmel, n_mfcc=N_MFCC)
-        chroma = librosa.feature.chroma_stft(S=S, sr=sr, n_fft=N_FFT)
+        chroma = librosa.feature.chroma_stft(S=S, sr=sr, n_fft=N_FFT, tuning=0.0)
         mag = np.sqrt(S)
         nyq = sr / 2.0
         spec = np.vstack([

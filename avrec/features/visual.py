@@ -54,16 +54,19 @@ class VisualAccumulator:
         self.grid_sum = np.zeros(12, np.float64)
         self.motion: list[float] = []
         self.pairs = 0
+        self.pair_seconds = 0.0  # time spanned by compared pairs: the denominator of the cut rate
         self.cuts = 0
-        self.t0: float | None = None
-        self.t1 = 0.0
         self.aspect = 1.0
+        self._prev_t = 0.0
         self._prev_gray: np.ndarray | None = None
         self._prev_hist: np.ndarray | None = None
         self._vals: dict[str, list[float]] = {k: [] for k in ("bright", "sat", "contrast", "colour", "edge")}
 
-    def add(self, t: float, rgb: np.ndarray) -> None:
-        """One sampled frame: (h, w, 3) uint8 RGB, short side >= thumb_size, at time t."""
+    def add(self, t: float, rgb: np.ndarray, new_segment: bool = False) -> None:
+        """One sampled frame: (h, w, 3) uint8 RGB, short side >= thumb_size, at time t.
+
+        new_segment: the frame follows a seek, so it is not compared with the previous one.
+        """
         import cv2
 
         h, w = rgb.shape[:2]
@@ -94,17 +97,15 @@ class VisualAccumulator:
         joint = cv2.calcHist([hsv], [0, 1, 2], None, [8, 4, 4], [0, 180, 0, 256, 0, 256])
         cv2.normalize(joint, joint, alpha=1.0, norm_type=cv2.NORM_L1)
         cut = 0.0
-        if self._prev_hist is not None:
+        if self._prev_hist is not None and not new_segment:
             d = float(cv2.compareHist(self._prev_hist, joint, cv2.HISTCMP_BHATTACHARYYA))
             self.pairs += 1
+            self.pair_seconds += max(t - self._prev_t, 0.0)
             if d > self.threshold:
                 self.cuts += 1
                 cut = d
             self.motion.append(float(cv2.absdiff(gray, self._prev_gray).mean()) / 255.0)
-        self._prev_hist, self._prev_gray = joint, gray
-        if self.t0 is None:
-            self.t0 = t
-        self.t1 = t
+        self._prev_hist, self._prev_gray, self._prev_t = joint, gray, t
         self.n += 1
         self._offer(t, cut, rgb)
 
@@ -145,8 +146,7 @@ class VisualAccumulator:
             return None
         v = {k: np.asarray(x, np.float64) for k, x in self._vals.items()}
         m = np.asarray(self.motion) if self.motion else np.zeros(1)
-        span = max(self.t1 - (self.t0 or 0.0), 0.0)
-        cpm = self.cuts / (span / 60.0) if span > 0 else 0.0
+        cpm = self.cuts / (self.pair_seconds / 60.0) if self.pair_seconds > 0 else 0.0
         out = np.concatenate([
             self.hist_sum / self.n,
             self.grid_sum / self.n,

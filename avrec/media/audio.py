@@ -84,20 +84,22 @@ def _load_av(p: Path, *, sr: int, max_seconds: float) -> Audio:
             duration = float(stream.duration * stream.time_base)
         elif container.duration:
             duration = container.duration / 1_000_000
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
+        # keep the channels and average them here: libswresample's mono downmix mixes at
+        # -3 dB per channel, so identical L/R would come out 1.41x louder than soundfile's mean
+        resampler = av.AudioResampler(format="fltp", rate=sr)
         want = int(max_seconds * sr)
         parts, got, decoded = [], 0, 0
         try:
             for frame in container.decode(stream):
                 decoded += 1
                 for out in resampler.resample(frame):
-                    parts.append(out.to_ndarray().reshape(-1))
+                    parts.append(out.to_ndarray().mean(axis=0))
                     got += out.samples
                 if got >= want:
                     break
             else:
                 for out in resampler.resample(None):  # flush the resampler's delay line
-                    parts.append(out.to_ndarray().reshape(-1))
+                    parts.append(out.to_ndarray().mean(axis=0))
         except av.error.FFmpegError as e:
             if decoded == 0:
                 raise MediaError(f"cannot decode audio: {_one_line(e)}") from None

@@ -20,6 +20,7 @@ import numpy as np
 from .probe import MediaError, _one_line
 
 Frame = tuple[float, np.ndarray]  # (seconds from the start, (h, w, 3) uint8 RGB)
+SegFrame = tuple[float, np.ndarray, bool]  # + True when the frame starts a new segment (after a seek)
 
 
 def analysis_size(width: int, height: int, short_side: int) -> tuple[int, int]:
@@ -52,6 +53,46 @@ class _Sampler:
         return True
 
 
+class _Converter:
+    """Frame -> small RGB with display rotation; the target size is fixed by the first frame."""
+
+    def __init__(self, short_side: int):
+        self.short_side = short_side
+        self.size: tuple[int, int] | None = None
+
+    def __call__(self, frame) -> np.ndarray:
+        rot = int(getattr(frame, "rotation", 0) or 0)
+        if self.size is None:
+            w, h = (frame.height, frame.width) if rot % 180 else (frame.width, frame.height)
+            size = analysis_size(w, h, self.short_side)
+            self.size = (size[1], size[0]) if rot % 180 else size  # scale before rotating
+        img = frame.to_ndarray(format="rgb24", width=self.size[0], height=self.size[1], interpolation="AREA")
+        return _rotate(img, rot)
+
+
+def _open_video(path: str | Path, threads: int):
+    import av
+
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except av.error.FFmpegError as e:
+        raise MediaError(f"cannot open video: {_one_line(e)}") from None
+    if not container.streams.video:
+        container.close()
+        raise MediaError("no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"  # frame + slice threads
+    if threads:
+        stream.codec_context.thread_count = threads
+    return container, stream
+
+
+def _start(stream) -> float:
+    if stream.start_time is not None and stream.time_base:
+        return float(stream.start_time * stream.time_base)
+    return 0.0
+
+
 def iter_frames(
     path: str | Path,
     *,
@@ -69,50 +110,88 @@ def iter_frames(
     """
     import av
 
+    container, stream = _open_video(path, threads)
     try:
-        container = av.open(str(path), metadata_errors="ignore")
-    except av.error.FFmpegError as e:
-        raise MediaError(f"cannot open video: {_one_line(e)}") from None
-    try:
-        if not container.streams.video:
-            raise MediaError("no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame + slice threads
-        if threads:
-            stream.codec_context.thread_count = threads
         if keyframes:
             stream.codec_context.skip_frame = "NONKEY"
         tb = float(stream.time_base) if stream.time_base else 0.0
-        start = float(stream.start_time * stream.time_base) if stream.start_time is not None and stream.time_base else 0.0
+        start = _start(stream)
+        rate = float(stream.average_rate or 25)
         sampler = _Sampler(fps)
+        convert = _Converter(short_side)
         n_decoded = 0
-        size: tuple[int, int] | None = None
         try:
-            for frame in container.decode(stream):
-                n_decoded += 1
-                if frame.pts is not None and tb:
-                    t = frame.pts * tb - start
-                else:  # no timestamps: count frames at the nominal rate
-                    rate = float(stream.average_rate or 25)
-                    t = (n_decoded - 1) / rate
-                t = max(t, 0.0)
-                if max_seconds is not None and t > max_seconds:
-                    break
-                if not sampler.take(t):
-                    continue  # never converted: the cost of a skipped frame is decoding only
-                rot = int(getattr(frame, "rotation", 0) or 0)
-                if size is None:
-                    w, h = (frame.height, frame.width) if rot % 180 else (frame.width, frame.height)
-                    size = analysis_size(w, h, short_side)
-                    if rot % 180:
-                        size = (size[1], size[0])  # scale before rotating
-                img = frame.to_ndarray(format="rgb24", width=size[0], height=size[1], interpolation="AREA")
-                yield t, _rotate(img, rot)
+            for packet in container.demux(stream):
+                if keyframes and not packet.is_keyframe and packet.size:
+                    continue  # never reaches the decoder
+                for frame in packet.decode():
+                    n_decoded += 1
+                    t = frame.pts * tb - start if frame.pts is not None and tb else (n_decoded - 1) / rate
+                    t = max(t, 0.0)
+                    if max_seconds is not None and t > max_seconds:
+                        return
+                    if sampler.take(t):  # a skipped frame costs decoding only, never conversion
+                        yield t, convert(frame)
         except av.error.FFmpegError as e:
             if n_decoded == 0:
                 raise MediaError(f"cannot decode video: {_one_line(e)}") from None
             # truncated or corrupt tail: keep what was decoded
         if n_decoded == 0:
+            raise MediaError("video stream has no decodable frames")
+    finally:
+        container.close()
+
+
+def iter_frames_seek(
+    path: str | Path,
+    *,
+    times: list[float],
+    pair_dt: float,
+    short_side: int,
+    threads: int = 0,
+) -> Iterator[SegFrame]:
+    """For each time t: seek to the key frame before t, decode forward (no conversion) and
+    yield the first frames at or after t and t + pair_dt, so motion and cuts are still
+    measured between frames ``pair_dt`` apart. Cost: a fraction of a GOP per point, not
+    the whole video. Yields (t, rgb, new_segment)."""
+    import av
+
+    container, stream = _open_video(path, threads)
+    try:
+        tb = float(stream.time_base) if stream.time_base else 0.0
+        if not tb:
+            raise MediaError("video stream has no time base; cannot seek")
+        start = _start(stream)
+        convert = _Converter(short_side)
+        got = 0
+        last_t = -1.0
+        for target in times:
+            if target <= last_t:
+                continue
+            try:
+                container.seek(int((target + start) / tb), stream=stream, backward=True, any_frame=False)
+                wanted = [target, target + pair_dt]
+                first = True
+                for frame in container.decode(stream):
+                    if frame.pts is None:
+                        continue
+                    t = frame.pts * tb - start
+                    if t + 1e-6 < wanted[0]:
+                        continue
+                    yield t, convert(frame), first
+                    got += 1
+                    first = False
+                    last_t = t
+                    wanted.pop(0)
+                    if not wanted:
+                        break
+                    if t + 1e-6 >= wanted[0]:  # sparse frames: this one covers the pair point too
+                        break
+            except av.error.FFmpegError as e:
+                if got == 0:
+                    raise MediaError(f"cannot decode video: {_one_line(e)}") from None
+                break  # corrupt beyond this point: keep what was decoded
+        if got == 0:
             raise MediaError("video stream has no decodable frames")
     finally:
         container.close()

@@ -1,0 +1,255 @@
+"""Extract throughput: seconds of media per second of wall time, against full PyAV decoding.
+
+Measured in one run, on the same files:
+  baseline   every video and audio frame decoded with PyAV (threaded), nothing else
+  extract    ``avrec.extract.extract`` with builtin features at 1 frame per second:
+             default settings (videos >= extract.seek_min_seconds are sampled by seeking),
+             ``scan`` (seek disabled: every frame decoded, one per second converted) and
+             ``--keyframes``; with 1 and 2 workers
+on ../shared/data/media (short real clips) and on generated long 720p H.264 + AAC videos.
+Peak memory of one item is measured in a subprocess for a short and a long video.
+
+    python benchmarks/extract.py                      # writes benchmarks/results/extract.{json,md}
+    python benchmarks/extract.py --long-seconds 120   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data" / "media"
+sys.path.insert(0, str(ROOT))
+
+
+# ---------------------------------------------------------------------------------------
+# inputs
+
+
+def make_720p(path: Path, seconds: float, *, fps: int = 25, seed: int = 0) -> None:
+    """A 720p H.264 (x264 veryfast, crf 23, B-frames, default GOP) + stereo AAC 48 kHz mp4:
+    textured moving pictures with a shot change every 4 s, tones with noise."""
+    import av
+
+    w, h = 1280, 720
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    # a few precomputed textures, shifted every frame: real motion without per-frame trig
+    textures = []
+    for k in range(6):
+        g = 127 + 100 * np.sin(xx / (60 + 20 * k)) * np.cos(yy / (40 + 10 * k))
+        base = rng.integers(0, 255, 3)
+        img = np.clip(base[None, None, :] * 0.5 + g[..., None] * 0.5, 0, 255).astype(np.uint8)
+        img[..., 1] = np.clip(img[..., 1].astype(np.int16) + rng.integers(0, 30, (h, w)), 0, 255).astype(np.uint8)
+        textures.append(img)
+    c = av.open(str(path), "w")
+    v = c.add_stream("libx264", rate=fps, options={"preset": "veryfast", "crf": "23"})
+    v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+    a = c.add_stream("aac", rate=48000)
+    a.layout = "stereo"
+    n = int(seconds * fps)
+    for i in range(n):
+        shot = i // (fps * 4)
+        img = np.roll(textures[shot % len(textures)], shift=(i * 3) % w, axis=1)
+        cx, cy = int(w / 2 + w / 3 * np.sin(i / 30)), int(h / 2 + h / 3 * np.cos(i / 23))
+        img[max(0, cy - 60): cy + 60, max(0, cx - 60): cx + 60] = 255 - img[max(0, cy - 60): cy + 60, max(0, cx - 60): cx + 60]
+        for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+            c.mux(p)
+    for p in v.encode():
+        c.mux(p)
+    sr, fs = 48000, 1024
+    total = int(seconds * sr)
+    for s in range(0, total, fs):
+        t = np.arange(s, min(s + fs, total)) / sr
+        y = (0.2 * np.sin(2 * np.pi * (220 + 110 * ((t // 4) % 4)) * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+        fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(np.stack([y, y])), format="fltp", layout="stereo")
+        fr.sample_rate, fr.pts = sr, s
+        for p in a.encode(fr):
+            c.mux(p)
+    for p in a.encode():
+        c.mux(p)
+    c.close()
+
+
+def media_seconds(paths: list[Path]) -> float:
+    from avrec.media.probe import probe
+
+    return float(sum(probe(p).duration or 0.0 for p in paths))
+
+
+# ---------------------------------------------------------------------------------------
+# measurements
+
+
+def full_decode(paths: list[Path]) -> float:
+    """Wall seconds to decode every video and audio frame of ``paths`` with PyAV (the baseline)."""
+    import av
+
+    t0 = time.perf_counter()
+    for p in paths:
+        with av.open(str(p)) as c:
+            for s in c.streams.video:
+                s.thread_type = "AUTO"
+            streams = [*c.streams.video[:1], *c.streams.audio[:1]]
+            for _ in c.decode(*streams):
+                pass
+    return time.perf_counter() - t0
+
+
+def run_extract(paths: list[Path], *, workers: int, keyframes: bool = False, scan: bool = False) -> dict:
+    from avrec.config import Config
+    from avrec.extract import extract
+
+    cfg = Config()
+    cfg.extract.workers = workers
+    cfg.extract.keyframes = keyframes
+    if scan:
+        cfg.extract.seek_min_seconds = 0.0
+    with tempfile.TemporaryDirectory() as d:
+        folder = Path(d) / "in"
+        folder.mkdir()
+        for i, p in enumerate(paths):  # distinct names so every copy is its own item
+            os.symlink(p.resolve(), folder / f"{i:03d}_{p.name}")
+        t0 = time.perf_counter()
+        m = extract([str(folder)], Path(d) / "features", cfg)
+        wall = time.perf_counter() - t0
+    return {"wall_s": round(wall, 3), "ok": m.counts["ok"], "failed": m.counts["failed"],
+            "media_s": m.extra["run"]["media_seconds"]}
+
+
+def peak_rss_mb(path: Path) -> float:
+    """Peak RSS (MB) of a fresh process that extracts one item (imports included)."""
+    code = (
+        "import resource,sys; from avrec.config import Config; from avrec.extract import extract_item, Task;"
+        f"r=extract_item(Task('x', {str(path)!r}), Config().extract); assert r.row['status']=='ok', r.row;"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    return round(int(out.stdout.strip().splitlines()[-1]) / 1024, 1)
+
+
+def machine() -> dict:
+    info: dict = {"platform": platform.platform(), "python": platform.python_version()}
+    try:
+        cpu = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")]
+        info["cpu"] = cpu[0] if cpu else platform.processor()
+    except OSError:
+        info["cpu"] = platform.processor()
+    info["cores"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        kb = next(int(ln.split()[1]) for ln in open("/proc/meminfo") if ln.startswith("MemTotal"))
+        info["ram_gb"] = round(kb / 1024 / 1024, 1)
+    except (OSError, StopIteration):
+        pass
+    info["load_avg_at_start"] = [round(x, 2) for x in os.getloadavg()]
+    from avrec.artifacts import lib_versions
+
+    info["libs"] = lib_versions(("numpy", "av", "opencv-python-headless", "librosa", "soundfile", "soxr"))
+    return info
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--long-seconds", type=float, default=600.0, help="length of each generated 720p video")
+    ap.add_argument("--short-seconds", type=float, default=60.0, help="a generated 720p clip below the seek threshold")
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "avrec-bench"), help="generated videos go here")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = ap.parse_args()
+
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    gen = {}
+    for name, secs in (("short", args.short_seconds), ("long", args.long_seconds)):
+        p = cache / f"{name}_720p_{int(secs)}s.mp4"
+        if not p.exists():
+            t0 = time.perf_counter()
+            tmp = p.with_suffix(".part.mp4")
+            make_720p(tmp, secs, seed=1 if name == "long" else 0)
+            tmp.rename(p)
+            print(f"generated {p} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        gen[name] = p
+
+    result = {"machine": machine(), "note": (
+        "2 CPU cores shared with other jobs (load average above); absolute figures are noisy, "
+        "the ratios to full decoding in the same run are the meaningful part."), "sets": {}}
+    max_w = max(args.workers)
+    sets = {
+        # two copies per worker, so every worker count has the same work per worker available
+        "720p_60s": [gen["short"]] * (2 * max_w),
+        f"720p_{int(args.long_seconds)}s": [gen["long"]] * max_w,
+    }
+    if SHARED.exists():
+        sets["shared_media"] = sorted(p for p in SHARED.rglob("*") if p.suffix.lower() in
+                                      {".mp4", ".webm", ".ogg", ".wav"} and "speech-digits" not in p.parts) + \
+            sorted((SHARED / "audio" / "speech-digits").glob("*.wav"))[:40]
+    for name, paths in sets.items():
+        secs = media_seconds(paths)
+        print(f"[{name}] {len(paths)} files, {secs:.0f} s of media", file=sys.stderr)
+        base = full_decode(paths)
+        entry = {"files": len(paths), "media_seconds": round(secs, 1),
+                 "full_decode": {"wall_s": round(base, 3), "x_realtime": round(secs / base, 1)}, "runs": []}
+        modes = [("default", {}), ("keyframes", {"keyframes": True})]
+        if name.startswith("720p_") and name != "720p_60s":
+            modes.insert(1, ("scan (no seek)", {"scan": True}))
+        for mode, kw in modes:
+            for w in args.workers:
+                r = run_extract(paths, workers=w, **kw)
+                x = secs / r["wall_s"]
+                r.update(mode=mode, workers=w, x_realtime=round(x, 1), x_realtime_per_worker=round(x / w, 1),
+                         vs_full_decode=round(base / r["wall_s"], 2))
+                entry["runs"].append(r)
+                print(f"  {mode:15s} workers={w}: {x:7.1f}x real time ({r['ok']} ok, {r['failed']} failed)",
+                      file=sys.stderr)
+        result["sets"][name] = entry
+    result["peak_rss_mb_one_item"] = {p.name: peak_rss_mb(p) for p in (gen["short"], gen["long"])}
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "extract.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "extract.md").write_text(render_md(result))
+    print(out / "extract.json")
+
+
+def render_md(r: dict) -> str:
+    m = r["machine"]
+    lines = [
+        "# extract throughput", "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m.get('ram_gb', '?')} GB RAM, {m['platform']}, "
+        f"Python {m['python']}; load average at start {m['load_avg_at_start']}.",
+        "Libraries: " + ", ".join(f"{k} {v}" for k, v in m["libs"].items() if k != "python") + ".", "",
+        r["note"], "",
+        "Throughput is seconds of media per second of wall time (x real time), whole `extract()` calls "
+        "(process pool start, decoding, features, shard writing). Baseline: every video and audio frame "
+        "decoded with PyAV, threaded, nothing else, same files, same run. Builtin features, 1 frame per second, "
+        "32 thumbnails of 224x224 per item, 30 s of 16 kHz PCM kept.", "",
+    ]
+    for name, e in r["sets"].items():
+        fd = e["full_decode"]
+        lines += [f"## {name}: {e['files']} files, {e['media_seconds']} s of media", "",
+                  f"Full PyAV decode: {fd['x_realtime']}x real time ({fd['wall_s']} s).", "",
+                  "| mode | workers | wall s | x real time | per worker | vs full decode | ok | failed |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for x in e["runs"]:
+            lines.append(f"| {x['mode']} | {x['workers']} | {x['wall_s']} | {x['x_realtime']} | "
+                         f"{x['x_realtime_per_worker']} | {x['vs_full_decode']}x | {x['ok']} | {x['failed']} |")
+        lines.append("")
+    lines += ["## Peak memory of one item (fresh process, imports included)", ""]
+    lines += [f"- {k}: {v} MB" for k, v in r["peak_rss_mb_one_item"].items()]
+    lines += ["", "Reproduce: `python benchmarks/extract.py` (generated videos are cached in $TMPDIR/avrec-bench).", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

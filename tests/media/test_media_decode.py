@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+
+import media_kit as kit
+from avrec.media.audio import load_audio
+from avrec.media.probe import MediaError, probe
+from avrec.media.video import iter_frames, iter_frames_cv, iter_frames_seek
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("clips")
+    return {
+        "mp4": kit.write_cv2(d / "a.mp4", seconds=3, fps=10),
+        "avi": kit.write_cv2(d / "b.avi", seconds=3, fps=10, fourcc="MJPG"),
+        "h264": kit.write_av(d / "c.mp4", seconds=3, fps=10),
+        "wav": kit.write_audio(d / "d.wav", seconds=2, sr=22050),
+        "flac": kit.write_audio(d / "e.flac", seconds=2, sr=22050),
+        "ogg": kit.write_audio(d / "f.ogg", seconds=2, sr=22050),
+        "dir": d,
+    }
+
+
+def test_probe(clips):
+    v = probe(clips["h264"])
+    assert v.has_video and v.has_audio and v.width == kit.W and v.height == kit.H
+    assert v.duration == pytest.approx(3.0, abs=0.2)
+    a = probe(clips["flac"])
+    assert a.has_audio and not a.has_video and a.duration == pytest.approx(2.0, abs=0.05)
+    assert not probe(clips["mp4"]).has_audio
+
+
+@pytest.mark.parametrize("name", ["mp4", "avi", "h264"])
+def test_frames_sampled_by_time(clips, name):
+    got = list(iter_frames(clips[name], fps=2, short_side=64))
+    times = [t for t, _ in got]
+    assert len(got) == 6 and times == pytest.approx([0, 0.5, 1, 1.5, 2, 2.5], abs=0.06)
+    img = got[0][1]
+    assert img.dtype == np.uint8 and img.shape == (64, 86, 3)  # short side 64, 4:3 kept
+    # first shot is red: the decoded colours are right (RGB, not BGR)
+    r, g, b = img[:40].reshape(-1, 3).mean(axis=0)
+    assert r > 150 and g < 80 and b < 80
+
+
+def test_keyframes_decode_a_subset(clips):
+    every = list(iter_frames(clips["h264"], fps=10, short_side=32))
+    keys = list(iter_frames(clips["h264"], fps=10, short_side=32, keyframes=True))
+    assert 1 <= len(keys) < len(every)
+
+
+def test_seek_sampling_gives_pairs(clips):
+    got = list(iter_frames_seek(clips["h264"], times=[0.5, 2.0], pair_dt=0.5, short_side=32))
+    assert [round(t, 1) for t, _, _ in got] == [0.5, 1.0, 2.0, 2.5]
+    assert [new for _, _, new in got] == [True, False, True, False]
+
+
+def test_opencv_fallback(clips):
+    got = list(iter_frames_cv(clips["mp4"], fps=2, short_side=64))
+    assert len(got) == 6 and got[0][1].shape[0] == 64 and got[0][1].shape[2] == 3
+
+
+@pytest.mark.parametrize("name", ["wav", "flac", "ogg", "h264"])
+def test_audio_resampled_to_mono(clips, name):
+    a = load_audio(clips[name], sr=16000, max_seconds=30)
+    secs = 3.0 if name == "h264" else 2.0
+    assert a.samples.dtype == np.float32 and a.samples.ndim == 1
+    assert len(a.samples) == pytest.approx(secs * 16000, rel=0.03)
+    # a 440 Hz tone stays a 440 Hz tone
+    spec = np.abs(np.fft.rfft(a.samples[4000:12000]))
+    assert np.fft.rfftfreq(8000, 1 / 16000)[spec.argmax()] == pytest.approx(440, abs=4)
+
+
+def test_audio_window_is_bounded(clips):
+    a = load_audio(clips["flac"], sr=8000, max_seconds=0.5)
+    assert len(a.samples) == 4000 and a.duration == pytest.approx(2.0, abs=0.05)
+
+
+def test_broken_inputs_raise_media_error_with_a_reason(clips):
+    d = clips["dir"]
+    cases = {
+        kit.empty(d / "empty.mp4"): "empty file",
+        kit.random_bytes(d / "noise.mkv"): "not a media file",
+        kit.truncate(clips["mp4"], d / "half.mp4"): "corrupt",
+        kit.dangling(d / "gone.mp4"): "broken symlink",
+    }
+    for path, reason in cases.items():
+        with pytest.raises(MediaError, match=reason):
+            probe(path)
