@@ -1,0 +1,95 @@
+"""`avrec extract` through the command line: stdout, stderr, exit codes, stdin."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).parent / "media"))
+import media_kit as kit  # noqa: E402
+
+from avrec.artifacts import read_jsonl  # noqa: E402
+from avrec.cli import app  # noqa: E402
+
+FAST = ["--set", "extract.thumb_size=32", "--set", "extract.max_frames=2", "--set", "extract.audio_max_seconds=1"]
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli_media")
+    kit.write_av(d / "clip.mp4", seconds=2, fps=10)
+    kit.write_audio(d / "song.flac", seconds=1)
+    kit.truncate(d / "clip.mp4", d / "broken.mp4", 0.3)
+    kit.random_bytes(d / "junk.ogg")
+    return d
+
+
+def invoke(*args, input=None):
+    return CliRunner().invoke(app, ["extract", *args], input=input)
+
+
+def test_stdout_is_only_the_path_and_failures_are_rows(media, tmp_path):
+    out = tmp_path / "features"
+    res = invoke(str(media), "-o", str(out), "--workers", "2", *FAST)
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip() == str(out)
+    assert "[4/4]" in res.stderr and "2 failed" in res.stderr and "failed junk:" in res.stderr
+    rows = {r["item_id"]: r["status"] for r in read_jsonl(out / "items.jsonl")}
+    assert rows == {"broken": "failed", "clip": "ok", "junk": "failed", "song": "ok"}
+
+
+def test_max_failed_exits_3_after_writing_the_artifact(media, tmp_path):
+    out = tmp_path / "features"
+    res = invoke(str(media), "-o", str(out), "--max-failed", "1", "-q", *FAST)
+    assert res.exit_code == 3 and res.stdout.strip() == str(out)
+    assert "2 item(s) failed, more than --max-failed 1" in res.stderr
+    assert (out / "items.jsonl").exists()
+    res = invoke(str(media), "-o", str(out), "--max-failed", "2", "-q", *FAST)
+    assert res.exit_code == 0 and res.stderr == ""  # --quiet: nothing on stderr; re-run: no work
+
+
+def test_stdin_list_keyframes_and_hash(media, tmp_path):
+    out = tmp_path / "features"
+    listing = f"{media / 'clip.mp4'}\n{media / 'song.flac'}\n"
+    res = invoke("-", "-o", str(out), "--keyframes", "--hash", "-q", *FAST, input=listing)
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["extract"]["keyframes"] is True and manifest["counts"]["ok"] == 2
+    assert all("sha256" in r["fingerprint"] for r in read_jsonl(out / "items.jsonl"))
+
+
+def test_metadata_only_catalogue(tmp_path):
+    table = tmp_path / "catalogue.jsonl"
+    table.write_text('{"item_id": "a", "title": "Alpha", "tags": ["x"]}\n{"item_id": "b", "title": "Beta"}\n')
+    out = tmp_path / "features"
+    res = invoke("--metadata", str(table), "-o", str(out), "-q")
+    assert res.exit_code == 0, res.output
+    assert [(r["item_id"], r["modalities"]) for r in read_jsonl(out / "items.jsonl")] == [("a", ["text"]), ("b", ["text"])]
+
+
+def test_usage_errors_exit_2(tmp_path):
+    res = invoke()
+    assert res.exit_code == 2 and "no input" in res.stderr
+    res = invoke(str(tmp_path / "missing"))
+    assert res.exit_code == 2 and "input not found" in res.stderr
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name\nx\n")
+    res = invoke("--metadata", str(bad))
+    assert res.exit_code == 2 and "missing column 'item_id'" in res.stderr
+    res = invoke(str(tmp_path), "--set", "extract.decoder=gstreamer")
+    assert res.exit_code == 2 and "extract.decoder" in res.stderr
+
+
+def test_help_has_an_example():
+    res = CliRunner().invoke(app, ["extract", "--help"])
+    assert res.exit_code == 0 and "avrec extract ./videos" in res.stdout and "--max-failed" in res.stdout
+
+
+def test_real_process_pipes_its_path(media, tmp_path, avrec_cli):
+    out = tmp_path / "features"
+    proc = avrec_cli("extract", str(media / "song.flac"), "-o", str(out), *FAST)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"{out}\n"
+    assert "song: ok audio" in proc.stderr

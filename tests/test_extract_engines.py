@@ -1,0 +1,57 @@
+"""Engines: the local pool's per-item time limit and crash handling; Ray's clear absence."""
+
+import os
+import signal
+import threading
+
+import pytest
+
+from avrec.engines import EngineFailure, run
+from avrec.errors import ConfigError
+
+
+def double(tasks, payload):
+    return [t * payload for t in tasks]
+
+
+def misbehave(tasks, payload):
+    out = []
+    for t in tasks:
+        if t == "hang":
+            threading.Event().wait()  # a decoder stuck forever
+        if t == "crash":
+            os.kill(os.getpid(), signal.SIGKILL)  # a decoder that takes the process down
+        if t == "raise":
+            raise ValueError("bad\nthing")
+        out.append(t.upper())
+    return out
+
+
+def test_results_come_back_for_every_task():
+    got = dict(run("local", double, list(range(7)), 3, workers=2, timeout=60))
+    assert got == {i: 3 * i for i in range(7)}
+
+
+def test_hang_crash_and_exception_become_failures_and_the_rest_goes_on():
+    tasks = ["a", "hang", "b", "crash", "raise", "c"]
+    got = dict(run("local", misbehave, tasks, None, workers=2, timeout=1.0))
+    assert {got[i] for i in (0, 2, 5)} == {"A", "B", "C"}
+    assert isinstance(got[1], EngineFailure) and "timed out after 1 s" in got[1].error
+    assert isinstance(got[3], EngineFailure) and "worker process died" in got[3].error and "signal 9" in got[3].error
+    assert isinstance(got[4], EngineFailure) and got[4].error == "ValueError: bad"
+
+
+def test_ray_engine_says_how_to_install_it():
+    try:
+        import ray  # noqa: F401
+
+        pytest.skip("ray is installed")
+    except ImportError:
+        pass
+    with pytest.raises(ConfigError, match="pip install 'avrec\\[ray\\]'"):
+        list(run("ray", double, [1], 2))
+
+
+def test_unknown_engine():
+    with pytest.raises(ConfigError, match="local or ray"):
+        run("spark", double, [1], 2)
