@@ -265,7 +265,8 @@ def interactions(items: dict[str, list[str]], new_items: set[str], seed: int = 7
         seen = []
         for w in tastes:
             pool = [i for i in items[w] if i not in new_items]
-            take = rng.choice(pool, size=int(rng.integers(4, len(pool) + 1)), replace=False)
+            # 3 to 5 of the 6 watchable items: something of their own world is always left to find
+            take = rng.choice(pool, size=int(rng.integers(3, len(pool))), replace=False)
             seen.extend(take)
         others = [i for w in worlds if w not in tastes for i in items[w] if i not in new_items]
         if rng.random() < 0.5:
