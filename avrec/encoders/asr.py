@@ -46,7 +46,7 @@ class SpeechPreparer:
 
 
 class SpeechRecogniser(Encoder):
-    def __init__(self, ref: str, *, device: str, precision: str = "fp32", max_new_tokens: int = 128):
+    def __init__(self, ref: str, *, device: str, precision: str = "fp32", max_new_tokens: int = 224):
         import torch  # noqa: F401
         from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor
 
@@ -59,6 +59,7 @@ class SpeechRecogniser(Encoder):
             raise load_failed(ref, "asr", e) from None
         self.dtype = torch_dtype(precision, device)
         self.model.to(device=device, dtype=self.dtype).eval()
+        # a 30 s chunk of fast speech is ~150-200 tokens; the prompt and answer share 448 positions
         limit = int(getattr(self.model.config, "max_target_positions", 448) or 448)
         self.max_new_tokens = int(max(1, min(max_new_tokens, limit // 2)))
         super().__init__(name=f"asr:{ref}", kind="asr", dim=0, revision=res.revision, device=device,

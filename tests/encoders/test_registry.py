@@ -149,3 +149,14 @@ def test_npy_vectors(tmp_path):
     (tmp_path / "w.ids.txt").write_text("x\ny\nz\n")
     with pytest.raises(InputError, match="2-D"):
         NpyVectors(str(tmp_path / "w.npy"))
+
+
+def test_query_needs_a_text_capable_encoder():
+    from avrec.encoders.query import encode_query
+
+    with pytest.raises(ModelError, match="cannot embed a text query"):
+        encode_query("piano", encoder="builtin")
+    with pytest.raises(ModelError, match="cannot embed a text query"):
+        encode_query("piano", encoder="audio:MIT/ast-finetuned-audioset-10-10-0.4593")
+    with pytest.raises(InputError, match="--query is empty"):
+        encode_query("  ", encoder="text:sentence-transformers/all-MiniLM-L6-v2")

