@@ -124,6 +124,7 @@ class IndexConfig:
     search_k: int = 5000  # -1: annoy's default (n_trees * k)
     metric: str = "auto"  # auto | angular | dot
     exact_below: int = 200000  # exact matrix product is as fast as annoy below this many items
+    exact_single_below: int = 50000  # one request at a time (--user/--item): exact scan below this many items, annoy above
     recall_sample: int = 200  # queries used to report recall@10 against exact search
 
 

@@ -3,7 +3,8 @@
 Layout of ``index/`` (every matrix memory-mappable ``.npy``; nothing pickled)::
 
     manifest.json            artifact "index"; inputs {model, embeddings}; extra: metric, transform,
-                             max_norm, n_trees, search_k, seed, exact_below, serving, recall_at_10,
+                             max_norm, n_trees, search_k, seed, exact_below, exact_single_below,
+                             serving (single requests: exact | annoy), serving_batch, recall_at_10,
                              recall_queries, content {m: {dim, items, recall_at_10}}, text_spaces,
                              embed_models, model_name, added
     items.ann                annoy (angular) over the item vectors. With transform "extra_dim" item
@@ -416,9 +417,12 @@ def _write_index(
     build_annoy(served, out / "items.ann", n_trees=cfg.n_trees, seed=seed)
     queries = _query_sample(cfg.recall_sample, user_vectors=arrays["user_vectors"], item_vectors=x, seed=seed)
     recall = exact_recall_at_10(x, queries, out / "items.ann", transform=transform, search_k=cfg.search_k)
-    serving = "exact" if n < cfg.exact_below else "annoy"
+    # a batch of users amortises one matrix product; a single request is a matrix-vector scan,
+    # which annoy beats at fewer items (exact_below also bounds it, so 0 forces annoy everywhere)
+    serving_batch = "exact" if n < cfg.exact_below else "annoy"
+    serving = "exact" if n < min(cfg.exact_single_below, cfg.exact_below) else "annoy"
     log(f"index: recall@10 against exact search = {recall:.3f} over {len(queries)} queries "
-        f"(search_k={cfg.search_k}); queries served by {serving} search")
+        f"(search_k={cfg.search_k}); single requests served by {serving} search, batches by {serving_batch}")
 
     content: dict[str, Any] = {}
     if emb is not None:
@@ -446,7 +450,9 @@ def _write_index(
         "search_k": int(cfg.search_k),
         "seed": int(seed),
         "exact_below": int(cfg.exact_below),
+        "exact_single_below": int(cfg.exact_single_below),
         "serving": serving,
+        "serving_batch": serving_batch,
         "recall_at_10": round(float(recall), 4),
         "recall_queries": int(len(queries)),
         "content": content,
@@ -509,6 +515,8 @@ def _check_cfg(cfg: Any) -> None:
         raise ConfigError(f"index.n_trees must be at least 1; got {cfg.n_trees}")
     if cfg.search_k == 0 or cfg.search_k < -1:
         raise ConfigError(f"index.search_k must be positive or -1 (annoy's default); got {cfg.search_k}")
+    if cfg.exact_below < 0 or cfg.exact_single_below < 0:
+        raise ConfigError("index.exact_below and index.exact_single_below must be >= 0")
     if cfg.recall_sample < 0:
         raise ConfigError(f"index.recall_sample must be >= 0; got {cfg.recall_sample}")
 
@@ -804,7 +812,13 @@ class Index:
 
     @property
     def exact(self) -> bool:
+        """Single requests scan exactly (else annoy + exact rescoring)."""
         return self.extra.get("serving", "exact") == "exact"
+
+    @property
+    def exact_batch(self) -> bool:
+        """--all-users scores chunks of users with one exact matrix product."""
+        return self.extra.get("serving_batch", self.extra.get("serving", "exact")) == "exact"
 
 
 def search(

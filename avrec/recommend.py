@@ -436,12 +436,12 @@ class Recommender:
         """Every user's recommendations, one list per user, in users.txt order.
 
         Exact search is vectorised over chunks of users (one (c, n) score matrix of about
-        ``chunk_cells`` floats at a time); above ``index.exact_below`` items each user goes
-        through annoy. Memory stays bounded whatever the number of users.
+        ``chunk_cells`` floats at a time); above ``index.exact_below`` items (or with
+        --explain) each user is a single request. Memory stays bounded whatever the number of users.
         """
         idx = self.index
         n_users = idx.n_users
-        if not idx.exact or self.opts.explain:
+        if not idx.exact_batch or self.opts.explain:
             for u in range(n_users):
                 yield self.for_user(idx.users.id(u))
             return

@@ -34,7 +34,7 @@ def test_build_writes_every_file_and_reports_recall(built):
     # unnormalised factor vectors: inner products through the extra dimension
     assert ex["transform"] == "extra_dim" and ex["metric"] == "inner_product"
     assert ex["recall_queries"] == 30 and 0.9 <= ex["recall_at_10"] <= 1.0
-    assert ex["serving"] == "exact"  # 60 items < exact_below
+    assert ex["serving"] == ex["serving_batch"] == "exact"  # 60 items < exact_single_below < exact_below
     assert ex["text_spaces"] == {"text": "text:fake-encoder"}
     assert set(ex["content"]) == {"video", "audio", "text"}
     assert ex["content"]["video"]["items"] == 30  # only even items have video
@@ -119,6 +119,16 @@ def test_annoy_search_agrees_with_exact_and_honours_exclusions(built):
     allowed[::4] = True
     rows, _ = search(idx.item_vectors, q, 5, allowed=allowed, ann=idx.annoy(), transform=idx.transform, search_k=100)
     assert len(rows) == 5 and all(r % 4 == 0 for r in rows)
+
+
+def test_serving_paths_follow_the_thresholds(tmp_path):
+    model = make_model(tmp_path)
+    mixed = Index(build_index(model, tmp_path / "a", IndexConfig(n_trees=5, exact_single_below=10)))
+    assert (mixed.exact, mixed.exact_batch) == (False, True)
+    forced = Index(build_index(model, tmp_path / "b", IndexConfig(n_trees=5, exact_below=0)))
+    assert (forced.exact, forced.exact_batch) == (False, False)
+    with pytest.raises(Exception, match="exact_single_below"):
+        build_index(model, tmp_path / "c", IndexConfig(exact_single_below=-1))
 
 
 def test_same_seed_gives_the_same_index(tmp_path):
