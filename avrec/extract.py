@@ -20,8 +20,11 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterable, Protocol, TextIO
+
+import numpy as np
 
 from .artifacts import Manifest, fingerprint, read_jsonl, write_jsonl, write_manifest
 from .config import Config, ExtractConfig
@@ -30,6 +33,9 @@ from .features.store import ITEM_FIELDS, KIND, ItemFeatures, clean_partial, comp
 
 # bump when the per-item computation changes meaning, so old shards are not reused
 FEATURE_VERSION = 1
+# a shard is closed at extract.shard_size items or at this many bytes of thumbnails and PCM,
+# so the parent's buffer stays bounded whatever the items hold
+SHARD_MAX_BYTES = 256 << 20
 
 
 class Progress(Protocol):
@@ -119,7 +125,8 @@ def extract_item(task: Task, ecfg: ExtractConfig) -> ItemFeatures:
                                    max_seconds=max(ecfg.audio_max_seconds, ecfg.feature_audio_seconds))
                 if len(audio.samples):
                     out.audio_features = audio_features(audio.samples[:feat_n], sr=ecfg.audio_sr, n_mels=ecfg.n_mels)
-                    out.audio = audio.samples[:keep]
+                    # int16 as stored: half the bytes through the pipe and in the shard buffer
+                    out.audio = (np.clip(audio.samples[:keep], -1.0, 1.0) * 32767.0).astype(np.int16)
                     row["modalities"].append("audio")
                 if info.duration is None and audio.duration:
                     info.duration = audio.duration
@@ -215,13 +222,14 @@ def _existing_signature(out: Path) -> dict[str, Any] | None:
     return (data.get("extra") or {}).get("extract_signature")
 
 
-def _merge_text(row: dict[str, Any], table_row: dict[str, Any] | None, path: str | None) -> dict[str, Any]:
+def _merge_text(row: dict[str, Any], table_row: dict[str, Any] | None, path: str | None,
+                listing: dict[str, Any] | None = None) -> dict[str, Any]:
     """Overlay sidecar text then table fields (the table wins) on a media row; add 'text'."""
     from .media.sidecars import read_sidecars
 
     row = {**row, "title": "", "description": "", "tags": [], "text": ""}
     if path:
-        fields, _ = read_sidecars(path)
+        fields, _ = read_sidecars(path, listing)
         row.update({k: v for k, v in fields.items() if v})
     if table_row:
         for k in ("title", "description"):
@@ -331,21 +339,25 @@ def extract(
     video_names = video_feature_names()
     if progress is not None:
         progress.start(len(tasks), reused)
+    buffered_bytes = 0
     try:
         results = run(cfg.distributed.engine, extract_shard, tasks, ecfg, workers=workers,
                       timeout=ecfg.item_timeout, address=cfg.distributed.address, preload=_PRELOAD)
-        for index, res in results:
-            task = tasks[index]
-            if isinstance(res, EngineFailure):
-                res = failed_item(task.item_id, task.path, res.error)
-            res.row["fingerprint"] = fps[task.item_id]
-            buffer.append(res)
-            stats["processed"] += 1
-            stats["media_seconds"] += float(res.row.get("duration") or 0.0)
-            if progress is not None:
-                progress.update(res.row)
-            if len(buffer) >= max(1, ecfg.shard_size):
-                flush()
+        with closing(results):  # stops the workers however the loop ends
+            for index, res in results:
+                task = tasks[index]
+                if isinstance(res, EngineFailure):
+                    res = failed_item(task.item_id, task.path, res.error)
+                res.row["fingerprint"] = fps[task.item_id]
+                buffer.append(res)
+                buffered_bytes += sum(x.nbytes for x in (res.frames, res.audio) if x is not None)
+                stats["processed"] += 1
+                stats["media_seconds"] += float(res.row.get("duration") or 0.0)
+                if progress is not None:
+                    progress.update(res.row)
+                if len(buffer) >= max(1, ecfg.shard_size) or buffered_bytes >= SHARD_MAX_BYTES:
+                    flush()
+                    buffered_bytes = 0
     except KeyboardInterrupt:
         flush()  # keep what finished: the next run resumes from here
         raise
@@ -358,10 +370,11 @@ def extract(
     # merge: every media item (new or reused row) + text-only table rows, sorted by item_id
     rows: list[dict[str, Any]] = []
     media_ids = set()
+    listing: dict[str, Any] = {}  # each folder listed once for sidecars
     for m in media:
         r = new_rows.get(m.item_id) or prior[m.item_id]
         trow = table.rows.get(m.item_id) if table is not None else None
-        rows.append(_merge_text(r, trow, m.path))
+        rows.append(_merge_text(r, trow, m.path, listing))
         media_ids.add(m.item_id)
     if table is not None:
         for iid in table.order:

@@ -9,6 +9,7 @@ artifact without decoding the media again.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +41,21 @@ def _read_text(p: Path) -> str:
     return raw.decode("latin-1").strip()
 
 
-def read_sidecars(media_path: str | Path) -> tuple[dict[str, Any], list[str]]:
+def read_sidecars(media_path: str | Path, listing: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
     """(fields, problems): fields among title, description, tags, text; problems are one-line
-    warnings about unreadable sidecars (a bad sidecar never fails the media item)."""
+    warnings about unreadable sidecars (a bad sidecar never fails the media item).
+
+    listing: a cache of folder -> file names shared across calls, so a folder of n files
+    is listed once, not once per item.
+    """
     p = Path(media_path)
     stem, parent = p.stem, p.parent
+    names, by_prefix = _folder(parent, listing)
     fields: dict[str, Any] = {}
     texts: list[str] = []
     problems: list[str] = []
-    js = parent / f"{stem}.json"
-    if js.is_file():
+    if f"{stem}.json" in names:
+        js = parent / f"{stem}.json"
         try:
             data = json.loads(_read_text(js) or "{}")
             if not isinstance(data, dict):
@@ -63,28 +69,42 @@ def read_sidecars(media_path: str | Path) -> tuple[dict[str, Any], list[str]]:
                 texts.append(str(data["text"]).strip())
         except (OSError, ValueError) as e:
             problems.append(f"{js.name}: {e}")
-    txt = parent / f"{stem}.txt"
-    if txt.is_file():
+    if f"{stem}.txt" in names:
+        txt = parent / f"{stem}.txt"
         try:
             texts.append(_read_text(txt))
         except OSError as e:
             problems.append(f"{txt.name}: {e}")
-    if parent.is_dir():
-        subs = sorted({*parent.glob(f"{_glob_escape(stem)}.srt"), *parent.glob(f"{_glob_escape(stem)}.vtt"),
-                       *parent.glob(f"{_glob_escape(stem)}.*.srt"), *parent.glob(f"{_glob_escape(stem)}.*.vtt")})
-        for s in subs:
-            try:
-                t = read_subtitles(s)
-                if t:
-                    texts.append(t)
-            except OSError as e:
-                problems.append(f"{s.name}: {e}")
+    # clip.srt, clip.vtt, and per-language clip.en.vtt
+    subs = sorted(n for n in by_prefix.get(stem, ()) if n.lower().endswith((".srt", ".vtt"))
+                  and "." not in n[len(stem) + 1 : -4])
+    for name in subs:
+        try:
+            t = read_subtitles(parent / name)
+            if t:
+                texts.append(t)
+        except OSError as e:
+            problems.append(f"{name}: {e}")
     if texts:
         fields["text"] = "\n".join(t for t in texts if t)
     return fields, problems
 
 
-def _glob_escape(s: str) -> str:
-    import glob
-
-    return glob.escape(s)
+def _folder(folder: Path, listing: dict[str, Any] | None) -> tuple[set[str], dict[str, list[str]]]:
+    """File names of a folder, and names grouped by every prefix that ends before a dot
+    ("a.b.en.vtt" under "a", "a.b", "a.b.en"), listed once per folder with a cache."""
+    key = str(folder)
+    if listing is not None and key in listing:
+        return listing[key]
+    try:
+        names = {e.name for e in os.scandir(folder) if not e.is_dir()}
+    except OSError:
+        names = set()
+    by_prefix: dict[str, list[str]] = {}
+    for n in names:
+        for i, ch in enumerate(n):
+            if ch == ".":
+                by_prefix.setdefault(n[:i], []).append(n)
+    if listing is not None:
+        listing[key] = (names, by_prefix)
+    return names, by_prefix

@@ -86,3 +86,25 @@ def test_broken_inputs_raise_media_error_with_a_reason(clips):
     for path, reason in cases.items():
         with pytest.raises(MediaError, match=reason):
             probe(path)
+
+
+def test_variable_frame_rate_is_sampled_by_time(tmp_path):
+    import av
+    from fractions import Fraction
+
+    path = tmp_path / "vfr.mkv"
+    c = av.open(str(path), "w")
+    s = c.add_stream("libx264", rate=30)
+    s.width, s.height, s.pix_fmt = kit.W, kit.H, "yuv420p"
+    s.codec_context.time_base = Fraction(1, 1000)
+    ms = [0, 100, 200, 1500, 1600, 3000, 3050]  # bursts and gaps, in milliseconds
+    for k, (t, img) in enumerate(zip(ms, kit.frames(len(ms), 1))):
+        f = av.VideoFrame.from_ndarray(img, format="rgb24")
+        f.pts, f.time_base = t, Fraction(1, 1000)
+        for p in s.encode(f):
+            c.mux(p)
+    for p in s.encode():
+        c.mux(p)
+    c.close()
+    times = [round(t, 2) for t, _ in iter_frames(path, fps=1, short_side=32)]
+    assert times == [0.0, 1.5, 3.0]
