@@ -24,12 +24,12 @@ cache (see `avrec models`). Prints the embeddings path.
 
 Examples:
 
+\b
   avrec extract media/ | avrec embed
-
-  avrec embed avrec-work/features --set embed.video=clip:openai/clip-vit-base-patch32 \\
-      --set embed.audio=clap:laion/clap-htsat-unfused --device cuda --set embed.precision=fp16
-
-  avrec embed features/ -o emb/ --set embed.speech=asr:openai/whisper-tiny --set embed.weights.text=2
+  avrec embed avrec-work/features --video clip:openai/clip-vit-base-patch32 \\
+      --audio clap:laion/clap-htsat-unfused --device cuda --set embed.precision=fp16
+  avrec embed features/ -o emb/ --speech asr:openai/whisper-tiny --set embed.weights.text=2
+  avrec embed features/ --video npy:my_vectors.npy   # ids in my_vectors.npy.ids.txt
 
 Config keys (section embed): video, audio, text, speech, weights.<modality>, pooling
 (mean|max), batch_size, precision (fp32|fp16|bf16, GPU only), max_text_tokens, pca_dim,

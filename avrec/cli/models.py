@@ -21,10 +21,9 @@ lines with --json or when stdout is piped.
 
 Examples:
 
+\b
   avrec models
-
   avrec models --json | grep '"available": "cache"'
-
   avrec models --set embed.video=clip:/models/my-clip
 """
 

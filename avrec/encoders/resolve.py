@@ -140,6 +140,9 @@ def resolve_model(ref: str, *, kind: str = "text") -> ResolvedModel:
         from huggingface_hub import snapshot_download
 
         local = snapshot_download(ref, allow_patterns=HUB_PATTERNS)
+        if not any(Path(local).glob("*.safetensors")):
+            # older repositories ship only pickled PyTorch weights; transformers loads them safely
+            local = snapshot_download(ref, allow_patterns=[*HUB_PATTERNS, "*.bin"])
     except Exception as e:  # noqa: BLE001 - network, auth, missing repo: one clear line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"cannot download model {ref} from the hub ({first}); {how_to_get(ref, kind)}") from None
