@@ -67,14 +67,16 @@ def rank_users(
 
 
 def hits_matrix(top: np.ndarray, relevant) -> np.ndarray:
-    """(n, k) bool: top[u, r] is in row u of the CSR ``relevant``."""
+    """(n, k) bool: top[u, r] is in row u of the CSR ``relevant`` (vectorised pair lookup)."""
     n, k = top.shape
-    hit = np.zeros((n, k), bool)
-    for u in range(n):  # sets are small; np.isin per row is vectorised over k
-        rel = relevant.indices[relevant.indptr[u] : relevant.indptr[u + 1]]
-        if len(rel):
-            hit[u] = np.isin(top[u], rel)
-    return hit & (top >= 0)
+    if relevant.nnz == 0 or top.size == 0:
+        return np.zeros((n, k), bool)
+    width = int(max(relevant.shape[1], top.max() + 1))
+    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(relevant.indptr))
+    rel_codes = np.sort(rows * width + relevant.indices.astype(np.int64))
+    codes = np.arange(n, dtype=np.int64)[:, None] * width + np.maximum(top, 0)
+    at = np.minimum(np.searchsorted(rel_codes, codes), len(rel_codes) - 1)
+    return (rel_codes[at] == codes) & (top >= 0)
 
 
 def metrics_at_k(

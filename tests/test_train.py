@@ -18,7 +18,7 @@ from avrec.data import cold_item_split, from_arrays, random_split  # noqa: E402
 from avrec.evaluate import evaluate_scorer  # noqa: E402
 from avrec.models import build_model  # noqa: E402
 
-HYB = {"dim": 16, "epochs": 60, "patience": 8}
+HYB = {"dim": 16, "epochs": 60, "patience": 8, "lr": 0.02}
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_train_stage_writes_the_model_artifact(taste, tmp_path):
     emb = tmp_path / "emb"
     write_embeddings(taste, emb)
     cfg = Config()
-    cfg.train.hybrid.dim, cfg.train.hybrid.epochs, cfg.train.hybrid.patience = 16, 40, 5
+    cfg.train.hybrid.dim, cfg.train.hybrid.epochs, cfg.train.hybrid.patience, cfg.train.hybrid.lr = 16, 40, 5, 0.02
     messages: list[str] = []
     out = train(emb, ev, tmp_path / "model", cfg, progress=messages.append)
     man = read_manifest(out, expect="model")

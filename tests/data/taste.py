@@ -18,7 +18,7 @@ class Taste:
     rows: list[tuple[str, str, float, int]]  # (user_id, item_id, weight, timestamp)
 
 
-def make_taste(*, n_clusters: int = 4, items_per_cluster: int = 30, n_users: int = 80, per_user: int = 12,
+def make_taste(*, n_clusters: int = 4, items_per_cluster: int = 30, n_users: int = 80, per_user: int = 12,  # average liked items per user (varies from half to 1.5x)
                noise_items: int = 1, dim: int = 16, seed: int = 0) -> Taste:
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(n_clusters, dim))
@@ -35,7 +35,8 @@ def make_taste(*, n_clusters: int = 4, items_per_cluster: int = 30, n_users: int
     t = 1_600_000_000
     for u in range(n_users):
         c = user_cluster[u]
-        liked = rng.choice(items_per_cluster, size=per_user, replace=False, p=pop / pop.sum()) + c * items_per_cluster
+        n_liked = int(rng.integers(max(2, per_user // 2), min(items_per_cluster, per_user + per_user // 2) + 1))
+        liked = rng.choice(items_per_cluster, size=n_liked, replace=False, p=pop / pop.sum()) + c * items_per_cluster
         other = rng.choice(n_items, size=noise_items, replace=False)
         for i in np.concatenate([liked, other]):
             t += int(rng.integers(1, 100))

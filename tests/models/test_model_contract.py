@@ -15,7 +15,7 @@ from avrec.data import from_arrays  # noqa: E402
 from avrec.models import MODEL_NAMES, Recommender, build_model  # noqa: E402
 
 FAST = {
-    "hybrid": {"dim": 16, "epochs": 40, "patience": 5, "validation": 0.1},
+    "hybrid": {"dim": 16, "epochs": 40, "patience": 5, "validation": 0.1, "lr": 0.02},
     "mf": {"factors": 8, "epochs": 4},
     "itemknn": {"neighbours": 20},
     "ease": {"l2": 10.0},

@@ -1,0 +1,140 @@
+"""Metrics on hand-computed cases; the evaluate stage and its command line."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))
+from taste import make_taste, write_csv, write_embeddings  # noqa: E402
+
+from avrec.config import Config  # noqa: E402
+from avrec.evaluate import intra_list_diversity, metrics_at_k, rank_users  # noqa: E402
+
+
+def _csr(rows, n):
+    r = [i for i, row in enumerate(rows) for _ in row]
+    c = [j for row in rows for j in row]
+    return sp.csr_matrix((np.ones(len(c), np.float32), (r, c)), shape=(len(rows), n))
+
+
+def test_metrics_match_hand_computed_values():
+    # user 0: relevant {1, 3}; ranked [1, 2, 3] -> hits at ranks 1 and 3
+    # user 1: relevant {4};    ranked [0, 2, 4] -> hit at rank 3
+    top = np.array([[1, 2, 3], [0, 2, 4]])
+    rel = _csr([[1, 3], [4]], 6)
+    pop = np.array([4, 3, 2, 1, 1, 0], np.float32)
+    m = metrics_at_k(top, rel, [1, 3], n_candidates=6, popularity=pop, n_train_users=8)
+    d = 1 / np.log2(np.arange(2, 5))
+    ndcg0 = (d[0] + d[2]) / (d[0] + d[1])
+    ndcg1 = d[2] / d[0]
+    assert m[3]["ndcg"] == pytest.approx((ndcg0 + ndcg1) / 2)
+    assert m[3]["recall"] == pytest.approx((1.0 + 1.0) / 2)
+    assert m[3]["precision"] == pytest.approx((2 / 3 + 1 / 3) / 2)
+    assert m[3]["map"] == pytest.approx(((1 + 2 / 3) / 2 + (1 / 3) / 1) / 2)
+    assert m[3]["mrr"] == pytest.approx((1 + 1 / 3) / 2)
+    assert m[3]["hitrate"] == 1.0
+    assert m[3]["coverage"] == pytest.approx(5 / 6)  # items 0..4 recommended
+    assert m[1]["ndcg"] == pytest.approx(0.5) and m[1]["recall"] == pytest.approx(0.25)
+    assert m[1]["mrr"] == pytest.approx(0.5) and m[1]["hitrate"] == pytest.approx(0.5)
+    # novelty: mean of -log2(pop / users) over the recommended items (pop 0 counts as 1)
+    pops = np.maximum(pop[top.ravel()], 1)
+    assert m[3]["novelty"] == pytest.approx(np.mean(-np.log2(pops / 8)))
+
+
+def test_diversity_and_ranking_helpers():
+    content = np.array([[1, 0], [1, 0], [0, 1]], np.float32)
+    assert intra_list_diversity(np.array([[0, 1]]), content) == pytest.approx(0.0)
+    assert intra_list_diversity(np.array([[0, 2]]), content) == pytest.approx(1.0)
+    assert intra_list_diversity(np.array([[0, 1, 2]]), content) == pytest.approx(2 / 3)
+    scores = np.array([[0.1, 0.9, 0.5, 0.7], [0.4, 0.3, 0.2, 0.1]], np.float32)
+    seen = _csr([[1], []], 4)
+    top = rank_users(lambda rows: scores[rows], np.array([0, 1]), k=2, exclude=seen)
+    assert top.tolist() == [[3, 2], [0, 1]]
+    top = rank_users(lambda rows: scores[rows], np.array([0, 1]), k=3, exclude=seen, candidates=np.array([1, 2]))
+    assert top.tolist() == [[2, -1, -1], [1, 2, -1]]  # only candidates, seen ones removed
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    d = tmp_path_factory.mktemp("eval")
+    t = make_taste(n_users=60, items_per_cluster=20, per_user=10)
+    write_csv(t, d / "ev.csv")
+    write_embeddings(t, d / "emb")
+    return t, d
+
+
+def _cfg():
+    cfg = Config()
+    cfg.train.hybrid.dim, cfg.train.hybrid.epochs, cfg.train.hybrid.patience, cfg.train.hybrid.lr = 16, 40, 5, 0.02
+    return cfg
+
+
+def test_evaluate_stage_writes_metrics_report_plot_and_splits(world, tmp_path):
+    from avrec.artifacts import read_manifest
+    from avrec.evaluate import evaluate
+
+    t, d = world
+    out, rows = evaluate(d / "emb", d / "ev.csv", tmp_path / "ev", _cfg(), models=["popular", "ease", "hybrid"],
+                         protocols=["random", "cold"], ks=[5, 10])
+    read_manifest(out, expect="evaluation")
+    m = json.loads((out / "metrics.json").read_text())
+    rnd, cold = m["protocols"]["random"], m["protocols"]["cold"]
+    assert set(rnd["models"]) == {"popular", "ease", "hybrid"}
+    assert rnd["models"]["hybrid"]["metrics"]["10"]["ndcg"] > rnd["models"]["popular"]["metrics"]["10"]["ndcg"]
+    assert set(cold["models"]) == {"hybrid"} and any("ranked among the held-out items only" in n for n in cold["notes"])
+    assert cold["models"]["hybrid"]["metrics"]["10"]["ndcg"] > 0.3
+    assert {"light_users", "heavy_users"} <= set(rnd["models"]["hybrid"]["slices"])
+    for p in ("random", "cold"):
+        assert (out / "splits" / p / "train.csv").exists() and (out / "splits" / p / "test.csv").exists()
+    report = (out / "report.txt").read_text()
+    assert "held-out items only" in report and "hybrid" in report
+    pytest.importorskip("matplotlib")
+    assert (out / "plot.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(rows) == (3 + 1) * 2 and {r["k"] for r in rows} == {5, 10}
+
+
+def test_recs_file_scored_on_the_same_split(world, tmp_path):
+    from avrec.data import load_interactions
+    from avrec.evaluate import evaluate
+
+    t, d = world
+    cfg = _cfg()
+    # first run writes the split; a perfect "other system" recommends each user's test items
+    out, _ = evaluate(d / "emb", d / "ev.csv", tmp_path / "a", cfg, models=["popular"], protocols=["random"], ks=[5])
+    test = load_interactions(out / "splits" / "random" / "test.csv")
+    recs = tmp_path / "recs.jsonl"
+    with open(recs, "w") as f:
+        for u in range(test.n_users):
+            items = [test.items[i] for i in test.item[test.user == u]]
+            f.write(json.dumps({"user_id": test.users[u], "items": items + ["unknown-item"]}) + "\n")
+        f.write(json.dumps({"user_id": "nobody", "items": ["item-000"]}) + "\n")
+    out, _ = evaluate(d / "emb", d / "ev.csv", tmp_path / "b", cfg, models=["popular"], protocols=["random"], ks=[5], recs=recs)
+    r = json.loads((out / "metrics.json").read_text())["protocols"]["random"]["models"]["recs:recs"]
+    assert r["metrics"]["5"]["recall"] == pytest.approx(1.0) and r["metrics"]["5"]["hitrate"] == 1.0
+    assert r["recs"]["unknown_users"] == 1
+
+
+def test_cli_evaluate_json_lines_when_piped(world, tmp_path):
+    t, d = world
+    cmd = [sys.executable, "-m", "avrec", "evaluate", str(d / "emb"), "--interactions", str(d / "ev.csv"),
+           "--models", "popular,itemknn", "--protocol", "random", "--k", "5,10", "-o", str(tmp_path / "ev")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(rows) == 4 and {(x["model"], x["k"]) for x in rows} == {("popular", 5), ("popular", 10), ("itemknn", 5), ("itemknn", 10)}
+    assert all(0 <= x["ndcg"] <= 1 and not math.isnan(x["recall"]) for x in rows)
+    assert "avrec evaluate" in r.stderr  # the table goes to stderr
+    q = subprocess.run(cmd + ["--quiet"], capture_output=True, text=True, timeout=120)
+    assert q.returncode == 0 and q.stderr == "" and len(q.stdout.splitlines()) == 4
+    bad = subprocess.run(cmd[:-2] + ["--models", "nope"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown model" in bad.stderr
+    bad = subprocess.run(cmd[:-4] + ["--k", "ten"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
