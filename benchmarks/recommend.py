@@ -105,9 +105,17 @@ def avrec_cmd() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "avrec"]
 
 
-def wall(cmd: list[str]) -> float:
+# Processes run as an installed avrec does: with cached bytecode. Where the environment sets
+# PYTHONDONTWRITEBYTECODE (as the reference machine does), every avrec module would be compiled
+# from source on every run; the cache goes to a temporary prefix instead of the source tree.
+PYC = tempfile.mkdtemp(prefix="avrec-pyc-")
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | {"PYTHONPYCACHEPREFIX": PYC}
+ENV_NOCACHE = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def wall(cmd: list[str], env: dict | None = None) -> float:
     t = time.perf_counter()
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env or ENV)
     dt = time.perf_counter() - t
     if r.returncode != 0:
         raise RuntimeError(f"{cmd} failed: {r.stderr.decode()[-500:]}")
@@ -137,7 +145,7 @@ def main() -> None:
         idx = tmp / "index"
         t = time.perf_counter()
         r = subprocess.run([*avrec_cmd(), "index", str(model), "-o", str(idx)], capture_output=True, text=True,
-                           stdin=subprocess.DEVNULL)
+                           stdin=subprocess.DEVNULL, env=ENV)
         if r.returncode != 0:
             raise RuntimeError(r.stderr)
         res["build_s"] = round(time.perf_counter() - t, 2)
@@ -163,6 +171,8 @@ def main() -> None:
                                                            "--json"],
             "avrec recommend --user U (exact)": lambda u: [*avrec_cmd(), "recommend", str(by_path["exact"]), "--user", u,
                                                            "--json"],
+            "avrec recommend --user U (default path, no bytecode cache)": lambda u: (
+                [*avrec_cmd(), "recommend", str(idx), "--user", u, "--json"], ENV_NOCACHE),
             "python -c 'import typer'": lambda u: [sys.executable, "-c", "import typer"],
             "python -c 'import typer, pydantic'": lambda u: [sys.executable, "-c", "import typer, pydantic"],
             "library only: python -c '<Index + Recommender.for_user>' (default path)": lambda u: [
@@ -170,18 +180,22 @@ def main() -> None:
                 "import sys; from avrec.index import Index; from avrec.recommend import Options, Recommender; "
                 f"Recommender(Index(sys.argv[1]), Options(k=10)).for_user(sys.argv[2])", str(idx), u],
         }
-        for cmd in variants.values():  # warm the page cache and .pyc files
-            wall(cmd(users[0]))
+        def run_variant(make, u: str) -> float:
+            c = make(u)
+            return wall(*c) if isinstance(c, tuple) else wall(c)
+
+        for make in variants.values():  # warm the page cache and the bytecode cache
+            run_variant(make, users[0])
         times: dict[str, list[float]] = {k: [] for k in variants}
         for u in users:
-            for name, cmd in variants.items():
-                times[name].append(wall(cmd(u)))
+            for name, make in variants.items():
+                times[name].append(run_variant(make, u))
         base = statistics.median(times["baseline: python -c 'import numpy, annoy'"])
         res["startup"] = {name: {"median_s": round(statistics.median(v), 4), "min_s": round(min(v), 4),
                                  "ratio_to_baseline": round(statistics.median(v) / base, 2)} for name, v in times.items()}
         # slowest imports of the recommend process (cumulative, microseconds)
         r = subprocess.run([sys.executable, "-X", "importtime", "-m", "avrec", "recommend", str(idx), "--user",
-                            users[0], "--json"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+                            users[0], "--json"], capture_output=True, text=True, stdin=subprocess.DEVNULL, env=ENV)
         top = []
         for line in r.stderr.splitlines():
             if not line.startswith("import time:") or line.count("|") != 2:
@@ -211,7 +225,7 @@ def main() -> None:
         # --all-users as users run it: one process, JSON lines for every user
         t = time.perf_counter()
         r = subprocess.run([*avrec_cmd(), "recommend", str(idx), "--all-users", "--k", "10"], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                           stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=ENV)
         dt = time.perf_counter() - t
         assert r.returncode == 0, r.stderr
         n_lines = r.stdout.count(b"\n")
@@ -233,6 +247,7 @@ def main() -> None:
         res["machine"]["load_average_at_end"] = list(os.getloadavg())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(PYC, ignore_errors=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "recommend.json").write_text(json.dumps(res, indent=2) + "\n")
@@ -251,7 +266,9 @@ def markdown(r: dict) -> str:
         f"{', '.join(f'{x:.2f}' for x in m.get('load_average_at_end', []))}: the cores were shared with other work.",
         "",
         f"Data: generated {r['params']['items']} items x {r['params']['dim']} dims (clustered, varied norms), "
-        f"{r['params']['users']} users, 20 seen items each. Reproduce: `python benchmarks/recommend.py`.",
+        f"{r['params']['users']} users, 20 seen items each. Reproduce: `python benchmarks/recommend.py`. "
+        "Processes run with cached bytecode (PYTHONPYCACHEPREFIX), as an installed avrec does; one variant "
+        "shows the cost without it (this environment sets PYTHONDONTWRITEBYTECODE=1).",
         "",
         f"Build (`avrec index`, defaults: {r['build_report']['n_trees']} trees, search_k {r['build_report']['search_k']}, "
         f"{r['build_report']['metric']} via {r['build_report']['transform']}): {r['build_s']} s, "

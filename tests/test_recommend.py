@@ -236,28 +236,6 @@ def test_filter_parse():
 # command line
 
 
-def test_cli_user_json_lines_and_exit_codes(index_dir):
-    r = run_avrec("recommend", str(index_dir), "--user", "u1", "--k", "3")
-    assert r.returncode == 0, r.stderr
-    lines = [json.loads(ln) for ln in r.stdout.splitlines()]  # piped: JSON lines without --json
-    assert [ln["rank"] for ln in lines] == [1, 2, 3] and lines[0]["user"] == "u1"
-    r = run_avrec("recommend", str(index_dir), "--user", "ghost")
-    assert r.returncode == 2 and r.stdout == "" and "unknown user 'ghost'" in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
-    r = run_avrec("recommend", str(index_dir), "--user", "ghost", "--fallback", "popular", "--k", "2")
-    assert r.returncode == 0 and [json.loads(ln)["source"] for ln in r.stdout.splitlines()] == ["popular"] * 2
-    r = run_avrec("recommend", str(index_dir), "--item", "nope")
-    assert r.returncode == 2 and "unknown item" in r.stderr
-    r = run_avrec("recommend", str(index_dir), "--user", "u1", "--item", "i1")
-    assert r.returncode == 2 and "exactly one of" in r.stderr and "got --user --item" in r.stderr
-    r = run_avrec("recommend", str(index_dir))
-    assert r.returncode == 2 and "exactly one of" in r.stderr
-    r = run_avrec("recommend", str(index_dir), "--user", "u1", "--filter", "colour=red")
-    assert r.returncode == 2 and "unknown --filter field" in r.stderr
-    r = run_avrec("recommend", str(index_dir.parent / "nothing"), "--user", "u1")
-    assert r.returncode == 2 and "not found" in r.stderr
-
-
 def test_cli_history_on_stdin_candidates_filters_and_explain(index_dir, tmp_path):
     r = run_avrec("recommend", str(index_dir), "--history", "-", "--k", "4", "--explain", "--filter", "modality=video",
                   input="i2\ni5,2\n")
