@@ -382,9 +382,11 @@ def embed(features_dir: str | Path, out_dir: str | Path, cfg: Config, *, progres
         say(f"warning: {empty} item(s) have no vector in any enabled modality (zero rows in fused.npy)")
     pca = None
     if ec.pca_dim > 0:
-        k = min(ec.pca_dim, fused.shape[1], n - empty)
+        # centred data of r rows has rank <= r - 1: more components would be noise
+        k = min(ec.pca_dim, fused.shape[1], n - empty - 1)
         if k < ec.pca_dim:
-            say(f"warning: embed.pca_dim={ec.pca_dim} reduced to {k} (items with vectors / fused dimension)")
+            say(f"warning: embed.pca_dim={ec.pca_dim} reduced to {max(k, 0)} (limited by the fused dimension "
+                f"and the number of items with vectors){'; PCA skipped' if k < 1 else ''}")
         if k >= 1:
             pca = fit_pca(fused, k)
             fused = apply_pca(fused, pca[0], pca[1])

@@ -99,6 +99,15 @@ def test_pca_is_fitted_and_stored(features, tmp_path):
     assert np.allclose(fused[:8], y / np.linalg.norm(y, axis=1, keepdims=True), atol=1e-4)
 
 
+def test_pca_dim_is_capped_by_the_data(features, tmp_path):
+    msgs = []
+    out = embed(features, tmp_path / "emb", cfg_with("embed.pca_dim=50"), progress=msgs.append)
+    manifest, _ = read(out)
+    # 8 items with vectors: centred, they span at most 7 dimensions (fused has 11)
+    assert np.load(out / "fused.npy").shape == (10, 7) and manifest["extra"]["pca_dim"] == 7
+    assert any("pca_dim=50 reduced to 7" in m for m in msgs)
+
+
 def test_fit_pca_recovers_the_main_direction():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 1)) * [[3.0, 0, 0]] + rng.normal(size=(200, 3)) * 0.1

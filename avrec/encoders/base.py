@@ -90,6 +90,10 @@ def torch_dtype(precision: str, device: str):
 
 def quiet_transformers() -> None:
     """Keep transformers' load reports and progress bars off stderr (our progress is there)."""
+    import warnings
+
+    # AST's own default filter bank (128 mels over 257 bins) trips this on every load: harmless
+    warnings.filterwarnings("ignore", message="At least one mel filter has all zero values", category=UserWarning)
     try:
         from transformers.utils import logging as tlog
 
