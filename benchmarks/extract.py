@@ -128,11 +128,13 @@ def run_extract(paths: list[Path], *, workers: int, keyframes: bool = False, sca
             "media_s": m.extra["run"]["media_seconds"]}
 
 
-def peak_rss_mb(path: Path) -> float:
-    """Peak RSS (MB) of a fresh process that extracts one item (imports included)."""
+def peak_rss_mb(path: Path, *, scan: bool = False) -> float:
+    """Peak RSS (MB) of a fresh process that extracts one item (imports included);
+    ``scan`` decodes every frame (no seeking), the worst case for a long video."""
     code = (
         "import resource,sys; from avrec.config import Config; from avrec.extract import extract_item, Task;"
-        f"r=extract_item(Task('x', {str(path)!r}), Config().extract); assert r.row['status']=='ok', r.row;"
+        f"c=Config().extract; c.seek_min_seconds={0.0 if scan else 300.0};"
+        f"r=extract_item(Task('x', {str(path)!r}), c); assert r.row['status']=='ok', r.row;"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
@@ -182,8 +184,10 @@ def main() -> None:
         gen[name] = p
 
     result = {"machine": machine(), "note": (
-        "2 CPU cores shared with other jobs (load average above); absolute figures are noisy, "
-        "the ratios to full decoding in the same run are the meaningful part."), "sets": {}}
+        "2 CPU cores shared with other jobs (load average above): absolute figures are noisy and "
+        "workers cannot scale when other jobs already take the cores; the ratios to full decoding "
+        "in the same run are the meaningful part. With 1 worker the decoder may use every core "
+        "(FFmpeg threads); with N workers each decoder gets cores/N threads."), "sets": {}}
     max_w = max(args.workers)
     sets = {
         # two copies per worker, so every worker count has the same work per worker available
@@ -213,7 +217,10 @@ def main() -> None:
                 print(f"  {mode:15s} workers={w}: {x:7.1f}x real time ({r['ok']} ok, {r['failed']} failed)",
                       file=sys.stderr)
         result["sets"][name] = entry
-    result["peak_rss_mb_one_item"] = {p.name: peak_rss_mb(p) for p in (gen["short"], gen["long"])}
+    result["peak_rss_mb_one_item"] = {
+        f"{p.name} ({'scan, every frame decoded' if scan else 'default'})": peak_rss_mb(p, scan=scan)
+        for p in (gen["short"], gen["long"]) for scan in (False, True)
+    }
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

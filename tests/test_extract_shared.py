@@ -14,7 +14,7 @@ def test_real_clips(shared_media, tmp_path):
     cfg.extract.thumb_size = 64
     cfg.extract.max_frames = 8
     digits = sorted((shared_media / "audio" / "speech-digits").glob("*.wav"))[:3]
-    clips = [shared_media / "audio" / "clips" / n for n in ("brahms.ogg", "robin.ogg")]
+    clips = [shared_media / "audio" / "clips" / n for n in ("brahms.ogg", "robin.ogg", "vibeace.ogg")]
     out = tmp_path / "features"
     m = extract([shared_media / "video", *clips, *digits], out, cfg)
     rows = {r["item_id"]: r for r in read_jsonl(out / "items.jsonl")}
@@ -23,6 +23,7 @@ def test_real_clips(shared_media, tmp_path):
     # VP8/Vorbis webm and H.264/AAC mp4 both give frames and sound
     for iid in ("mdn__rabbit320", "moviepy__big_buck_bunny_0_30", "mdn__friday"):
         assert {"video", "audio"} <= set(rows[iid]["modalities"]), rows[iid]
+    assert rows["vibeace"]["modalities"] == ["audio"]  # its cover picture is not a video
     assert "crown jewels" in rows["mdn__friday"]["text"] and "text" in rows["mdn__friday"]["modalities"]
     assert rows["moviepy__big_buck_bunny_0_30"]["duration"] == pytest.approx(30, abs=1)
     store = FeatureStore.open(out)

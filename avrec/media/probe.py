@@ -56,6 +56,15 @@ def _stream_rotation(stream) -> int:
         return 0
 
 
+def _is_cover(stream) -> bool:
+    import av
+
+    try:
+        return bool(stream.disposition & av.stream.Disposition.attached_pic)
+    except (AttributeError, TypeError):  # older PyAV: no Disposition flags
+        return "attached_pic" in str(getattr(stream, "disposition", "")).lower()
+
+
 def probe(path: str | Path) -> MediaInfo:
     """Open the container with PyAV and describe it; MediaError if it is not media."""
     import av
@@ -63,9 +72,8 @@ def probe(path: str | Path) -> MediaInfo:
     check_readable(path)
     try:
         with av.open(str(path), metadata_errors="ignore") as c:
-            vs = next((s for s in c.streams.video if s.codec_context is not None), None)
-            if vs is not None and vs.disposition and "attached_pic" in str(vs.disposition).lower():
-                vs = None  # cover art in an mp3/m4a is not video
+            # cover art in an mp3/m4a/ogg is a one-picture "video" stream: not video
+            vs = next((s for s in c.streams.video if s.codec_context is not None and not _is_cover(s)), None)
             as_ = c.streams.audio[0] if c.streams.audio else None
             if vs is None and as_ is None:
                 raise MediaError("no audio or video stream in the file")

@@ -77,10 +77,12 @@ def _open_video(path: str | Path, threads: int):
         container = av.open(str(path), metadata_errors="ignore")
     except av.error.FFmpegError as e:
         raise MediaError(f"cannot open video: {_one_line(e)}") from None
-    if not container.streams.video:
+    from .probe import _is_cover
+
+    stream = next((s for s in container.streams.video if not _is_cover(s)), None)
+    if stream is None:
         container.close()
         raise MediaError("no video stream")
-    stream = container.streams.video[0]
     stream.thread_type = "AUTO"  # frame + slice threads
     if threads:
         stream.codec_context.thread_count = threads
