@@ -115,10 +115,20 @@ class IdMap:
     """Row <-> id over fixed-width byte strings; lookup is a binary search on the sorted copy."""
 
     def __init__(self, directory: Path, name: str):
-        load = lambda n: np.load(directory / f"{n}.npy", mmap_mode="r", allow_pickle=False)  # noqa: E731
-        self.ids = load(name)
-        self.sorted = load(f"{name}_sorted")
-        self.order = load(f"{name}_order")
+        self.directory, self.name = directory, name
+
+    # each map is opened on first use: a lookup needs only the sorted pair, output only ids
+    @cached_property
+    def ids(self) -> np.ndarray:
+        return _npy(self.directory / f"{self.name}.npy")
+
+    @cached_property
+    def sorted(self) -> np.ndarray:
+        return _npy(self.directory / f"{self.name}_sorted.npy")
+
+    @cached_property
+    def order(self) -> np.ndarray:
+        return _npy(self.directory / f"{self.name}_order.npy")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -843,6 +853,11 @@ def search(
     q = np.asarray(q, dtype=np.float32)
     n_allowed = n if allowed is None else int(allowed.sum())
     n_excl = 0 if exclude is None else len(exclude)
+    # a boolean mask rather than np.isin: isin imports numpy.ma on first use (~20 ms per process)
+    excluded = None
+    if n_excl:
+        excluded = np.zeros(n, dtype=bool)
+        excluded[np.asarray(exclude, dtype=np.int64)] = True
     if ann is not None and n_allowed >= n // 4:
         want = k + n_excl + 10
         while want < n:
@@ -850,14 +865,14 @@ def search(
                                                     search_k=max(search_k, want * 4) if search_k > 0 else -1),
                               dtype=np.int64)
             keep = np.ones(len(cand), dtype=bool)
-            if exclude is not None and n_excl:
-                keep &= ~np.isin(cand, exclude)
+            if excluded is not None:
+                keep &= ~excluded[cand]
             if allowed is not None:
                 keep &= allowed[cand]
             cand = cand[keep]
             if len(cand) >= k or len(cand) + n_excl >= n_allowed:
-                s = np.asarray(vectors[np.sort(cand)] @ q, dtype=np.float32)
-                cand = np.sort(cand)
+                cand = np.sort(cand)  # sorted rows read the memory map in order
+                s = np.asarray(vectors[cand] @ q, dtype=np.float32)
                 top = topk_rows(s, k)
                 return cand[top], s[top]
             want *= 4
@@ -865,15 +880,15 @@ def search(
     if allowed is not None and n_allowed < n // 2:
         rows = np.flatnonzero(allowed)
         s = np.asarray(vectors[rows] @ q, dtype=np.float32)
-        if exclude is not None and n_excl:
-            s[np.isin(rows, exclude)] = -np.inf
+        if excluded is not None:
+            s[excluded[rows]] = -np.inf
         top = topk_rows(s, k)
         return rows[top], s[top]
     s = np.asarray(vectors @ q, dtype=np.float32)
     if allowed is not None:
         s[~allowed] = -np.inf
-    if exclude is not None and n_excl:
-        s[exclude] = -np.inf
+    if excluded is not None:
+        s[excluded] = -np.inf
     top = topk_rows(s, k)
     return top, s[top]
 

@@ -315,7 +315,7 @@ class Recommender:
         if np.any(weights < 0) or weights.sum() <= 0:
             raise InputError("history weights must be non-negative with a positive sum")
         q = (weights[:, None] * np.asarray(idx.history_vectors[rows], dtype=np.float32)).sum(0) / weights.sum()
-        recs, scores = self.rank_vector(q, np.unique(rows) if self.opts.exclude_seen else None)
+        recs, scores = self.rank_vector(q, rows if self.opts.exclude_seen else None)
         ex = self.explain_history(rows, weights, recs) if self.opts.explain else None
         key, value = ("user", user_id) if user_id is not None else ("history", int(len(rows)))
         return self.records(key, value, recs, scores, ex)

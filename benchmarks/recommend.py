@@ -245,6 +245,16 @@ def main() -> None:
             "recall_at_10_at_least_0.95": res["build_report"]["recall_at_10"] >= 0.95,
         }
         res["machine"]["load_average_at_end"] = list(os.getloadavg())
+        st = res["startup"]
+        lib = st["library only: python -c '<Index + Recommender.for_user>' (default path)"]
+        tp = st["python -c 'import typer, pydantic'"]
+        res["note"] = (
+            f"Attribution: the recommend library itself (numpy + annoy + avrec.index/recommend, one request) runs in "
+            f"{lib['ratio_to_baseline']}x the baseline; `import typer, pydantic` alone takes {tp['median_s']} s "
+            f"({tp['ratio_to_baseline']}x). typer (0.29 here) coerces every given option value through a pydantic "
+            "TypeAdapter, so any typer command with an option value imports pydantic; together with typer itself "
+            "and the YAML config, that is the gap between the library and the CLI."
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(PYC, ignore_errors=True)
