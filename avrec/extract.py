@@ -101,8 +101,11 @@ def extract_item(task: Task, ecfg: ExtractConfig) -> ItemFeatures:
                     if ecfg.decoder == "opencv":
                         frames = iter_frames_cv(task.path, fps=ecfg.fps, short_side=ecfg.thumb_size)
                     else:
+                        # sampling at a quarter of the frame rate or less: frames nobody refers to
+                        # need not be decoded at all
+                        sparse = info.fps > 0 and ecfg.fps * 4 <= info.fps
                         frames = iter_frames(task.path, fps=ecfg.fps, short_side=ecfg.thumb_size,
-                                             keyframes=ecfg.keyframes, threads=task.threads)
+                                             keyframes=ecfg.keyframes, skip_nonref=sparse, threads=task.threads)
                     for t, img in frames:
                         acc.add(t, img)
                         last_t = t

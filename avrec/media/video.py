@@ -101,11 +101,16 @@ def iter_frames(
     fps: float,
     short_side: int,
     keyframes: bool = False,
+    skip_nonref: bool = False,
     threads: int = 0,
     max_seconds: float | None = None,
 ) -> Iterator[Frame]:
     """Yield (t, rgb) at about ``fps`` frames per second (every key frame up to that rate
     with ``keyframes``); rgb has its shorter side ``short_side``, display rotation applied.
+
+    skip_nonref: let the decoder drop frames no other frame refers to (most B-frames):
+    always safe for the picture, 1.3-1.6x faster on typical H.264, and samples land within
+    a few frames of their grid time; meant for sampling well below the source frame rate.
 
     Raises MediaError when nothing can be decoded; a decoding error after some frames
     ends the iteration (the caller sees how far it got from the last timestamp).
@@ -116,6 +121,8 @@ def iter_frames(
     try:
         if keyframes:
             stream.codec_context.skip_frame = "NONKEY"
+        elif skip_nonref:
+            stream.codec_context.skip_frame = "NONREF"
         tb = float(stream.time_base) if stream.time_base else 0.0
         start = _start(stream)
         rate = float(stream.average_rate or 25)

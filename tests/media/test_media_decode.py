@@ -42,6 +42,11 @@ def test_frames_sampled_by_time(clips, name):
     assert r > 150 and g < 80 and b < 80
 
 
+def test_skipping_unreferenced_frames_keeps_sampling_by_time(clips):
+    got = [t for t, _ in iter_frames(clips["h264"], fps=2, short_side=32, skip_nonref=True)]
+    assert len(got) == 6 and got == pytest.approx([0, 0.5, 1, 1.5, 2, 2.5], abs=0.35)
+
+
 def test_keyframes_decode_a_subset(clips):
     every = list(iter_frames(clips["h264"], fps=10, short_side=32))
     keys = list(iter_frames(clips["h264"], fps=10, short_side=32, keyframes=True))
