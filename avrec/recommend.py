@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from .errors import InputError
-from .index import Index, norm_rows, search, topk_rows
+from .index import Index, norm_rows, search, topk_batch, topk_rows
 
 FILTER_FIELDS = ("modality", "duration", "tag", "popularity")
 _FILTER_RE = re.compile(r"^\s*([A-Za-z_]+)\s*(<=|>=|!=|==|=|<|>)\s*(.*?)\s*$")
@@ -466,11 +466,7 @@ class Recommender:
                 for u in range(a, b):
                     yield []
                 continue
-            part = np.argpartition(s, -kk, axis=1)[:, -kk:] if kk < s.shape[1] else np.tile(np.arange(s.shape[1]), (b - a, 1))
-            vals = np.take_along_axis(s, part, axis=1)
-            order = np.argsort(-vals, axis=1, kind="stable")
-            part = np.take_along_axis(part, order, axis=1)
-            vals = np.take_along_axis(vals, order, axis=1)
+            part, vals = topk_batch(s, kk)
             for i in range(b - a):
                 fin = np.isfinite(vals[i])
                 rows, scores = self._finish(cols[part[i][fin]], vals[i][fin])

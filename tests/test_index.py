@@ -203,3 +203,20 @@ def test_cli_index_prints_only_the_path_and_reads_a_piped_model(tmp_path):
     r = run_avrec("index", "--add", "-", "-o", str(out), "--n-trees", "5", input=f"{emb}\n")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(out) and Index(out).n_items == 62
+
+
+@pytest.mark.parametrize("c,n,k", [(5, 20000, 10), (7, 3000, 10), (3, 50, 10), (4, 5000, 3), (3, 4096, 2), (6, 30000, 100)])
+def test_topk_batch_matches_a_full_sort(c, n, k):
+    from avrec.index import topk_batch
+
+    rng = np.random.default_rng(n + k)
+    s = rng.standard_normal((c, n)).astype(np.float32)
+    s[rng.random((c, n)) < 0.3] = -np.inf  # seen / filtered entries
+    s[0, : n - 2] = -np.inf  # a row with fewer than k finite scores
+    idx, val = topk_batch(s, k)
+    assert idx.shape == val.shape == (c, min(k, n))
+    for i in range(c):
+        ref = np.argsort(-s[i], kind="stable")[:k]
+        ref = ref[np.isfinite(s[i][ref])]
+        assert idx[i][np.isfinite(val[i])].tolist() == ref.tolist()
+        np.testing.assert_array_equal(val[i][: len(ref)], s[i][ref])
