@@ -215,6 +215,9 @@ def topk_rows(scores: np.ndarray, k: int) -> np.ndarray:
     k = min(k, scores.shape[0])
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
+    if scores.ndim == 1 and scores.shape[0] >= 2 * k * 1024:  # wide: block maxima beat argpartition
+        idx, val = topk_batch(np.asarray(scores, dtype=np.float32)[None, :], k)
+        return idx[0][np.isfinite(val[0])]
     if k < scores.shape[0]:
         part = np.argpartition(scores, -k)[-k:]
     else:
