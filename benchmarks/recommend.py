@@ -216,12 +216,14 @@ def main() -> None:
             rec = Recommender(Index(d), Options(k=10))
             for u in qs[:50]:
                 rec.for_user(u)
-            ms = []
+            ms, cpu = [], []
             for u in qs:
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.thread_time()
                 rec.for_user(u)
                 ms.append((time.perf_counter() - t) * 1000)
-            lat[label] = percentiles(ms)
+                cpu.append((time.thread_time() - c) * 1000)
+            # wall time includes waits for a core on a shared machine; CPU time is the request's own cost
+            lat[label] = percentiles(ms) | {f"cpu_{k}": v for k, v in percentiles(cpu).items() if k != "n"}
         # --all-users as users run it: one process, JSON lines for every user
         t = time.perf_counter()
         r = subprocess.run([*avrec_cmd(), "recommend", str(idx), "--all-users", "--k", "10"], stdout=subprocess.PIPE,
@@ -240,8 +242,9 @@ def main() -> None:
             index.item_vectors, qv, idx / "items.ann", transform=index.transform, search_k=index.search_k), 4)
         res["targets"] = {
             "startup_within_2x": res["startup"][f"avrec recommend --user U ({extra['serving']})"]["ratio_to_baseline"] <= 2.0,
-            "p99_under_5ms_exact": lat["exact"]["p99_ms"] < 5.0,
-            "p99_under_5ms_annoy": lat["annoy"]["p99_ms"] < 5.0,
+            "p99_under_5ms_exact (wall)": lat["exact"]["p99_ms"] < 5.0,
+            "p99_under_5ms_annoy (wall)": lat["annoy"]["p99_ms"] < 5.0,
+            "p99_under_5ms_annoy (cpu)": lat["annoy"]["cpu_p99_ms"] < 5.0,
             "recall_at_10_at_least_0.95": res["build_report"]["recall_at_10"] >= 0.95,
         }
         res["machine"]["load_average_at_end"] = list(os.getloadavg())
@@ -297,10 +300,14 @@ def markdown(r: dict) -> str:
         "",
         "## Per-query latency, k=10, one process (batch mode)",
         "",
-        "| path | p50 ms | p99 ms | mean ms |",
-        "| --- | ---: | ---: | ---: |",
-        f"| exact numpy scan (single requests below index.exact_single_below) | {lat['exact']['p50_ms']} | {lat['exact']['p99_ms']} | {lat['exact']['mean_ms']} |",
-        f"| annoy + exact rescoring (default above) | {lat['annoy']['p50_ms']} | {lat['annoy']['p99_ms']} | {lat['annoy']['mean_ms']} |",
+        "Wall time includes waiting for a core on this shared machine; CPU time (thread_time) is the request's own cost.",
+        "",
+        "| path | p50 ms | p99 ms | mean ms | CPU p50 ms | CPU p99 ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        *[f"| {name} | {lat[p]['p50_ms']} | {lat[p]['p99_ms']} | {lat[p]['mean_ms']} | {lat[p]['cpu_p50_ms']} | "
+          f"{lat[p]['cpu_p99_ms']} |" for p, name in (
+              ("exact", "exact numpy scan (single requests below index.exact_single_below)"),
+              ("annoy", "annoy + exact rescoring (single requests above it; the default at 100k)"))],
         "",
         f"`avrec recommend --all-users --k 10` ({lat['all_users']['path']} chunked product): {lat['all_users']['users']} users, "
         f"{lat['all_users']['lines']} JSON lines in {lat['all_users']['wall_s']} s = {lat['all_users']['per_user_ms']} ms "

@@ -31,8 +31,10 @@ Examples:
 
   avrec embed uploads/ -o new-emb/ && avrec index --add new-emb/ -o idx/
 
-Config keys (section index): n_trees, search_k, metric (auto|angular|dot), exact_below,
-recall_sample. Models served: hybrid, mf, popular (ease and itemknn are scored by
+Config keys (section index): n_trees, search_k, metric (auto|angular|dot), exact_below
+(batches scan exactly below it), exact_single_below (single requests scan exactly below
+it), recall_sample. The model's content_projection.npy (and history_projection.npy) are kept
+for --add: [fused content, 1] @ projection (a last row is a bias). Models served: hybrid, mf, popular (ease and itemknn are scored by
 avrec evaluate only).
 """
 
