@@ -312,8 +312,8 @@ def extract(
         shutil.rmtree(out / "shards")
     prior = _prior_rows(out)
 
-    fps = {m.item_id: _fingerprint(m.path, ecfg.hash) for m in media}
-    todo = [m for m in media if not _same((prior.get(m.item_id) or {}).get("fingerprint"), fps[m.item_id], ecfg.hash)]
+    prints = {m.item_id: _fingerprint(m.path, ecfg.hash) for m in media}
+    todo = [m for m in media if not _same((prior.get(m.item_id) or {}).get("fingerprint"), prints[m.item_id], ecfg.hash)]
     reused = len(media) - len(todo)
     workers = max(1, ecfg.workers)
     threads = max(1, cpu_count() // workers) if workers > 1 else 0
@@ -351,7 +351,7 @@ def extract(
                 task = tasks[index]
                 if isinstance(res, EngineFailure):
                     res = failed_item(task.item_id, task.path, res.error)
-                res.row["fingerprint"] = fps[task.item_id]
+                res.row["fingerprint"] = prints[task.item_id]
                 buffer.append(res)
                 buffered_bytes += sum(x.nbytes for x in (res.frames, res.audio) if x is not None)
                 stats["processed"] += 1
@@ -387,7 +387,10 @@ def extract(
             r = _base_row(iid, None)
             if trow.get("path"):  # the table names a file that is not there
                 r.update(status="failed", error=f"file not found: {trow['path']}", path=trow["path"])
-            rows.append(_merge_text(r, trow, None))
+            r = _merge_text(r, trow, None)
+            if r["status"] == "ok" and not r["modalities"]:
+                r.update(status="skipped", error="no media and no text in the metadata row")
+            rows.append(r)
     rows.sort(key=lambda r: r["item_id"])
     write_jsonl(out / "items.jsonl", ({k: r.get(k) for k in ITEM_FIELDS} for r in rows))
     _drop_unused_shards(out, rows)

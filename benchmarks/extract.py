@@ -168,7 +168,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "avrec-bench"), help="generated videos go here")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--render", action="store_true", help="only rewrite extract.md from an existing extract.json")
     args = ap.parse_args()
+    if args.render:
+        out = Path(args.out)
+        (out / "extract.md").write_text(render_md(json.loads((out / "extract.json").read_text())))
+        return
 
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
@@ -254,6 +259,38 @@ def render_md(r: dict) -> str:
         lines.append("")
     lines += ["## Peak memory of one item (fresh process, imports included)", ""]
     lines += [f"- {k}: {v} MB" for k, v in r["peak_rss_mb_one_item"].items()]
+    lines += ["", "Most of it is the imported libraries. What grows with the item is bounded by settings, not by "
+              "its length: at most `max_frames` thumbnails, one decoded frame, and `feature_audio_seconds` "
+              "(120 s) of 16 kHz audio with its spectrogram, which is why the 600 s video takes a little more "
+              "than the 60 s one (120 s of audio analysed instead of 60 s); beyond that nothing grows with length."]
+    lines += ["", "## Against the targets", ""]
+    fd, kf, sc = [], [], []
+    for name, e in r["sets"].items():
+        if not name.startswith("720p_"):
+            continue
+        fd.append(e["full_decode"]["x_realtime"])
+        for x in e["runs"]:
+            if x["workers"] == 1 and x["mode"] == "keyframes":
+                kf.append(x["vs_full_decode"])
+            if x["workers"] == 1 and (x["mode"].startswith("scan") or (x["mode"] == "default" and name == "720p_60s")):
+                sc.append(x["vs_full_decode"])
+    if fd and kf and sc:
+        lines += [
+            f"Full decoding of 720p H.264 + AAC ran at {min(fd)}-{max(fd)}x real time here, against the "
+            "50-60x the issue quotes for this machine idle, so the cores were busy with other work. Relative "
+            f"to full decoding in the same run, one worker sampling 1 frame per second through every frame "
+            f"(scan) ran at {min(sc)}-{max(sc)}x its speed, and `--keyframes` at {min(kf)}-{max(kf)}x. At the "
+            f"quoted 50-60x that is about {round(50 * min(sc))}-{round(60 * max(sc))}x real time for scanning "
+            f"(target 30x) and {round(50 * min(kf))}-{round(60 * max(kf))}x for key frames (target 200x): "
+            "an extrapolation from ratios, not a measurement on an idle machine. Videos of "
+            "`extract.seek_min_seconds` (300 s) or more are sampled by seeking (the default rows of the "
+            "600 s set), which does not depend on decoding every frame at all.",
+        ]
+    lines += ["", "Worker scaling cannot show on 2 cores that other jobs are using; with one worker FFmpeg "
+              "already decodes with 2 threads.", "",
+              "On shared_media (short real clips, most of them audio, 40 spoken digits under a second) the fixed "
+              "per-item work dominates: audio features over up to 120 s, resampling, the process pool's start "
+              "and shard writing; decoding such small files is cheap, so extract is slower than bare decoding there."]
     lines += ["", "Reproduce: `python benchmarks/extract.py` (generated videos are cached in $TMPDIR/avrec-bench).", ""]
     return "\n".join(lines)
 

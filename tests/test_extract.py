@@ -201,11 +201,13 @@ def test_metadata_table_text_only_and_join_by_path(folder, tmp_path):
         "tone,Tone by id,a pure tone,,\n"
         "article,Only text,words about things,news,\n"
         "lost,Missing file,,,missing.mp4\n"
+        "blank,,,,\n"
     )
     out = tmp_path / "features"
     m = extract([], out, _cfg(), metadata=table)  # no media folder: the table names the files
     rows = {r["item_id"]: r for r in read_jsonl(out / "items.jsonl")}
-    assert set(rows) == {"my-clip", "tone", "article", "lost"}
+    assert set(rows) == {"my-clip", "tone", "article", "lost", "blank"}
+    assert rows["blank"]["status"] == "skipped" and m.counts["skipped"] == 1
     assert rows["my-clip"]["status"] == "ok" and rows["my-clip"]["title"] == "Clip by path"
     assert rows["my-clip"]["modalities"] == ["video", "audio", "text"]
     assert rows["article"] == {**rows["article"], "status": "ok", "modalities": ["text"], "shard": None, "path": None}
