@@ -113,3 +113,28 @@ def test_variable_frame_rate_is_sampled_by_time(tmp_path):
     c.close()
     times = [round(t, 2) for t, _ in iter_frames(path, fps=1, short_side=32)]
     assert times == [0.0, 1.5, 3.0]
+
+
+class _RotatedFrame:
+    """A stand-in for av.VideoFrame with a display matrix (phones record landscape + rotation)."""
+
+    width, height = 160, 120
+
+    def __init__(self, rotation):
+        self.rotation = rotation
+
+    def to_ndarray(self, format, width, height, interpolation):
+        img = np.zeros((height, width, 3), np.uint8)
+        img[:, : width // 2] = 255  # left half white, as stored
+        return img
+
+
+def test_display_rotation_is_applied_after_scaling():
+    from avrec.media.video import _Converter
+
+    upright = _Converter(60)(_RotatedFrame(0))
+    assert upright.shape == (60, 80, 3) and upright[:, :40].min() == 255
+    # rotation -90 (clockwise for display): stored left half ends up on top; portrait shape
+    turned = _Converter(60)(_RotatedFrame(-90))
+    assert turned.shape == (80, 60, 3)
+    assert turned[:40].min() == 255 and turned[40:].max() == 0
