@@ -49,7 +49,7 @@ def test_build_writes_every_file_and_reports_recall(built):
 def test_index_reads_memory_mapped_arrays_and_maps_ids(built):
     _, idx_dir = built
     idx = Index(idx_dir)
-    assert isinstance(idx.item_vectors, np.memmap)
+    assert isinstance(idx.item_vectors.base, np.memmap) and not idx.item_vectors.flags.writeable  # mapped, read-only
     assert idx.items.row("i17") == 17 and idx.items.id(17) == "i17"
     assert idx.items.row("i999") is None and idx.items.row("") is None
     assert idx.users.row("u4") == 4
