@@ -55,3 +55,17 @@ def test_ray_engine_says_how_to_install_it():
 def test_unknown_engine():
     with pytest.raises(ConfigError, match="local or ray"):
         run("spark", double, [1], 2)
+
+
+def test_ray_engine_matches_the_local_pool():
+    ray = pytest.importorskip("ray")
+    import sys
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
+    try:
+        got = dict(run("ray", misbehave, ["a", "hang", "b", "crash"], None, workers=2, timeout=5))
+    finally:
+        ray.shutdown()
+    assert got[0] == "A" and got[2] == "B"
+    assert isinstance(got[1], EngineFailure) and "timed out" in got[1].error
+    assert isinstance(got[3], EngineFailure)
