@@ -93,3 +93,41 @@ def test_real_process_pipes_its_path(media, tmp_path, avrec_cli):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"{out}\n"
     assert "song: ok audio" in proc.stderr
+
+
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGINT"])
+def test_killed_run_leaves_only_whole_shards_and_the_next_run_finishes(media, tmp_path, sig):
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import time
+
+    src = tmp_path / "m"
+    src.mkdir()
+    for i in range(6):
+        shutil.copy(media / "clip.mp4", src / f"c{i}.mp4")
+    out = tmp_path / "features"
+    args = [sys.executable, "-m", "avrec", "extract", str(src), "-o", str(out), "--set", "extract.shard_size=1", *FAST]
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:  # kill once the first shard is in place
+        if (out / "shards").exists() and any((p / "stats.json").exists() for p in (out / "shards").iterdir()):
+            proc.send_signal(getattr(signal, sig))
+            break
+        time.sleep(0.05)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (0, 130, -signal.SIGKILL)  # 0: it finished before the signal landed
+    if proc.returncode == 130:
+        assert err.rstrip().endswith("interrupted")
+    for p in (out / "shards").iterdir():
+        assert p.name.startswith(".") or (p / "stats.json").exists()  # complete, or a temp dir the next run drops
+    res = invoke(str(src), "-o", str(out), "--set", "extract.shard_size=1", "-q", *FAST)
+    assert res.exit_code == 0
+    rows = read_jsonl(out / "items.jsonl")
+    assert [r["status"] for r in rows] == ["ok"] * 6
+    assert not [p for p in (out / "shards").iterdir() if p.name.startswith(".")]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["processed"] + manifest["counts"]["reused"] == 6
+    if proc.returncode != 0:
+        assert manifest["counts"]["reused"] >= 1  # what the killed run finished is kept
