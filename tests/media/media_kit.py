@@ -99,3 +99,28 @@ def empty(path: Path) -> Path:
 def dangling(path: Path) -> Path:
     os.symlink(path.parent / "does-not-exist.mp4", path)
     return path
+
+
+def write_av_audio(path: Path, codec: str, fmt: str, seconds: float = 1.5, sr: int = 48000, freq: float = 440.0) -> Path:
+    """Audio in a container through PyAV: mp3 (libmp3lame/mp3), m4a (aac/mp4), opus (libopus/ogg),
+    aac (aac/adts)."""
+    import av
+
+    c = av.open(str(path), "w", format=fmt)
+    a = c.add_stream(codec, rate=sr)
+    a.layout = "stereo"
+    fmt_in = "fltp"
+    y = tone(seconds, sr, freq)
+    n = a.codec_context.frame_size or 1024
+    for s in range(0, len(y), n):
+        blk = y[s : s + n]
+        if len(blk) < n:
+            blk = np.pad(blk, (0, n - len(blk)))
+        fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(np.stack([blk, blk])), format=fmt_in, layout="stereo")
+        fr.sample_rate, fr.pts = sr, s
+        for p in a.encode(fr):
+            c.mux(p)
+    for p in a.encode():
+        c.mux(p)
+    c.close()
+    return path
