@@ -72,18 +72,24 @@ class EmbedConfig:
 
 @dataclass
 class HybridConfig:
-    dim: int = 128
-    epochs: int = 300  # upper bound; early stopping on the validation split picks the number
-    lr: float = 0.005
-    weight_decay: float = 0.0
-    batch_size: int = 256  # users per step
+    solver: str = "closed"  # closed: content-regularised EASE factorised to rank dim; sgd: towers by AdamW
+    dim: int = 384  # rank of the served vectors
+    l2: float = 200.0  # closed: L2 penalty of the item-item solve
+    content_prior: float = 30.0  # closed: weight of item content similarity added to the item Gram matrix
+    ridge: float = 1.0  # closed: ridge penalty of the content -> factors map used for items without interactions
+    epochs: int = 300  # sgd: upper bound; early stopping on the validation split picks the number
+    lr: float = 0.01  # sgd
+    weight_decay: float = 0.0  # sgd
+    batch_size: int = 512  # sgd: users per step
     negatives: int = 0  # 0: full softmax over items; N: sampled softmax with N shared negatives
     content_weight: float = 1.0  # scale of the content tower relative to the id embedding
     dropout: float = 0.3  # probability of dropping an item's id embedding per step (content carries it)
     patience: int = 20  # epochs without validation gain before stopping
     mask_ratio: float = 0.25  # share of each user's history held out as targets per step
     content_hidden: int = 0  # 0: linear content projections; N: MLP with N hidden units
+    content_dim: int = 128  # content vectors reduced to this many principal directions (0: as they are)
     eval_k: int = 20  # validation NDCG@eval_k drives early stopping
+    eval_every: int = 5  # epochs between validation checks
     refit: bool = True  # after early stopping, retrain on all training data for the best epoch count
 
 

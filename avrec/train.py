@@ -12,8 +12,11 @@ import numpy as np
 
 from .errors import InputError
 
-# the small search run by ``avrec train --tune`` (hybrid only), on the validation split
-TUNE_GRID = {"dim": (64, 128, 256), "dropout": (0.1, 0.3, 0.5), "weight_decay": (0.0, 1e-4)}
+# the small search run by ``avrec train --tune`` (hybrid only), scored on the validation split
+TUNE_GRID = {
+    "closed": {"l2": (100.0, 200.0, 400.0), "content_prior": (0.0, 30.0, 100.0), "dim": (256, 384)},
+    "sgd": {"dim": (64, 128, 256), "dropout": (0.1, 0.3, 0.5), "weight_decay": (0.0, 1e-4)},
+}
 
 
 def load_embeddings(embeddings_dir: Path) -> tuple[list[dict[str, Any]], np.ndarray]:
@@ -32,19 +35,28 @@ def load_embeddings(embeddings_dir: Path) -> tuple[list[dict[str, Any]], np.ndar
 
 
 def tune_hybrid(seen, content, cfg, *, device: str, progress: Callable[[str], None]) -> dict[str, Any]:
-    """Grid search over the hybrid's main hyperparameters by validation NDCG; returns the best."""
+    """Grid search over the hybrid's main hyperparameters: fit on the training part less a
+    validation holdout (``train.validation`` of each user's items), score NDCG@eval_k there."""
+    from .evaluate import ndcg_at_k
+    from .models.hybrid import _holdout
     from .models.registry import build_model
 
+    if cfg.train.validation <= 0:
+        raise InputError("--tune needs a validation split: set train.validation above 0")
+    fit, held = _holdout(seen, cfg.train.validation, cfg.runtime.seed)
+    users = np.flatnonzero(np.diff(held.indptr) > 0)
+    grid = TUNE_GRID[cfg.train.hybrid.solver]
+    keys = list(grid)
     best: tuple[float, dict[str, Any]] = (-1.0, {})
-    keys = list(TUNE_GRID)
-    for values in itertools.product(*(TUNE_GRID[k] for k in keys)):
+    for values in itertools.product(*(grid[k] for k in keys)):
         over = dict(zip(keys, values))
         m = build_model("hybrid", cfg.train, seed=cfg.runtime.seed, device=device, refit=False, **over)
-        if m.params["validation"] <= 0:
-            raise InputError("--tune needs a validation split: set train.validation above 0")
-        m.fit(seen, content)
-        score = float(m.info.get("validation_ndcg", -1.0))
-        progress(f"tune: {over} -> validation NDCG@{m.params['eval_k']} {score:.4f} (epoch {m.info.get('best_epoch')})")
+        m.fit(fit, content)
+        scores = m.score(users)
+        h = fit[users]
+        scores[np.repeat(np.arange(len(users)), np.diff(h.indptr)), h.indices] = -np.inf
+        score = ndcg_at_k(scores, held[users], m.params["eval_k"])
+        progress(f"tune: {over} -> validation NDCG@{m.params['eval_k']} {score:.4f}")
         if score > best[0]:
             best = (score, over)
     progress(f"tune: best {best[1]} (validation NDCG {best[0]:.4f})")

@@ -229,6 +229,7 @@ def main() -> int:
     ap.add_argument("--lightfm-epochs", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--ease-grid", default="50,100,200,500", help="EASE l2 values; the best on test is reported ('' for the config value)")
     ap.add_argument("--set", action="append", default=[], help="avrec config override, e.g. train.hybrid.dim=256")
     args = ap.parse_args()
 
@@ -269,6 +270,21 @@ def main() -> int:
         for name, kind in runs:
             t0 = time.perf_counter()
             info = {}
+            if kind == "avrec" and name == "ease" and args.ease_grid:
+                # EASE's penalty tuned on the test split itself: generous to the baseline
+                best = None
+                for l2 in (float(x) for x in args.ease_grid.split(",")):
+                    t1 = time.perf_counter()
+                    model = build_model("ease", cfg.train, seed=args.seed, l2=l2).fit(train_csr)
+                    r = evaluate_scorer(split, model.score, KS, content=content)
+                    log(f"        ease l2={l2:g}: NDCG@10 {r['metrics'][10]['ndcg']:.4f}")
+                    if best is None or r["metrics"][10]["ndcg"] > best[0]["metrics"][10]["ndcg"]:
+                        best = (r, l2, time.perf_counter() - t1)
+                r, l2, fit_s = best
+                r.update(fit_seconds=round(fit_s, 2), kind=kind, info={"l2": l2, "tuned_on_test": args.ease_grid})
+                res["models"][name] = r
+                log(f"{proto:>7} {name:<22} NDCG@10 {r['metrics'][10]['ndcg']:.4f} Recall@10 {r['metrics'][10]['recall']:.4f} fit {fit_s:6.1f}s (best l2 {l2:g})")
+                continue
             if kind == "avrec":
                 model = build_model(name, cfg.train, seed=args.seed)
                 model.fit(train_csr, content if name == "hybrid" else None, progress=lambda m: None)

@@ -137,3 +137,27 @@ def test_cli_train_prints_only_the_path_and_fails_clearly(taste, tmp_path):
     assert bad.returncode == 2 and "not found" in bad.stderr and bad.stdout == ""
     bad = subprocess.run(cmd[:4] + ["--model", "nope"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
+
+
+def test_tune_searches_on_the_validation_split(taste, tmp_path):
+    from avrec.artifacts import read_manifest
+    from avrec.train import TUNE_GRID, train
+
+    emb = tmp_path / "emb"
+    write_embeddings(taste, emb)
+    ev = tmp_path / "ev.csv"
+    write_csv(taste, ev)
+    cfg = Config()
+    lines: list[str] = []
+    out = train(emb, ev, tmp_path / "m", cfg, tune=True, progress=lines.append)
+    tuned = read_manifest(out)["extra"]["tuned"]
+    assert set(tuned) == set(TUNE_GRID["closed"])
+    assert sum(line.startswith("tune: {") for line in lines) == np.prod([len(v) for v in TUNE_GRID["closed"].values()])
+
+
+def test_sgd_solver_early_stopping(taste):
+    split = random_split(_data(taste), ratio=0.25, seed=0)
+    m = build_model("hybrid", None, seed=0, solver="sgd", **HYB).fit(split.train, taste.content)
+    assert 1 <= m.info["best_epoch"] <= HYB["epochs"] and m.info["validation_ndcg"] > 0.2
+    pop = build_model("popular", None).fit(split.train)
+    assert evaluate_scorer(split, m.score, [10])["metrics"][10]["ndcg"] > evaluate_scorer(split, pop.score, [10])["metrics"][10]["ndcg"]

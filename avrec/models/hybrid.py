@@ -1,4 +1,14 @@
-"""The default hybrid: a low-rank linear item-to-item model with content towers.
+"""The default hybrid: a low-rank linear item-to-item model with content.
+
+Two solvers share one served form. ``closed`` (default): a content-regularised EASE,
+solved in closed form with PyTorch linear algebra and factorised to rank ``dim``:
+
+    G = X'X + content_prior * C C' + l2 * I      (items with interactions; C: content)
+    B = I - G^-1 diag(1 / diag(G^-1))            (EASE: zero diagonal)
+    B ~ P Q'  (randomised SVD, P = U S^1/2, Q = V S^1/2)
+
+and items without interactions get P, Q from their content by ridge regression (fitted
+on the items with interactions). ``sgd``: the towers below, trained by gradient descent:
 
 score(u, i) = (weighted mean over j in H_u of P_j) . Q_i + b_i, where
 
@@ -48,17 +58,23 @@ class Hybrid(Recommender):
     factor_model = True
 
     def __init__(
-        self, dim: int = 128, epochs: int = 300, lr: float = 0.005, weight_decay: float = 0.0,
-        batch_size: int = 256, negatives: int = 0, content_weight: float = 1.0, dropout: float = 0.3,
-        patience: int = 20, mask_ratio: float = 0.25, content_hidden: int = 0, validation: float = 0.1,
-        eval_k: int = 20, refit: bool = True, seed: int = 0, device: str = "cpu", **params: Any,
+        self, solver: str = "closed", dim: int = 384, l2: float = 200.0, content_prior: float = 30.0,
+        ridge: float = 1.0, epochs: int = 300, lr: float = 0.01, weight_decay: float = 0.0,
+        batch_size: int = 512, negatives: int = 0, content_weight: float = 1.0, dropout: float = 0.3,
+        patience: int = 20, mask_ratio: float = 0.25, content_hidden: int = 0, content_dim: int = 128,
+        validation: float = 0.1, eval_k: int = 20, eval_every: int = 5, refit: bool = True, seed: int = 0,
+        device: str = "cpu", **params: Any,
     ):
+        if solver not in ("closed", "sgd"):
+            from ..errors import ConfigError
+
+            raise ConfigError(f"train.hybrid.solver must be closed or sgd; got {solver!r}")
         super().__init__(
-            dim=int(dim), epochs=int(epochs), lr=float(lr), weight_decay=float(weight_decay),
+            solver=solver, dim=int(dim), l2=float(l2), content_prior=float(content_prior), ridge=float(ridge), epochs=int(epochs), lr=float(lr), weight_decay=float(weight_decay),
             batch_size=int(batch_size), negatives=int(negatives), content_weight=float(content_weight),
             dropout=float(dropout), patience=int(patience), mask_ratio=float(mask_ratio),
-            content_hidden=int(content_hidden), validation=float(validation), eval_k=int(eval_k),
-            refit=bool(refit), seed=int(seed), **params,
+            content_hidden=int(content_hidden), content_dim=int(content_dim), validation=float(validation),
+            eval_k=int(eval_k), eval_every=int(eval_every), refit=bool(refit), seed=int(seed), **params,
         )
         self.device = device
         self.item_vectors: np.ndarray | None = None  # (n_items, dim + 1)
@@ -67,129 +83,189 @@ class Hybrid(Recommender):
 
     # ------------------------------------------------------------------------------------
     def _fit(self, seen, content, *, progress: Progress, **kw) -> None:
-        p = self.params
         t0 = time.perf_counter()
+        c = self._prepare_content(content)
+        if self.params["solver"] == "closed":
+            self._fit_closed(seen, c, progress=progress)
+        else:
+            self._fit_sgd(seen, c, progress=progress)
+        self.info["fit_seconds"] = round(time.perf_counter() - t0, 3)
+
+    def _fit_closed(self, seen, c, *, progress: Progress) -> None:
+        import torch
+
+        p = self.params
+        torch.manual_seed(p["seed"])
+        n_items = seen.shape[1]
+        active = np.flatnonzero(np.diff(seen.tocsc().indptr) > 0)
+        m = len(active)
+        xa = seen[:, active].tocsr()
+        g = torch.as_tensor((xa.T @ xa).toarray(), dtype=torch.float32)
+        if c is not None and p["content_prior"] > 0:
+            ca = torch.as_tensor(c[active], dtype=torch.float32)
+            g += p["content_prior"] * (ca @ ca.T)  # content similarity as pseudo-interactions
+        g.diagonal().add_(p["l2"])
+        inv = torch.linalg.inv(g)
+        del g
+        b = inv / (-torch.diagonal(inv))[None, :]
+        b.fill_diagonal_(0.0)
+        d = min(p["dim"], m)
+        u, s, v = torch.svd_lowrank(b, q=min(d + 10, m), niter=2)
+        root = s[:d].sqrt()
+        pa, qa = (u[:, :d] * root).numpy(), (v[:, :d] * root).numpy()
+        progress(f"hybrid: closed form over {m} items, rank {d} keeps {float((s[:d] ** 2).sum() / (b ** 2).sum()):.1%} of the energy")
+        P = np.zeros((n_items, d), np.float64)
+        Q = np.zeros((n_items, d), np.float64)
+        if c is not None and m < n_items:
+            # items without interactions: factors predicted from content (ridge, fitted on warm items)
+            ca = c[active].astype(np.float64)
+            w = np.linalg.solve(ca.T @ ca + p["ridge"] * np.eye(ca.shape[1]), ca.T @ np.hstack([pa, qa]))
+            pq = c.astype(np.float64) @ w
+            P[:], Q[:] = pq[:, :d], pq[:, d:]
+        P[active], Q[active] = pa, qa
+        n = n_items
+        self.history_vectors = np.hstack([P, np.ones((n, 1))]).astype(np.float32)
+        self.item_vectors = np.hstack([Q, np.zeros((n, 1))]).astype(np.float32)  # EASE has no item bias
+        self.user_vectors = self._fold(seen)
+
+    def _fit_sgd(self, seen, c, *, progress: Progress) -> None:
+        p = self.params
         epochs = p["epochs"]
         if p["validation"] > 0 and p["patience"] > 0:
             fit, held = _holdout(seen, p["validation"], p["seed"])
-            net, best_epoch, best = self._train(fit, content, epochs=epochs, held=held, progress=progress)
+            net, active, best_epoch, best = self._train(fit, c, epochs=epochs, held=held, progress=progress)
             self.info.update(best_epoch=best_epoch, validation_ndcg=best)
             progress(f"hybrid: best validation NDCG@{p['eval_k']} {best:.4f} at epoch {best_epoch}")
             if p["refit"]:
                 # the held-out part is data too: retrain on everything for the chosen epochs
-                net, _, _ = self._train(seen, content, epochs=max(best_epoch, 1), held=None, progress=progress)
+                net, active, _, _ = self._train(seen, c, epochs=max(best_epoch, 1), held=None, progress=progress)
         else:
-            net, _, _ = self._train(seen, content, epochs=epochs, held=None, progress=progress)
-        self._export(net, seen, content)
-        self.info["fit_seconds"] = round(time.perf_counter() - t0, 3)
+            net, active, _, _ = self._train(seen, c, epochs=epochs, held=None, progress=progress)
+        self._export(net, active, c, seen)
+
+    def _prepare_content(self, content: np.ndarray | None) -> np.ndarray | None:
+        """Centre, project on the top ``content_dim`` principal directions, scale to unit mean norm."""
+        if content is None or content.shape[1] == 0 or self.params["content_weight"] <= 0:
+            return None
+        c = content.astype(np.float64)
+        c = c - c.mean(axis=0, keepdims=True)
+        k = self.params["content_dim"]
+        if 0 < k < c.shape[1]:
+            _, vecs = np.linalg.eigh(c.T @ c)
+            c = c @ vecs[:, ::-1][:, :k]
+        c /= max(float(np.linalg.norm(c, axis=1).mean()), 1e-8)
+        return c.astype(np.float32)
 
     def _train(self, seen, content, *, epochs: int, held, progress: Progress):
+        """Train on the items with interactions in ``seen``; returns (net, active rows, best epoch, best score)."""
         import torch
 
         p = self.params
         torch.manual_seed(p["seed"])
         rng = np.random.default_rng(p["seed"])
         dev = torch.device(self.device)
-        n_users, n_items = seen.shape
         active = np.flatnonzero(np.diff(seen.tocsc().indptr) > 0)
-        net = _Net(n_items, content, dim=p["dim"], hidden=p["content_hidden"], content_weight=p["content_weight"]).to(dev)
+        xa = seen[:, active].tocsr()  # users x active items
+        c = None if content is None else content[active]
+        net = _Net(len(active), c, dim=p["dim"], hidden=p["content_hidden"], content_weight=p["content_weight"]).to(dev)
         opt = torch.optim.AdamW(net.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
-        act_t = torch.as_tensor(active, device=dev)
-        users = np.flatnonzero(np.diff(seen.indptr) >= 2)
+        users = np.flatnonzero(np.diff(xa.indptr) >= 2)
         eval_users = None if held is None else np.flatnonzero(np.diff(held.indptr) > 0)
         best, best_epoch, best_state, bad = -1.0, 0, None, 0
+        every = max(1, p["eval_every"])
         for epoch in range(1, epochs + 1):
             net.train()
             perm = rng.permutation(users)
             for s in range(0, len(perm), p["batch_size"]):
-                rows = perm[s : s + p["batch_size"]]
-                x = torch.as_tensor(seen[rows].toarray(), device=dev)
-                loss = self._step_loss(net, x, act_t, rng, dev)
+                loss = self._step_loss(net, xa[perm[s : s + p["batch_size"]]], rng, dev)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-            if held is None:
+            if held is None or (epoch % every and epoch != epochs):
                 continue
-            score = self._validate(net, seen, held, eval_users, active, dev)
+            score = self._validate(net, xa, held[:, active], eval_users, dev)
             if score > best + 1e-5:
                 best, best_epoch, bad = score, epoch, 0
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
             else:
-                bad += 1
-            if epoch % 10 == 0:
-                progress(f"hybrid: epoch {epoch} loss {float(loss.detach()):.4f} validation NDCG@{p['eval_k']} {score:.4f}")
+                bad += every
+            progress(f"hybrid: epoch {epoch} loss {float(loss.detach()):.4f} validation NDCG@{p['eval_k']} {score:.4f}")
             if bad >= p["patience"]:
                 break
         if best_state is not None:
             net.load_state_dict(best_state)
-        return net, best_epoch or epochs, best
+        return net, active, best_epoch or epochs, best
 
-    def _step_loss(self, net, x, act_t, rng, dev):
+    def _step_loss(self, net, sub, rng, dev):
+        """Softmax loss of predicting a random part of each history from the rest. ``sub``: CSR (b, m)."""
         import torch
+        import torch.nn.functional as fn
 
         p = self.params
-        pos = x > 0
-        r = torch.rand(x.shape, device=dev)
-        r = torch.where(pos, r, torch.full_like(r, 2.0))
+        b, m = sub.shape
+        counts = np.diff(sub.indptr)
+        row = np.repeat(np.arange(b), counts)
+        r = rng.random(sub.nnz)
         target = r < p["mask_ratio"]
         # every user predicts at least one item and keeps at least one as input
-        first = r.argmin(dim=1, keepdim=True)
-        target.scatter_(1, first, True)
-        keep = torch.where(pos, r, torch.full_like(r, -1.0)).argmax(dim=1, keepdim=True)
-        target.scatter_(1, keep, False)
-        target &= pos
-        inp = x * (~target)
-        tw = (x * target)[:, act_t]
-        drop_id = p["dropout"]
-        P, Q, b = net.towers(drop_id=drop_id, rows=act_t)
-        u = (inp @ P) / inp.sum(dim=1, keepdim=True).clamp_min(1e-8)
+        order = np.lexsort((r, row))
+        starts = sub.indptr[:-1]
+        target[order[starts]] = True
+        target[order[starts + counts - 1]] = False
+        w = sub.data.astype(np.float32)
+        inp = ~target
+        in_idx = torch.as_tensor(sub.indices[inp].astype(np.int64), device=dev)
+        in_w = torch.as_tensor(w[inp], device=dev)
+        offsets = torch.as_tensor(np.r_[0, np.cumsum(np.bincount(row[inp], minlength=b))[:-1]].astype(np.int64), device=dev)
+        wsum = torch.as_tensor(np.bincount(row[inp], weights=w[inp], minlength=b).astype(np.float32), device=dev)
+        tw = torch.zeros((b, m), device=dev)
+        tw[torch.as_tensor(row[target], device=dev), torch.as_tensor(sub.indices[target].astype(np.int64), device=dev)] = torch.as_tensor(w[target], device=dev)
+        P, Q, bias = net.towers(drop_id=p["dropout"])
+        u = fn.embedding_bag(in_idx, P, offsets, mode="sum", per_sample_weights=in_w) / wsum[:, None].clamp_min(1e-8)
         neg = p["negatives"]
-        if neg > 0 and neg < len(act_t):
+        if 0 < neg < m:
             # sampled softmax: the batch's targets plus ``neg`` shared random items
-            cand = torch.unique(torch.cat([tw.nonzero()[:, 1], torch.randint(len(act_t), (neg,), device=dev)]))
-            logits = u @ Q[cand].T + b[cand]
+            cand = torch.unique(torch.cat([torch.as_tensor(sub.indices[target].astype(np.int64), device=dev),
+                                           torch.randint(m, (neg,), device=dev)]))
+            logits = u @ Q[cand].T + bias[cand]
             tw = tw[:, cand]
         else:
-            logits = u @ Q.T + b
+            logits = u @ Q.T + bias
         logp = torch.log_softmax(logits, dim=1)
         return (-(tw * logp).sum(dim=1) / tw.sum(dim=1).clamp_min(1e-8)).mean()
 
-    def _validate(self, net, seen, held, eval_users, active, dev) -> float:
+    def _validate(self, net, xa, held, eval_users, dev) -> float:
         import torch
 
-        k = self.params["eval_k"]
-        net.eval()
-        with torch.no_grad():
-            P, Q, b = net.towers(drop_id=0.0, rows=None)
-            P, Q, b = P.cpu().numpy(), Q.cpu().numpy(), b.cpu().numpy()
-        h = seen[eval_users]
-        u = np.asarray(h @ P) / np.maximum(np.asarray(h.sum(axis=1)), 1e-8)
-        scores = np.full((len(eval_users), seen.shape[1]), -np.inf, np.float32)
-        scores[:, active] = u @ Q[active].T + b[active]
-        rr = np.repeat(np.arange(len(eval_users)), np.diff(h.indptr))
-        scores[rr, h.indices] = -np.inf
         from ..evaluate import ndcg_at_k
 
-        return ndcg_at_k(scores, held[eval_users], k)
+        net.eval()
+        with torch.no_grad():
+            P, Q, b = (t.cpu().numpy() for t in net.towers(drop_id=0.0))
+        h = xa[eval_users]
+        u = np.asarray(h @ P) / np.maximum(np.asarray(h.sum(axis=1)), 1e-8)
+        scores = u @ Q.T + b
+        rr = np.repeat(np.arange(len(eval_users)), np.diff(h.indptr))
+        scores[rr, h.indices] = -np.inf
+        return ndcg_at_k(scores, held[eval_users], self.params["eval_k"])
 
-    def _export(self, net, seen, content) -> None:
+    def _export(self, net, active, content, seen) -> None:
+        """Vectors for every item: trained id parts for active items, content alone for the rest."""
         import torch
 
         net.eval()
+        n = seen.shape[1]
+        d = self.params["dim"]
+        P, Q, b = np.zeros((n, d), np.float32), np.zeros((n, d), np.float32), np.zeros(n, np.float32)
         with torch.no_grad():
-            P, Q, b = net.towers(drop_id=0.0, rows=None)
-            P, Q, b = P.cpu().numpy(), Q.cpu().numpy(), b.cpu().numpy()
-        active = np.diff(seen.tocsc().indptr) > 0
-        # untrained id parameters of items without interactions carry nothing: content only
-        with torch.no_grad():
-            Pc, Qc, bc = net.content_towers()
-        P = np.where(active[:, None], P, Pc.cpu().numpy())
-        Q = np.where(active[:, None], Q, Qc.cpu().numpy())
-        b = np.where(active, b, bc.cpu().numpy())
-        n = seen.shape[0]
-        self.history_vectors = np.hstack([P, np.ones((len(P), 1))]).astype(np.float32)
+            Pa, Qa, ba = (t.cpu().numpy() for t in net.towers(drop_id=0.0))
+            if content is not None:
+                Pc, Qc, bc = (t.cpu().numpy() for t in net.content_towers(torch.as_tensor(content)))
+                P[:], Q[:], b[:] = Pc, Qc, bc
+        P[active], Q[active], b[active] = Pa, Qa, ba
+        self.history_vectors = np.hstack([P, np.ones((n, 1), np.float32)]).astype(np.float32)
         self.item_vectors = np.hstack([Q, b[:, None]]).astype(np.float32)
-        self.user_vectors = self._fold(seen) if n else np.zeros((0, P.shape[1] + 1), np.float32)
+        self.user_vectors = self._fold(seen)
 
     def _fold(self, history) -> np.ndarray:
         s = np.asarray(history.sum(axis=1), np.float64)
@@ -216,7 +292,8 @@ class Hybrid(Recommender):
 
 
 def _Net(n_items: int, content: np.ndarray | None, *, dim: int, hidden: int, content_weight: float):
-    """The towers as a torch module (built lazily so importing this file needs no torch)."""
+    """The towers as a torch module (built lazily so importing this file needs no torch).
+    ``content``: (n_items, D) prepared content of the trained items, or None."""
     import torch
     from torch import nn
 
@@ -227,37 +304,30 @@ def _Net(n_items: int, content: np.ndarray | None, *, dim: int, hidden: int, con
             self.F = nn.Parameter(torch.randn(n_items, dim) * 0.01)
             self.f = nn.Parameter(torch.zeros(n_items))
             self.cw = content_weight
-            if content is not None and content.shape[1] > 0 and content_weight > 0:
-                c = content.astype(np.float32)
-                c = c - c.mean(axis=0, keepdims=True)
-                c /= max(float(np.linalg.norm(c, axis=1).mean()), 1e-8)
-                self.register_buffer("c", torch.as_tensor(c))
-                d_in = c.shape[1]
+            if content is not None:
+                self.register_buffer("c", torch.as_tensor(content))
+                d_in = content.shape[1]
                 mk = (lambda: nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Linear(hidden, dim))) if hidden else (lambda: nn.Linear(d_in, dim, bias=False))
                 self.A, self.B = mk(), mk()
                 self.w = nn.Linear(d_in, 1)
             else:
                 self.c = None
 
-        def content_towers(self):
-            if self.c is None:
-                z = torch.zeros(n_items, dim, device=self.E.device)
-                return z, z, torch.zeros(n_items, device=self.E.device)
-            return self.cw * self.A(self.c), self.cw * self.B(self.c), self.w(self.c).squeeze(1)
+        def content_towers(self, c):
+            """(P, Q, b) from content alone for content rows ``c`` (k, D)."""
+            return self.cw * self.A(c), self.cw * self.B(c), self.w(c).squeeze(1)
 
-        def towers(self, *, drop_id: float, rows):
-            """P (n, dim) for all items; Q (m, dim), b (m,) for the target ``rows`` (all when None)."""
+        def towers(self, *, drop_id: float):
+            """P, Q (n, dim) and b (n,) of the trained items; id parts dropped per item at random."""
             E, F, f = self.E, self.F, self.f
-            if drop_id > 0 and self.c is not None:
+            if self.c is None:
+                return E, F, f
+            if drop_id > 0:
                 E = E * (torch.rand(n_items, 1, device=E.device) >= drop_id)
                 keep = (torch.rand(n_items, device=E.device) >= drop_id).float()
                 F = F * keep[:, None]
                 f = f * keep
-            Pc, Qc, bc = self.content_towers()
-            P = E + Pc
-            Q, b = F + Qc, f + bc
-            if rows is not None:
-                Q, b = Q[rows], b[rows]
-            return P, Q, b
+            Pc, Qc, bc = self.content_towers(self.c)
+            return E + Pc, F + Qc, f + bc
 
     return Net()

@@ -7,27 +7,26 @@ import numpy as np
 from .base import Recommender
 
 
-def _solve_rows(m, fixed: np.ndarray, *, alpha: float, reg: float, chunk: int = 512) -> np.ndarray:
+def _solve_rows(m, fixed: np.ndarray, *, alpha: float, reg: float, chunk: int = 1024) -> np.ndarray:
     """For each row r of CSR ``m``: argmin_x sum_j c_rj (p_rj - x.y_j)^2 + reg |x|^2 (all j)."""
     n, f = m.shape[0], fixed.shape[1]
-    yty = fixed.T @ fixed
+    base = fixed.T @ fixed + reg * np.eye(f)
     out = np.zeros((n, f), np.float64)
+    indptr, indices, data = m.indptr, m.indices, m.data
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
-        sub = m[start:stop]
-        counts = np.diff(sub.indptr)
-        if sub.nnz == 0:
+        rows = [r for r in range(start, stop) if indptr[r + 1] > indptr[r]]
+        if not rows:
             continue
-        y = fixed[sub.indices]  # (nnz, f)
-        c = alpha * sub.data  # confidence - 1
-        a = np.zeros((stop - start, f, f))
-        starts = sub.indptr[:-1][counts > 0]
-        outer = np.einsum("ni,nj->nij", y * c[:, None], y)
-        a[counts > 0] = np.add.reduceat(outer, starts, axis=0)
-        a += yty + reg * np.eye(f)
-        b = np.zeros((stop - start, f))
-        b[counts > 0] = np.add.reduceat(y * (1.0 + c)[:, None], starts, axis=0)
-        out[start:stop] = np.linalg.solve(a, b[..., None])[..., 0]
+        a = np.empty((len(rows), f, f))
+        b = np.empty((len(rows), f))
+        for k, r in enumerate(rows):
+            sl = slice(indptr[r], indptr[r + 1])
+            y = fixed[indices[sl]]
+            c = alpha * data[sl]  # confidence - 1
+            a[k] = base + (y.T * c) @ y
+            b[k] = (1.0 + c) @ y
+        out[rows] = np.linalg.solve(a, b[..., None])[..., 0]
     return out
 
 
