@@ -105,7 +105,7 @@ class Hybrid(Recommender):
             ca = torch.as_tensor(c[active], dtype=torch.float32)
             g += p["content_prior"] * (ca @ ca.T)  # content similarity as pseudo-interactions
         g.diagonal().add_(p["l2"])
-        inv = torch.linalg.inv(g)
+        inv = torch.linalg.inv(g)  # (LU; torch's Cholesky inverse measured slower here on CPU)
         del g
         b = inv / (-torch.diagonal(inv))[None, :]
         b.fill_diagonal_(0.0)
