@@ -285,6 +285,10 @@ def run_protocol(
     if protocol == "cold":
         res["notes"].append("cold: each user's held-out items are ranked among the held-out items only")
     progress(f"{protocol}: {len(split.train)} train, {len(split.test)} test interactions, {len(users)} test users")
+    if len(users) == 0:
+        res["notes"].append(f"{protocol}: no test user has training interactions; nothing to score")
+        progress(res["notes"][-1])
+        return res
     train_csr = split.train.to_csr()
     device = _device(cfg)
     for name in model_names:

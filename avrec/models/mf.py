@@ -49,7 +49,8 @@ class MF(Recommender):
         for it in range(p["epochs"]):
             x = _solve_rows(seen, y, alpha=p["alpha"], reg=p["reg"])
             y = _solve_rows(st, x, alpha=p["alpha"], reg=p["reg"])
-            progress(f"mf: ALS iteration {it + 1}/{p['epochs']}")
+            if (it + 1) % 5 == 0 or it + 1 == p["epochs"]:
+                progress(f"mf: ALS iteration {it + 1}/{p['epochs']}")
         self.user_factors = x.astype(np.float32)
         self.item_factors = y.astype(np.float32)
 
