@@ -110,7 +110,7 @@ class Hybrid(Recommender):
         b = inv / (-torch.diagonal(inv))[None, :]
         b.fill_diagonal_(0.0)
         d = min(p["dim"], m)
-        u, s, v = torch.svd_lowrank(b, q=min(d + 10, m), niter=2)
+        u, s, v = torch.svd_lowrank(b, q=min(d + 10, m), niter=p.get("power_iters", 2))
         root = s[:d].sqrt()
         pa, qa = (u[:, :d] * root).numpy(), (v[:, :d] * root).numpy()
         progress(f"hybrid: closed form over {m} items, rank {d} keeps {float((s[:d] ** 2).sum() / (b ** 2).sum()):.1%} of the energy")
