@@ -100,20 +100,46 @@ class Hybrid(Recommender):
         active = np.flatnonzero(np.diff(seen.tocsc().indptr) > 0)
         m = len(active)
         xa = seen[:, active].tocsr()
-        g = torch.as_tensor((xa.T @ xa).toarray(), dtype=torch.float32)
-        if c is not None and p["content_prior"] > 0:
+        lam, beta = p["l2"], p["content_prior"]
+        ca = None
+        if c is not None and beta > 0:
             ca = torch.as_tensor(c[active], dtype=torch.float32)
-            g += p["content_prior"] * (ca @ ca.T)  # content similarity as pseudo-interactions
-        g.diagonal().add_(p["l2"])
-        inv = torch.linalg.inv(g)  # (LU; torch's Cholesky inverse measured slower here on CPU)
-        del g
-        b = inv / (-torch.diagonal(inv))[None, :]
-        b.fill_diagonal_(0.0)
-        d = min(p["dim"], m)
-        u, s, v = torch.svd_lowrank(b, q=min(d + 10, m), niter=p.get("power_iters", 2))
-        root = s[:d].sqrt()
-        pa, qa = (u[:, :d] * root).numpy(), (v[:, :d] * root).numpy()
-        progress(f"hybrid: closed form over {m} items, rank {d} keeps {float((s[:d] ** 2).sum() / (b ** 2).sum()):.1%} of the energy")
+        r = xa.shape[0] + (0 if ca is None else ca.shape[1])
+        if r < m:
+            # G = l2 I + W W' with W = [X', sqrt(content_prior) C] (m x r), so by Woodbury
+            # G^-1 = (I - W K W') / l2 with K = (l2 I + W'W)^-1 (r x r): off its diagonal, EASE's
+            # B is exactly the rank-r product W . (W K / (l2 diag(G^-1)))', and the diagonal never
+            # matters because a user's own items are excluded from the ranking
+            w = torch.as_tensor(xa.T.toarray(), dtype=torch.float32)
+            if ca is not None:
+                w = torch.cat([w, np.sqrt(beta) * ca], dim=1)
+            k = torch.linalg.inv(w.T @ w + lam * torch.eye(r))
+            wk = w @ k
+            diag = (1.0 - (wk * w).sum(dim=1)) / lam
+            left, right = w, wk / (lam * diag[:, None])
+            # balanced rank-d factors of left . right' through two thin QRs and an r x r SVD
+            q1, r1 = torch.linalg.qr(left)
+            q2, r2 = torch.linalg.qr(right)
+            u, s, vh = torch.linalg.svd(r1 @ r2.T)
+            d = min(p["dim"], r)
+            root = s[:d].sqrt()
+            pa, qa = (q1 @ (u[:, :d] * root)).numpy(), (q2 @ (vh[:d].T * root)).numpy()
+            kept = float((s[:d] ** 2).sum() / (s**2).sum())
+        else:
+            g = torch.as_tensor((xa.T @ xa).toarray(), dtype=torch.float32)
+            if ca is not None:
+                g += beta * (ca @ ca.T)  # content similarity as pseudo-interactions
+            g.diagonal().add_(lam)
+            inv = torch.linalg.inv(g)
+            del g
+            b = inv / (-torch.diagonal(inv))[None, :]
+            b.fill_diagonal_(0.0)
+            d = min(p["dim"], m)
+            u, s, v = torch.svd_lowrank(b, q=min(d + 10, m), niter=p.get("power_iters", 2))
+            root = s[:d].sqrt()
+            pa, qa = (u[:, :d] * root).numpy(), (v[:, :d] * root).numpy()
+            kept = float((s[:d] ** 2).sum() / (b**2).sum())
+        progress(f"hybrid: closed form over {m} items, rank {d} keeps {kept:.1%} of the energy")
         P = np.zeros((n_items, d), np.float64)
         Q = np.zeros((n_items, d), np.float64)
         if c is not None and m < n_items:
