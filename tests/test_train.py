@@ -161,3 +161,22 @@ def test_sgd_solver_early_stopping(taste):
     assert 1 <= m.info["best_epoch"] <= HYB["epochs"] and m.info["validation_ndcg"] > 0.2
     pop = build_model("popular", None).fit(split.train)
     assert evaluate_scorer(split, m.score, [10])["metrics"][10]["ndcg"] > evaluate_scorer(split, pop.score, [10])["metrics"][10]["ndcg"]
+
+
+def test_closed_form_factors_equal_content_ease_off_the_history():
+    """The low-rank (Woodbury) path reproduces the full EASE solve on every item a user has not seen."""
+    data = _data(make_taste(n_users=20, items_per_cluster=30, per_user=10, seed=3))
+    t = make_taste(n_users=20, items_per_cluster=30, per_user=10, seed=3)
+    m = build_model("hybrid", None, dim=10_000, content_dim=0, l2=5.0, content_prior=3.0).fit(data, t.content)
+    x = data.to_csr().toarray().astype(np.float64)
+    active = np.flatnonzero(x.sum(axis=0) > 0)
+    assert data.n_users + t.content.shape[1] < len(active)  # the Woodbury path is the one taken
+    c = m._prepare_content(t.content).astype(np.float64)[active]
+    g = x[:, active].T @ x[:, active] + 3.0 * c @ c.T + 5.0 * np.eye(len(active))
+    inv = np.linalg.inv(g)
+    b = -inv / np.diag(inv)[None, :]
+    np.fill_diagonal(b, 0.0)
+    direct = x[:, active] @ b
+    served = m.score(np.arange(data.n_users))[:, active] * x.sum(axis=1, keepdims=True)  # mean -> sum
+    unseen = x[:, active] == 0
+    np.testing.assert_allclose(served[unseen], direct[unseen], rtol=1e-3, atol=1e-4)
