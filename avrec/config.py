@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import ConfigError, DeviceError
 
 
@@ -275,6 +273,8 @@ def apply_set(cfg: Config, assignment: str) -> None:
         raise ConfigError(f"--set expects key=value, got {assignment!r} (e.g. --set train.model=ease)")
     key, raw = assignment.split("=", 1)
     key = key.strip()
+    import yaml  # lazily: commands without a config file or --set never need it
+
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -296,6 +296,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"config file not found: {p} (pass an existing YAML file to --config)")
+    import yaml
+
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
@@ -406,4 +408,6 @@ def resolve_device(spec: str) -> str:
 
 def dump_default_yaml() -> str:
     """The defaults as YAML (without comments); configs/default.yaml must agree with this."""
+    import yaml
+
     return yaml.safe_dump(Config().to_dict(), sort_keys=False)
