@@ -1,29 +1,30 @@
 """The default hybrid: a low-rank linear item-to-item model with content.
 
-Two solvers share one served form. ``closed`` (default): a content-regularised EASE,
-solved in closed form with PyTorch linear algebra and factorised to rank ``dim``:
+Every solver serves the same form: score(u, i) = (weighted mean over j in H_u of P_j) . Q_i,
+with ``history_vectors`` = [P, 1] and ``item_vectors`` = [Q, b], so serving needs numpy
+only, a fresh history is folded in without retraining, and items without interactions
+get P, Q from their content.
+
+``closed`` (default): a content-regularised EASE solved with PyTorch linear algebra,
 
     G = X'X + content_prior * C C' + l2 * I      (items with interactions; C: content)
     B = I - G^-1 diag(1 / diag(G^-1))            (EASE: zero diagonal)
-    B ~ P Q'  (randomised SVD, P = U S^1/2, Q = V S^1/2)
 
-and items without interactions get P, Q from their content by ridge regression (fitted
-on the items with interactions). ``sgd``: the towers below, trained by gradient descent:
+When users + content dims (r) are fewer than items, G = l2 I + W W' with W = [X', c C], and
+Woodbury makes B, off its diagonal, exactly a rank-r product (the diagonal never matters:
+a user's own items are not ranked); otherwise B is formed and factorised by randomised SVD.
+Either way the factors are balanced and cut to rank ``dim``. Items without interactions get
+P, Q by ridge regression from content, fitted on the items with interactions. Ranks the
+way EASE does (shown in the tests), with content as extra evidence of item similarity.
 
-score(u, i) = (weighted mean over j in H_u of P_j) . Q_i + b_i, where
+``sgd``: towers trained by gradient descent (AdamW, early stopping on a validation split):
 
     P_j = E_j + A(c_j)      history side: free id embedding + projected content
     Q_i = F_i + B(c_i)      target side, likewise;  b_i = f_i + w . c_i
 
-c is the item's content vector (the fused embedding). Training (PyTorch) masks a random
-part of each user's history and predicts it from the rest with a softmax over all items
-with training interactions (a denoising, leave-some-out objective, like a low-rank EASE).
-Id embeddings are dropped per item at random so the content towers learn to carry an
-item alone. Serving needs numpy only:
-
-- warm items use E/F and content; items without interactions get Q from content alone;
-- a user vector is the weighted mean of ``history_vectors`` rows (P with a trailing 1),
-  so a fresh history is folded in without retraining.
+masking a random part of each user's history and predicting it from the rest with a
+softmax over items with training interactions; id embeddings are dropped per item at
+random so the content towers learn to carry an item alone.
 """
 
 from __future__ import annotations
