@@ -384,7 +384,8 @@ def targets(res: dict) -> list[str]:
                "its warm figure is not a clean held-out estimate either; the peers (implicit, LightFM) run untuned with "
                "64 factors (LightFM: WARP, 30 epochs, lr 0.05; item features = genres, tags, decade, plus identity).")
     out.append("Timings on this shared 2-core machine vary several-fold from run to run with the other work on it "
-               "(LightFM with features took 3.7 s here and 23.8 s in an earlier run); compare fit times within one run only.")
+               "(LightFM with features took from 3.5 s to 23.8 s over the runs made while writing this); compare fit "
+               "times within one run only.")
     return out
 
 
