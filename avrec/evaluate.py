@@ -189,7 +189,8 @@ def evaluate_scorer(split, scorer: Scorer, ks: list[int], *, content=None) -> di
     users = test_users(split)
     exclude = split.train.to_csr(binary=True)
     cand = split.cold_items.astype(np.int64) if split.name == "cold" else None
-    top = rank_users(scorer, users, k=max(ks), exclude=exclude, candidates=cand)
+    batch = int(min(1024, max(16, 5e7 // max(split.train.n_items, 1))))  # about 200 MB of scores at a time
+    top = rank_users(scorer, users, k=max(ks), exclude=exclude, candidates=cand, batch=batch)
     return score_topk(split, top, users, ks, content=content)
 
 

@@ -138,3 +138,14 @@ def test_cli_evaluate_json_lines_when_piped(world, tmp_path):
     assert bad.returncode == 2 and "unknown model" in bad.stderr
     bad = subprocess.run(cmd[:-4] + ["--k", "ten"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
+
+
+def test_models_without_content_need_no_embeddings(world, tmp_path):
+    from avrec.errors import InputError
+    from avrec.evaluate import evaluate
+
+    t, d = world
+    out, rows = evaluate(None, d / "ev.csv", tmp_path / "ev", _cfg(), models=["popular", "itemknn"], protocols=["random", "temporal", "last"], ks=[10])
+    assert {r["protocol"] for r in rows} == {"random", "temporal", "last"}
+    with pytest.raises(InputError, match="needs item content"):
+        evaluate(None, d / "ev.csv", tmp_path / "ev2", _cfg(), models=["hybrid"], protocols=["random"], ks=[10])

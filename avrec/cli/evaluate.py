@@ -80,7 +80,15 @@ def evaluate_cmd(
             except ValueError:
                 raise InputError(f"--k expects integers such as 10 or 5,10,20, got {k!r}") from None
         work = common.work(cfg)
-        src = resolve_input(embeddings, stage="evaluate", work=work)
+        from ..evaluate import CONTENT_MODELS
+
+        try:
+            src = resolve_input(embeddings, stage="evaluate", work=work)
+        except InputError:
+            # models that need no item content can be evaluated from interactions alone
+            if embeddings or any(m in CONTENT_MODELS for m in (_csv(models) or cfg.evaluate.models)):
+                raise
+            src = None
         out = default_output(output, kind="evaluation", work=work)
         from ..evaluate import evaluate
 
