@@ -312,9 +312,14 @@ def run_protocol(
         progress(f"{protocol}/{name}: NDCG@{ks[0]} {r['metrics'][ks[0]]['ndcg']:.4f} (fit {fit_s:.1f}s)")
     if recs is not None:
         rows, top, stats = load_recs(recs, split, k=max(ks))
-        keep = np.isin(rows, users)
-        r = score_topk(split, top[keep], rows[keep], ks, content=content)
-        r["recs"] = {**stats, "scored_users": int(keep.sum()), "test_users_missing": int(len(users) - keep.sum())}
+        # every test user counts: one missing from the file has an empty list (all misses)
+        full = np.full((len(users), max(ks)), -1, np.int64)
+        at = {int(u): i for i, u in enumerate(users)}
+        hit = [(at[int(u)], j) for j, u in enumerate(rows) if int(u) in at]
+        if hit:
+            full[[a for a, _ in hit]] = top[[b for _, b in hit]]
+        r = score_topk(split, full, users, ks, content=content)
+        r["recs"] = {**stats, "scored_users": len(hit), "test_users_missing": int(len(users) - len(hit))}
         res["models"][f"recs:{Path(recs).stem}"] = r
     return res
 

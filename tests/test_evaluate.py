@@ -119,7 +119,15 @@ def test_recs_file_scored_on_the_same_split(world, tmp_path):
     out, _ = evaluate(d / "emb", d / "ev.csv", tmp_path / "b", cfg, models=["popular"], protocols=["random"], ks=[5], recs=recs)
     r = json.loads((out / "metrics.json").read_text())["protocols"]["random"]["models"]["recs:recs"]
     assert r["metrics"]["5"]["recall"] == pytest.approx(1.0) and r["metrics"]["5"]["hitrate"] == 1.0
-    assert r["recs"]["unknown_users"] == 1
+    assert r["recs"]["unknown_users"] == 1 and r["recs"]["test_users_missing"] == 0
+    # users missing from the file count as misses, not as absent
+    lines = recs.read_text().splitlines()
+    half = tmp_path / "half.jsonl"
+    half.write_text("\n".join(lines[: len(lines) // 2]) + "\n")
+    out, _ = evaluate(d / "emb", d / "ev.csv", tmp_path / "c", cfg, models=["popular"], protocols=["random"], ks=[5], recs=half)
+    r = json.loads((out / "metrics.json").read_text())["protocols"]["random"]["models"]["recs:half"]
+    assert r["recs"]["test_users_missing"] > 0
+    assert r["metrics"]["5"]["hitrate"] == pytest.approx(r["recs"]["scored_users"] / r["users"])
 
 
 def test_cli_evaluate_json_lines_when_piped(world, tmp_path):
