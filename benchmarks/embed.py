@@ -354,6 +354,19 @@ def bench_device(features: Path, text_features: Path, models: dict[str, Path], d
     return rows
 
 
+def _spread_note(rows: list[dict]) -> list[str]:
+    """The same bare CLIP model is timed twice per device: its spread shows how noisy the run was."""
+    notes = []
+    for dev in sorted({r["device"] for r in rows}):
+        bare = [r["baseline_units_per_s"] for r in rows if r["device"] == dev and r["key"].startswith("clip")
+                and "baseline_units_per_s" in r]
+        if len(bare) == 2 and min(bare) > 0:
+            notes += [f"Noise check ({dev}): the same bare CLIP model on the same tensors ran at {bare[0]} and "
+                      f"{bare[1]} frames/s a minute apart in this run ({max(bare) / min(bare):.1f}x spread), so "
+                      "differences smaller than that between rows are not meaningful.", ""]
+    return notes
+
+
 def write_results(result: dict, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "embed.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -403,6 +416,7 @@ def write_results(result: dict, out_dir: Path) -> None:
         "ASR (one cold run). The text baseline is "
         "sentence-transformers' own `encode` on the same texts.",
         "",
+        *_spread_note(result["rows"]),
         "Reproduce: `" + result["command"] + "`",
         "",
     ]
@@ -422,7 +436,11 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="comma list of: builtin,text,clip,clip-w0,clap,audio,asr")
     ap.add_argument("--shared", action="store_true", help="note in the results that the cores were shared")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--render", action="store_true", help="only rewrite embed.md from an existing embed.json")
     args = ap.parse_args()
+    if args.render:
+        write_results(json.loads((Path(args.out) / "embed.json").read_text()), Path(args.out))
+        return
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
