@@ -75,6 +75,7 @@ class HybridConfig:
     l2: float = 200.0  # closed: L2 penalty of the item-item solve
     content_prior: float = 30.0  # closed: weight of item content similarity added to the item Gram matrix
     ridge: float = 1.0  # closed: ridge penalty of the content -> factors map used for items without interactions
+    cold_scale: float = 0.5  # scale of the content-only vectors of items without interactions (1: as predicted)
     epochs: int = 300  # sgd: upper bound; early stopping on the validation split picks the number
     lr: float = 0.01  # sgd
     weight_decay: float = 0.0  # sgd

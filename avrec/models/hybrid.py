@@ -14,7 +14,9 @@ When users + content dims (r) are fewer than items, G = l2 I + W W' with W = [X'
 Woodbury makes B, off its diagonal, exactly a rank-r product (the diagonal never matters:
 a user's own items are not ranked); otherwise B is formed and factorised by randomised SVD.
 Either way the factors are balanced and cut to rank ``dim``. Items without interactions get
-P, Q by ridge regression from content, fitted on the items with interactions. Ranks the
+P, Q by ridge regression from content, fitted on the items with interactions, with Q scaled
+by ``cold_scale`` (< 1: new items do not crowd out well-evidenced ones in mixed lists; a
+positive scale leaves how new items rank among themselves unchanged). Ranks the
 way EASE does (shown in the tests), with content as extra evidence of item similarity.
 
 ``sgd``: towers trained by gradient descent (AdamW, early stopping on a validation split):
@@ -75,7 +77,7 @@ class Hybrid(Recommender):
 
     def __init__(
         self, solver: str = "closed", dim: int = 384, l2: float = 200.0, content_prior: float = 30.0,
-        ridge: float = 1.0, epochs: int = 300, lr: float = 0.01, weight_decay: float = 0.0,
+        ridge: float = 1.0, cold_scale: float = 0.5, epochs: int = 300, lr: float = 0.01, weight_decay: float = 0.0,
         batch_size: int = 512, negatives: int = 0, content_weight: float = 1.0, dropout: float = 0.3,
         patience: int = 20, mask_ratio: float = 0.25, content_hidden: int = 0, content_dim: int = 128,
         validation: float = 0.1, eval_k: int = 20, eval_every: int = 5, refit: bool = True, seed: int = 0,
@@ -86,7 +88,8 @@ class Hybrid(Recommender):
 
             raise ConfigError(f"train.hybrid.solver must be closed or sgd; got {solver!r}")
         super().__init__(
-            solver=solver, dim=int(dim), l2=float(l2), content_prior=float(content_prior), ridge=float(ridge), epochs=int(epochs), lr=float(lr), weight_decay=float(weight_decay),
+            solver=solver, dim=int(dim), l2=float(l2), content_prior=float(content_prior), ridge=float(ridge),
+            cold_scale=float(cold_scale), epochs=int(epochs), lr=float(lr), weight_decay=float(weight_decay),
             batch_size=int(batch_size), negatives=int(negatives), content_weight=float(content_weight),
             dropout=float(dropout), patience=int(patience), mask_ratio=float(mask_ratio),
             content_hidden=int(content_hidden), content_dim=int(content_dim), validation=float(validation),
@@ -179,6 +182,7 @@ class Hybrid(Recommender):
                                        torch.as_tensor(ca.T @ np.hstack([pa, qa]))).numpy()
             pq = c.astype(np.float64) @ w
             P[:], Q[:] = pq[:, :d], pq[:, d:]
+        Q *= p["cold_scale"]  # content-only rows (warm rows are overwritten next)
         P[active], Q[active] = pa, qa
         n = n_items
         self.history_vectors = np.hstack([P, np.ones((n, 1))]).astype(np.float32)
@@ -322,6 +326,8 @@ class Hybrid(Recommender):
             if content is not None:
                 Pc, Qc, bc = (t.cpu().numpy() for t in net.content_towers(torch.as_tensor(content)))
                 P[:], Q[:], b[:] = Pc, Qc, bc
+        Q *= self.params["cold_scale"]
+        b *= self.params["cold_scale"]
         P[active], Q[active], b[active] = Pa, Qa, ba
         self.history_vectors = np.hstack([P, np.ones((n, 1), np.float32)]).astype(np.float32)
         self.item_vectors = np.hstack([Q, b[:, None]]).astype(np.float32)
