@@ -96,7 +96,6 @@ class HybridConfig:
 class MFConfig:
     factors: int = 64
     epochs: int = 15  # ALS iterations
-    lr: float = 0.05  # unused by ALS (kept for gradient-based variants)
     reg: float = 0.01
     alpha: float = 10.0  # ALS confidence: 1 + alpha * weight
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from avrec_runner import run_avrec
 
 # tests never touch the network: models are tiny local ones or the packaged MiniLM
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -44,17 +43,6 @@ def movielens() -> Path:
     if not (path / "ratings.csv").exists():
         pytest.skip("../shared/data/movielens-latest-small is absent")
     return path
-
-
-def run_avrec(*args: str, input: str | None = None, cwd: Path | None = None, env: dict | None = None,
-              timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``python -m avrec ARGS`` in a subprocess; stdin is empty unless ``input`` is given."""
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "avrec", *args],
-        input=input if input is not None else "",
-        capture_output=True, text=True, cwd=cwd, env=full_env, timeout=timeout,
-    )
 
 
 @pytest.fixture

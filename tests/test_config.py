@@ -12,6 +12,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_default_yaml_lists_exactly_the_defaults():
     # configs/default.yaml documents every key; it must not drift from the dataclasses
+    import yaml
+
+    raw = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
+
+    def keys(d, prefix=""):
+        out = set()
+        for k, v in d.items():
+            if isinstance(v, dict) and k != "weights":
+                out |= keys(v, f"{prefix}{k}.")
+            else:
+                out.add(f"{prefix}{k}")
+        return out
+
+    assert keys(raw) == keys(Config().to_dict())
     assert load_config(ROOT / "configs" / "default.yaml", env={}) == Config()
 
 

@@ -15,7 +15,7 @@ from avrec.index import (
     IdMap, Index, add_items, build_index, choose_metric, exact_recall_at_10, search, transform_items, transform_query,
 )
 
-from conftest import run_avrec
+from avrec_runner import run_avrec
 from test_index_fixtures import content, make_embeddings, make_model, projection
 
 

@@ -10,7 +10,7 @@ from avrec.config import IndexConfig
 from avrec.errors import ArtifactError, InputError
 from avrec.index import add_items, build_index
 
-from conftest import run_avrec
+from avrec_runner import run_avrec
 from test_index_fixtures import make_embeddings, make_model, projection
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_avrec
+from avrec_runner import run_avrec
 
 FAST = ["--set", "train.hybrid.epochs=40"]
 

@@ -15,7 +15,7 @@ from avrec.errors import InputError
 from avrec.index import Index, build_index
 from avrec.recommend import Filter, Options, Recommender, mmr, read_id_lines
 
-from conftest import run_avrec
+from avrec_runner import run_avrec
 from test_index_fixtures import content, make_model
 
 

@@ -11,7 +11,7 @@ from avrec.artifacts import Manifest, write_manifest
 from avrec.config import IndexConfig
 from avrec.index import build_index
 
-from conftest import run_avrec
+from avrec_runner import run_avrec
 from test_index_fixtures import make_model
 
 

@@ -1,0 +1,19 @@
+"""Run the ``avrec`` command in a subprocess (imported by tests as ``avrec_runner``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run_avrec(*args: str, input: str | None = None, cwd: Path | None = None, env: dict | None = None,
+              timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m avrec ARGS`` in a subprocess; stdin is empty unless ``input`` is given."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "avrec", *args],
+        input=input if input is not None else "",
+        capture_output=True, text=True, cwd=cwd, env=full_env, timeout=timeout,
+    )
