@@ -109,6 +109,9 @@ def train(
         if model.factor_model:
             for key, arr in model.factors().items():
                 save_npy(tmp / f"{key}.npy", np.asarray(arr, np.float32))
+        projections = model.projections()
+        for key, arr in projections.items():  # what ``avrec index --add`` maps new items' content with
+            save_npy(tmp / f"{key}.npy", np.asarray(arr, np.float32))
         model.save(tmp / "weights.npz")
         train_section = asdict(cfg.train)
         params = {**(train_section.get(name) or {}), **overrides} if isinstance(train_section.get(name), dict) else {}
@@ -116,7 +119,8 @@ def train(
             artifact="model",
             config=cfg.to_dict(),
             inputs={"embeddings": str(emb.resolve()), "interactions": fingerprint(interactions_path)},
-            models={"name": name, "params": params, "factor_model": model.factor_model},
+            models={"name": name, "params": params, "factor_model": model.factor_model,
+                    "projections": sorted(projections)},
             counts={"users": data.n_users, "items": data.n_items, "interactions": len(data), "cold_items": cold},
             extra={"load_report": data.report.to_dict(), "fit_seconds": round(fit_s, 3), "info": model.info,
                    **({"tuned": overrides} if overrides else {})},

@@ -171,7 +171,7 @@ def test_closed_form_factors_equal_content_ease_off_the_history():
     x = data.to_csr().toarray().astype(np.float64)
     active = np.flatnonzero(x.sum(axis=0) > 0)
     assert data.n_users + t.content.shape[1] < len(active)  # the Woodbury path is the one taken
-    c = m._prepare_content(t.content).astype(np.float64)[active]
+    c = m._prepare_content(t.content, active)[0].astype(np.float64)[active]
     g = x[:, active].T @ x[:, active] + 3.0 * c @ c.T + 5.0 * np.eye(len(active))
     inv = np.linalg.inv(g)
     b = -inv / np.diag(inv)[None, :]

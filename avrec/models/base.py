@@ -142,6 +142,12 @@ class Recommender:
         """{item_vectors (n_items, d), user_vectors (n_users, d), history_vectors (n_items, d)}."""
         raise NotImplementedError(f"model '{self.name}' is not a factor model")
 
+    def projections(self) -> dict[str, np.ndarray]:
+        """{content_projection, history_projection}: (D+1, d) affine maps [x, 1] @ M from a raw
+        content vector x (D,) to the vectors the model gives an item without interactions;
+        empty for models where no exact affine map exists (``avrec index --add`` then refuses)."""
+        return {}
+
     # -- persistence ---------------------------------------------------------------------
     def _arrays(self) -> dict[str, np.ndarray]:
         raise NotImplementedError

@@ -99,18 +99,23 @@ class Hybrid(Recommender):
         self.item_vectors: np.ndarray | None = None  # (n_items, dim + 1)
         self.history_vectors: np.ndarray | None = None  # (n_items, dim + 1), last column 1
         self.user_vectors: np.ndarray | None = None  # (n_users, dim + 1)
+        self.projections_: dict[str, np.ndarray] = {}  # (D+1, dim+1) affine maps for new items
+        self._prep: np.ndarray | None = None  # (D+1, content_dim) content preparation, while fitting
 
     # ------------------------------------------------------------------------------------
     def _fit(self, seen, content, *, progress: Progress, **kw) -> None:
         t0 = time.perf_counter()
-        c = self._prepare_content(content)
+        active = np.flatnonzero(np.diff(seen.tocsc().indptr) > 0)
+        c, self._prep = self._prepare_content(content, active)
+        self.projections_ = {}
         if self.params["solver"] == "closed":
-            self._fit_closed(seen, c, progress=progress)
+            self._fit_closed(seen, c, content, progress=progress)
         else:
-            self._fit_sgd(seen, c, progress=progress)
+            self._fit_sgd(seen, c, content, progress=progress)
+        self._prep = None
         self.info["fit_seconds"] = round(time.perf_counter() - t0, 3)
 
-    def _fit_closed(self, seen, c, *, progress: Progress) -> None:
+    def _fit_closed(self, seen, c, raw, *, progress: Progress) -> None:
         import torch
 
         p = self.params
@@ -170,26 +175,47 @@ class Hybrid(Recommender):
             pa, qa = (u[:, :d] * root).numpy(), (v[:, :d] * root).numpy()
             kept = float((s[:d] ** 2).sum() / (b**2).sum())
         progress(f"hybrid: closed form over {m} items, rank {d} keeps {kept:.1%} of the energy")
-        P = np.zeros((n_items, d), np.float64)
-        Q = np.zeros((n_items, d), np.float64)
-        if c is not None and m < n_items:
-            # items without interactions: factors predicted from content (ridge, fitted on warm items)
+        n = n_items
+        hist = np.hstack([np.zeros((n, d)), np.ones((n, 1))])
+        item = np.zeros((n, d + 1))  # EASE has no item bias: last column 0
+        if c is not None:
+            # items without interactions: factors predicted from content (ridge, fitted on warm
+            # items), folded with the content preparation into one affine map of the raw vector
             ca = c[active].astype(np.float64)
-            import torch
-
             with _one_thread():
                 w = torch.linalg.solve(torch.as_tensor(ca.T @ ca + p["ridge"] * np.eye(ca.shape[1])),
                                        torch.as_tensor(ca.T @ np.hstack([pa, qa]))).numpy()
-            pq = c.astype(np.float64) @ w
-            P[:], Q[:] = pq[:, :d], pq[:, d:]
-        Q *= p["cold_scale"]  # content-only rows (warm rows are overwritten next)
-        P[active], Q[active] = pa, qa
-        n = n_items
-        self.history_vectors = np.hstack([P, np.ones((n, 1))]).astype(np.float32)
-        self.item_vectors = np.hstack([Q, np.zeros((n, 1))]).astype(np.float32)  # EASE has no item bias
+            self._set_projections(w[:, :d], w[:, d:] * p["cold_scale"], np.zeros(w.shape[0]), 0.0)
+            hist, item = self._cold_rows(raw)
+        hist[active, :d], item[active, :d] = pa, qa
+        self.history_vectors = hist.astype(np.float32)
+        self.item_vectors = item.astype(np.float32)
         self.user_vectors = self._fold(seen)
 
-    def _fit_sgd(self, seen, c, *, progress: Progress) -> None:
+    def _set_projections(self, wp: np.ndarray, wq: np.ndarray, wb: np.ndarray, b0: float) -> None:
+        """Cold items' vectors as affine maps of the raw content vector x (D,), stored as
+        (D+1, d+1) matrices M with vector = [x, 1] @ M: history [x~ wp, 1], item [x~ wq, x~ wb + b0],
+        where x~ = [x, 1] @ prep is the prepared content (centring, PCA, scaling; fitted on warm
+        items only, so items without interactions change nothing in the model)."""
+        prep = self._prep  # (D+1, k)
+        e = np.zeros((prep.shape[0], 1))
+        e[-1] = 1.0
+        self.projections_ = {
+            "history_projection": np.hstack([prep @ wp, e]),
+            "content_projection": np.hstack([prep @ wq, (prep @ wb)[:, None] + b0 * e]),
+        }
+
+    def _cold_rows(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(history, item) vectors (n, d+1) float64 of every item from its raw content alone."""
+        x = np.hstack([raw.astype(np.float64), np.ones((raw.shape[0], 1))])
+        return x @ self.projections_["history_projection"], x @ self.projections_["content_projection"]
+
+    def projections(self) -> dict[str, np.ndarray]:
+        """{content_projection, history_projection}: (D+1, d+1) affine maps from a raw content
+        vector to the vectors of an item without interactions (exact; empty when not affine)."""
+        return dict(self.projections_)
+
+    def _fit_sgd(self, seen, c, raw, *, progress: Progress) -> None:
         p = self.params
         epochs = p["epochs"]
         if p["validation"] > 0 and p["patience"] > 0:
@@ -202,23 +228,29 @@ class Hybrid(Recommender):
                 net, active, _, _ = self._train(seen, c, epochs=max(best_epoch, 1), held=None, progress=progress)
         else:
             net, active, _, _ = self._train(seen, c, epochs=epochs, held=None, progress=progress)
-        self._export(net, active, c, seen)
+        self._export(net, active, c, raw, seen)
 
-    def _prepare_content(self, content: np.ndarray | None) -> np.ndarray | None:
-        """Centre, project on the top ``content_dim`` principal directions, scale to unit mean norm."""
+    def _prepare_content(self, content: np.ndarray | None, active: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Centre, project on the top ``content_dim`` principal directions, scale to unit mean
+        norm; statistics from the items with interactions (``active``) only. Returns the
+        prepared content (n, k) float32 and the affine map (D+1, k) float64 that gives it."""
         if content is None or content.shape[1] == 0 or self.params["content_weight"] <= 0:
-            return None
-        c = content.astype(np.float64)
-        c = c - c.mean(axis=0, keepdims=True)
+            return None, None
+        x = content.astype(np.float64)
+        xa = x[active] if len(active) else x
+        mu = xa.mean(axis=0)
+        proj = np.eye(x.shape[1])
         k = self.params["content_dim"]
-        if 0 < k < c.shape[1]:
+        if 0 < k < x.shape[1]:
             import torch
 
+            xc = xa - mu
             with _one_thread():
-                _, vecs = torch.linalg.eigh(torch.as_tensor(c.T @ c))
-            c = c @ vecs.numpy()[:, ::-1][:, :k]
-        c /= max(float(np.linalg.norm(c, axis=1).mean()), 1e-8)
-        return c.astype(np.float32)
+                _, vecs = torch.linalg.eigh(torch.as_tensor(xc.T @ xc))
+            proj = vecs.numpy()[:, ::-1][:, :k].copy()
+        proj /= max(float(np.linalg.norm((xa - mu) @ proj, axis=1).mean()), 1e-8)
+        aff = np.vstack([proj, -mu @ proj])
+        return (x @ proj + aff[-1]).astype(np.float32), aff
 
     def _train(self, seen, content, *, epochs: int, held, progress: Progress):
         """Train on the items with interactions in ``seen``; returns (net, active rows, best epoch, best score)."""
@@ -313,21 +345,29 @@ class Hybrid(Recommender):
         scores[rr, h.indices] = -np.inf
         return ndcg_at_k(scores, held[eval_users], self.params["eval_k"])
 
-    def _export(self, net, active, content, seen) -> None:
-        """Vectors for every item: trained id parts for active items, content alone for the rest."""
+    def _export(self, net, active, content, raw, seen) -> None:
+        """Vectors for every item: trained id parts for active items, content alone for the rest
+        (through the exact affine maps when the content towers are linear)."""
         import torch
 
         net.eval()
         n = seen.shape[1]
-        d = self.params["dim"]
+        p = self.params
+        d, cs = p["dim"], p["cold_scale"]
         P, Q, b = np.zeros((n, d), np.float32), np.zeros((n, d), np.float32), np.zeros(n, np.float32)
         with torch.no_grad():
             Pa, Qa, ba = (t.cpu().numpy() for t in net.towers(drop_id=0.0))
-            if content is not None:
+            if content is not None and not p["content_hidden"]:
+                cw = net.cw
+                wp = cw * net.A.weight.detach().cpu().numpy().T.astype(np.float64)
+                wq = cw * net.B.weight.detach().cpu().numpy().T.astype(np.float64)
+                wb = net.w.weight.detach().cpu().numpy()[0].astype(np.float64)
+                self._set_projections(wp, wq * cs, wb * cs, float(net.w.bias.detach().cpu().numpy()[0]) * cs)
+                hist, item = self._cold_rows(raw)
+                P[:], Q[:], b[:] = hist[:, :d], item[:, :d], item[:, d]
+            elif content is not None:
                 Pc, Qc, bc = (t.cpu().numpy() for t in net.content_towers(torch.as_tensor(content)))
-                P[:], Q[:], b[:] = Pc, Qc, bc
-        Q *= self.params["cold_scale"]
-        b *= self.params["cold_scale"]
+                P[:], Q[:], b[:] = Pc, Qc * cs, bc * cs
         P[active], Q[active], b[active] = Pa, Qa, ba
         self.history_vectors = np.hstack([P, np.ones((n, 1), np.float32)]).astype(np.float32)
         self.item_vectors = np.hstack([Q, b[:, None]]).astype(np.float32)
@@ -351,10 +391,11 @@ class Hybrid(Recommender):
         return {"item_vectors": self.item_vectors, "user_vectors": self.user_vectors, "history_vectors": self.history_vectors}
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        return self.factors()
+        return {**self.factors(), **self.projections_}
 
     def _restore(self, a) -> None:
         self.item_vectors, self.user_vectors, self.history_vectors = a["item_vectors"], a["user_vectors"], a["history_vectors"]
+        self.projections_ = {k: a[k] for k in ("content_projection", "history_projection") if k in a}
 
 
 def _Net(n_items: int, content: np.ndarray | None, *, dim: int, hidden: int, content_weight: float):
