@@ -379,7 +379,7 @@ def write_results(result: dict, out_dir: Path) -> None:
         f"Machine: {m['cpu']}, {m['usable_cores']} usable cores, {m['ram_gb']} GB RAM"
         + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
         + f"; torch {m['torch']}, transformers {m['transformers']}, numpy {m['numpy']}, Python {m['python']}.",
-        f"Load average at start: {m['load_avg_at_start']}. "
+        f"Load average at start: {m['load_avg_at_start']}, at the end: {result.get('load_avg_at_end')}. "
         + ("**The cores were shared with other work during the run** (other helpers' tests and builds), "
            "so figures are lower bounds and noisy." if result.get("shared") else ""),
         "",
@@ -468,7 +468,8 @@ def main() -> None:
     result = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": f"python benchmarks/embed.py {argv}".strip(),
-        "machine": info, "shared": bool(args.shared or info["load_avg_at_start"][0] > 0.5 * info["usable_cores"]),
+        "machine": info,
+        "shared": bool(args.shared or max(info["load_avg_at_start"][0], os.getloadavg()[0]) > 0.5 * info["usable_cores"]),
         "params": {"items": args.items, "text_items": args.text_items, "frames": args.frames, "audio_seconds": args.audio_seconds,
                    "batch_size": args.batch_size, "workers": args.workers,
                    "repeats": args.repeats},
