@@ -60,7 +60,7 @@ class EmbedConfig:
     text: str = "text:sentence-transformers/all-MiniLM-L6-v2"
     speech: str = ""  # asr:<id|path> transcribes speech into the text modality
     weights: dict[str, float] = field(default_factory=lambda: {"video": 1.0, "audio": 1.0, "text": 1.0})
-    pooling: str = "mean"  # mean | max (over frames / audio windows)
+    pooling: str = "mean"  # mean | max | attention (over frames / audio windows)
     batch_size: int = 32
     precision: str = "fp32"  # fp32 | fp16 | bf16 (fp16/bf16 on GPU only)
     max_text_tokens: int = 256
@@ -348,7 +348,7 @@ def load_config(
 
 _CHOICES = {
     "runtime.device": None,  # checked by resolve_device
-    "embed.pooling": ("mean", "max"),
+    "embed.pooling": ("mean", "max", "attention"),
     "embed.precision": ("fp32", "fp16", "bf16"),
     "train.model": ("popular", "itemknn", "ease", "mf", "hybrid"),
     "index.metric": ("auto", "angular", "dot"),
