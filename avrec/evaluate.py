@@ -253,17 +253,10 @@ def _load_content(embeddings_dir: Path | None):
     """(item ids, fused vectors (n, D) float32) of an embeddings artifact, or (None, None)."""
     if embeddings_dir is None:
         return None, None
-    from .artifacts import load_npy, read_jsonl, read_manifest
+    from .train import load_embeddings
 
-    read_manifest(embeddings_dir, expect="embeddings")
-    items = [str(r["item_id"]) for r in read_jsonl(embeddings_dir / "items.jsonl")]
-    fused = embeddings_dir / "fused.npy"
-    if not fused.exists():
-        raise InputError(f"{embeddings_dir} has no fused.npy; re-run avrec embed")
-    content = np.asarray(load_npy(fused, mmap=False), np.float32)
-    if content.shape[0] != len(items):
-        raise InputError(f"{embeddings_dir}: fused.npy has {content.shape[0]} rows but items.jsonl {len(items)}")
-    return items, content
+    rows, content = load_embeddings(embeddings_dir)
+    return [str(r["item_id"]) for r in rows], content
 
 
 def run_protocol(
