@@ -36,6 +36,8 @@ DEFAULT_DIRS = {
     "index": "index",
     "evaluation": "evaluation",
 }
+MADE_BY = {"features": "avrec extract", "embeddings": "avrec embed", "model": "avrec train",
+           "index": "avrec index", "evaluation": "avrec evaluate"}
 UPSTREAM = {"embed": "features", "train": "embeddings", "index": "model", "recommend": "index", "evaluate": "embeddings"}
 
 
@@ -110,9 +112,10 @@ def read_manifest(directory: str | Path, expect: str | tuple[str, ...] | None = 
         raise ArtifactError(f"cannot read {path}: {e}") from None
     kinds = (expect,) if isinstance(expect, str) else expect
     if kinds and data.get("artifact") not in kinds:
+        made = " or ".join(f"`{MADE_BY[k]}`" for k in kinds if k in MADE_BY)
         raise ArtifactError(
             f"{directory} is a '{data.get('artifact')}' artifact, but this stage needs "
-            f"'{' or '.join(kinds)}'"
+            f"'{' or '.join(kinds)}'" + (f" (made by {made})" if made else "")
         )
     if data.get("schema_version") != SCHEMA_VERSION:
         raise ArtifactError(

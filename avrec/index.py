@@ -733,26 +733,10 @@ class Index:
     """Read side of an index directory: numpy memory maps and annoy, loaded on first use."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        mp = self.path / "manifest.json"
-        if not mp.exists():
-            if not self.path.exists():
-                raise ArtifactError(f"index directory not found: {self.path} (run avrec index first)")
-            raise ArtifactError(f"{self.path} is not an avrec artifact (no manifest.json); pass an index directory")
-        try:
-            self.manifest = json.loads(mp.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise ArtifactError(f"cannot read {mp}: {e}") from None
-        if self.manifest.get("artifact") != KIND:
-            raise ArtifactError(
-                f"{self.path} is a '{self.manifest.get('artifact')}' artifact, but recommend needs 'index' "
-                "(run avrec index on it first)"
-            )
-        from .artifacts import SCHEMA_VERSION
+        from .artifacts import read_manifest  # stdlib only: keeps this path light
 
-        if self.manifest.get("schema_version") != SCHEMA_VERSION:
-            raise ArtifactError(f"{self.path} has schema_version {self.manifest.get('schema_version')}; "
-                                f"this avrec reads {SCHEMA_VERSION}: re-run avrec index")
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path, KIND)
         self.extra: dict[str, Any] = self.manifest.get("extra") or {}
         self.transform: str = self.extra.get("transform", "none")
         self._ann: dict[str, Any] = {}
