@@ -130,3 +130,32 @@ def pooled(output: Any):
 def load_failed(ref: str, kind: str, err: Exception) -> ModelError:
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return ModelError(f"cannot load {kind}:{ref} ({type(err).__name__}: {first})")
+
+
+def load_two_tower(ref: str, *, kind: str, tower: str, example: str, device: str, precision: str):
+    """Resolve and load a CLIP- or CLAP-style model with its processor, on ``device``.
+
+    ``tower`` is the non-text feature method (``get_image_features`` / ``get_audio_features``);
+    a model without it and ``get_text_features`` is refused with a hint (``example``).
+    Returns (resolution, processor, model, dtype).
+    """
+    from transformers import AutoModel, AutoProcessor
+
+    from .resolve import resolve_model
+
+    quiet_transformers()
+    res = resolve_model(ref, kind=kind)
+    try:
+        processor = AutoProcessor.from_pretrained(str(res.path), trust_remote_code=False)
+        model = AutoModel.from_pretrained(str(res.path), trust_remote_code=False)
+    except Exception as e:  # noqa: BLE001
+        raise load_failed(ref, kind, e) from None
+    if not (hasattr(model, tower) and hasattr(model, "get_text_features")):
+        what = tower.removeprefix("get_").removesuffix("_features")
+        raise ModelError(
+            f"{kind}:{ref} is a '{model.config.model_type}' model without {what} and text towers; "
+            f"use a {kind.upper()}-style model (e.g. {kind}:{example})"
+        )
+    dtype = torch_dtype(precision, device)
+    model.to(device=device, dtype=dtype).eval()
+    return res, processor, model, dtype

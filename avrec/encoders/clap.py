@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ModelError
-from .base import Encoder, Unit, l2n, load_failed, pooled, quiet_transformers, to_torch, torch_dtype
+from .base import Encoder, Unit, l2n, load_two_tower, pooled, to_torch
 from .pooling import resample, windows
-from .resolve import resolve_model
 
 
 class ClapAudioPreparer:
@@ -43,23 +41,8 @@ class ClapAudioPreparer:
 
 class ClapEncoder(Encoder):
     def __init__(self, ref: str, *, device: str, precision: str = "fp32", max_tokens: int = 77):
-        import torch  # noqa: F401
-        from transformers import AutoModel, AutoProcessor
-
-        quiet_transformers()
-        res = resolve_model(ref, kind="clap")
-        try:
-            self.processor = AutoProcessor.from_pretrained(str(res.path), trust_remote_code=False)
-            self.model = AutoModel.from_pretrained(str(res.path), trust_remote_code=False)
-        except Exception as e:  # noqa: BLE001
-            raise load_failed(ref, "clap", e) from None
-        if not (hasattr(self.model, "get_audio_features") and hasattr(self.model, "get_text_features")):
-            raise ModelError(
-                f"clap:{ref} is a '{self.model.config.model_type}' model without audio and text towers; "
-                "use a CLAP model (e.g. clap:laion/clap-htsat-unfused)"
-            )
-        self.dtype = torch_dtype(precision, device)
-        self.model.to(device=device, dtype=self.dtype).eval()
+        res, self.processor, self.model, self.dtype = load_two_tower(
+            ref, kind="clap", tower="get_audio_features", example="laion/clap-htsat-unfused", device=device, precision=precision)
         cfg = self.model.config
         dim = int(getattr(cfg, "projection_dim", 0) or 0)
         text_cfg = getattr(cfg, "text_config", None)

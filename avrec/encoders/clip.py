@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ModelError
-from .base import Encoder, Unit, l2n, load_failed, pooled, quiet_transformers, to_torch, torch_dtype
-from .resolve import resolve_model
+from .base import Encoder, Unit, l2n, load_two_tower, pooled, to_torch
 
 
 class FramePreparer:
@@ -29,23 +27,8 @@ class FramePreparer:
 
 class ClipEncoder(Encoder):
     def __init__(self, ref: str, *, device: str, precision: str = "fp32", max_tokens: int = 77):
-        import torch  # noqa: F401
-        from transformers import AutoModel, AutoProcessor
-
-        quiet_transformers()
-        res = resolve_model(ref, kind="clip")
-        try:
-            self.processor = AutoProcessor.from_pretrained(str(res.path), trust_remote_code=False)
-            self.model = AutoModel.from_pretrained(str(res.path), trust_remote_code=False)
-        except Exception as e:  # noqa: BLE001
-            raise load_failed(ref, "clip", e) from None
-        if not (hasattr(self.model, "get_image_features") and hasattr(self.model, "get_text_features")):
-            raise ModelError(
-                f"clip:{ref} is a '{self.model.config.model_type}' model without image and text towers; "
-                "use a CLIP-style model (e.g. clip:openai/clip-vit-base-patch32)"
-            )
-        self.dtype = torch_dtype(precision, device)
-        self.model.to(device=device, dtype=self.dtype).eval()
+        res, self.processor, self.model, self.dtype = load_two_tower(
+            ref, kind="clip", tower="get_image_features", example="openai/clip-vit-base-patch32", device=device, precision=precision)
         cfg = self.model.config
         dim = int(getattr(cfg, "projection_dim", 0) or 0) or int(cfg.text_config.hidden_size)
         text_cfg = getattr(cfg, "text_config", None)

@@ -12,8 +12,14 @@ from tiny_models import BUILDERS
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """{"bert"|"clip"|"clap"|"ast"|"whisper": saved model directory}."""
+    import torch
+
     root = tmp_path_factory.mktemp("tiny-models")
-    return {name: build(root / name) for name, build in BUILDERS.items()}
+    out = {}
+    for name, build in BUILDERS.items():
+        torch.manual_seed(0)  # the same random weights every run: generation (Whisper) is then repeatable
+        out[name] = build(root / name)
+    return out
 
 
 @pytest.fixture(scope="session")

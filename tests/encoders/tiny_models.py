@@ -99,7 +99,8 @@ def build_whisper(d: Path) -> Path:
         vocab_size=len(tok), num_mel_bins=16, d_model=32, encoder_layers=1, decoder_layers=1,
         encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=37, decoder_ffn_dim=37,
         max_source_positions=1500, max_target_positions=64, pad_token_id=eot, bos_token_id=eot, eos_token_id=eot,
-        decoder_start_token_id=ids["<|startoftranscript|>"], suppress_tokens=[], begin_suppress_tokens=[],
+        decoder_start_token_id=ids["<|startoftranscript|>"], suppress_tokens=[],
+        begin_suppress_tokens=list(ids.values()),  # as real Whisper: no end-of-text as the first token
     )
     model = T.WhisperForConditionalGeneration(cfg).eval()
     model.save_pretrained(d)
