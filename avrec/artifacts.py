@@ -129,6 +129,22 @@ def read_manifest(directory: str | Path, expect: str | tuple[str, ...] | None = 
 # files
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def make_public(path: str | Path) -> None:
+    """Give a temp file or directory the mode a plain open()/mkdir() would have.
+
+    mkstemp/mkdtemp create 0600/0700 entries; artifacts are meant to be read by other
+    processes and users (a serving account, CI), so apply the usual umask instead.
+    """
+    base = 0o777 if os.path.isdir(path) else 0o666
+    os.chmod(path, base & ~_umask())
+
+
 def write_json(path: str | Path, data: Any) -> None:
     """Write JSON atomically (temp file + rename)."""
     path = Path(path)
@@ -138,6 +154,7 @@ def write_json(path: str | Path, data: Any) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, ensure_ascii=False, default=_json_default)
             f.write("\n")
+        make_public(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -165,6 +182,7 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
                 f.write(json.dumps(row, ensure_ascii=False, default=_json_default))
                 f.write("\n")
                 n += 1
+        make_public(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -187,6 +205,7 @@ def save_npy(path: str | Path, array: Any) -> None:
     os.close(fd)
     try:
         np.save(tmp, np.asarray(array), allow_pickle=False)
+        make_public(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -210,6 +229,7 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.tmp-"))
+    make_public(tmp)
     try:
         yield tmp
     except BaseException:

@@ -68,3 +68,21 @@ def test_resolve_input_order(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="nothing arrived on stdin"):
         resolve_input("-", stage="embed", work=work)
     assert str(resolve_input("given", stage="embed", work=work)) == "given"
+
+
+def test_artifacts_are_readable_by_others(tmp_path):
+    # mkstemp/mkdtemp make 0600/0700 entries; a serving account must be able to read artifacts
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "index") as d:
+            write_manifest(d, Manifest(artifact="index"))
+            artifacts.save_npy(d / "x.npy", np.zeros(2, np.float32))
+            artifacts.write_jsonl(d / "items.jsonl", [{"a": 1}])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "index").stat().st_mode) == 0o755
+    for name in ("manifest.json", "x.npy", "items.jsonl"):
+        assert stat.S_IMODE((tmp_path / "index" / name).stat().st_mode) == 0o644, name

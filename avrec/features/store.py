@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..artifacts import read_jsonl, read_manifest, write_json, write_jsonl
+from ..artifacts import make_public, read_jsonl, read_manifest, write_json, write_jsonl
 
 KIND = "features"
 ITEM_FIELDS = (
@@ -74,6 +74,7 @@ def write_shard(
     shards.mkdir(parents=True, exist_ok=True)
     final = shards / shard_name(index)
     tmp = Path(tempfile.mkdtemp(dir=shards, prefix=f".{shard_name(index)}.tmp-"))
+    make_public(tmp)
     try:
         n = len(items)
         a = np.full((n, audio_dim), np.nan, dtype=np.float32)
