@@ -37,7 +37,6 @@ Only numpy and annoy are needed to read it (:class:`Index`).
 from __future__ import annotations
 
 import json
-import os
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -197,6 +196,8 @@ def build_annoy(vectors: np.ndarray, path: Path, *, n_trees: int, seed: int,
     """Build an angular annoy index over ``vectors`` (only ``rows`` if given; annoy id = row)."""
     from annoy import AnnoyIndex
 
+    from .artifacts import atomic_file
+
     n, f = vectors.shape
     ann = AnnoyIndex(int(f), "angular")
     ann.set_seed(int(seed))
@@ -204,10 +205,9 @@ def build_annoy(vectors: np.ndarray, path: Path, *, n_trees: int, seed: int,
         ann.add_item(int(i), vectors[i])
     # one build thread: annoy's trees then depend on the seed alone
     ann.build(int(n_trees), n_jobs=1)
-    tmp = path.with_name(f".{path.name}.tmp")
-    ann.save(str(tmp))
+    with atomic_file(path, suffix=".ann") as tmp:
+        ann.save(str(tmp))
     ann.unload()
-    os.replace(tmp, path)
 
 
 def topk_rows(scores: np.ndarray, k: int) -> np.ndarray:

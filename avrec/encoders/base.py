@@ -159,3 +159,28 @@ def load_two_tower(ref: str, *, kind: str, tower: str, example: str, device: str
     dtype = torch_dtype(precision, device)
     model.to(device=device, dtype=dtype).eval()
     return res, processor, model, dtype
+
+
+class TwoTowerText:
+    """``encode_text`` shared by CLIP and CLAP: the model's text tower, in its joint space.
+
+    Needs ``self.processor.tokenizer``, ``self.model.get_text_features``, ``self.dim``,
+    ``self.device`` and ``self.max_tokens``. Empty texts get zero rows.
+    """
+
+    def encode_text(self, texts: list[str]) -> np.ndarray:
+        """(n,) strings -> (n, d) L2-normalised, truncated at ``self.max_tokens`` tokens."""
+        import torch
+
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        idx = [i for i, t in enumerate(texts) if t and t.strip()]
+        if not idx:
+            return out
+        tok = self.processor.tokenizer(
+            [texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+        )
+        batch = {k: v.to(self.device) for k, v in tok.items() if k in ("input_ids", "attention_mask")}
+        with torch.inference_mode():
+            feats = pooled(self.model.get_text_features(**batch))
+        out[idx] = l2n(feats.float().cpu().numpy())
+        return out

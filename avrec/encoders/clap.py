@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Encoder, Unit, l2n, load_two_tower, pooled, to_torch
+from .base import Encoder, TwoTowerText, Unit, l2n, load_two_tower, pooled, to_torch
 from .pooling import resample, windows
 
 
@@ -39,10 +39,11 @@ class ClapAudioPreparer:
         return units
 
 
-class ClapEncoder(Encoder):
+class ClapEncoder(TwoTowerText, Encoder):
     def __init__(self, ref: str, *, device: str, precision: str = "fp32", max_tokens: int = 77):
         res, self.processor, self.model, self.dtype = load_two_tower(
-            ref, kind="clap", tower="get_audio_features", example="laion/clap-htsat-unfused", device=device, precision=precision)
+            ref, kind="clap", tower="get_audio_features", example="laion/clap-htsat-unfused", device=device, precision=precision
+        )
         cfg = self.model.config
         dim = int(getattr(cfg, "projection_dim", 0) or 0)
         text_cfg = getattr(cfg, "text_config", None)
@@ -67,19 +68,3 @@ class ClapEncoder(Encoder):
         with torch.inference_mode():
             feats = pooled(self.model.get_audio_features(**batch))
         return l2n(feats.float().cpu().numpy())
-
-    def encode_text(self, texts: list[str]) -> np.ndarray:
-        import torch
-
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        idx = [i for i, t in enumerate(texts) if t and t.strip()]
-        if not idx:
-            return out
-        tok = self.processor.tokenizer(
-            [texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
-        )
-        batch = {k: v.to(self.device) for k, v in tok.items() if k in ("input_ids", "attention_mask")}
-        with torch.inference_mode():
-            feats = pooled(self.model.get_text_features(**batch))
-        out[idx] = l2n(feats.float().cpu().numpy())
-        return out

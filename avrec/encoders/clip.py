@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Encoder, Unit, l2n, load_two_tower, pooled, to_torch
+from .base import Encoder, TwoTowerText, Unit, l2n, load_two_tower, pooled, to_torch
 
 
 class FramePreparer:
@@ -25,10 +25,11 @@ class FramePreparer:
         return [{"pixel_values": np.asarray(p, dtype=np.float32)} for p in px]
 
 
-class ClipEncoder(Encoder):
+class ClipEncoder(TwoTowerText, Encoder):
     def __init__(self, ref: str, *, device: str, precision: str = "fp32", max_tokens: int = 77):
         res, self.processor, self.model, self.dtype = load_two_tower(
-            ref, kind="clip", tower="get_image_features", example="openai/clip-vit-base-patch32", device=device, precision=precision)
+            ref, kind="clip", tower="get_image_features", example="openai/clip-vit-base-patch32", device=device, precision=precision
+        )
         cfg = self.model.config
         dim = int(getattr(cfg, "projection_dim", 0) or 0) or int(cfg.text_config.hidden_size)
         text_cfg = getattr(cfg, "text_config", None)
@@ -48,20 +49,3 @@ class ClipEncoder(Encoder):
         with torch.inference_mode():
             feats = pooled(self.model.get_image_features(**batch))
         return l2n(feats.float().cpu().numpy())
-
-    def encode_text(self, texts: list[str]) -> np.ndarray:
-        """(n,) strings -> (n, d) in the image space; CLIP reads at most 77 tokens."""
-        import torch
-
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        idx = [i for i, t in enumerate(texts) if t and t.strip()]
-        if not idx:
-            return out
-        tok = self.processor.tokenizer(
-            [texts[i] for i in idx], padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
-        )
-        batch = {k: v.to(self.device) for k, v in tok.items() if k in ("input_ids", "attention_mask")}
-        with torch.inference_mode():
-            feats = pooled(self.model.get_text_features(**batch))
-        out[idx] = l2n(feats.float().cpu().numpy())
-        return out
