@@ -104,6 +104,17 @@ def _identity(x):
     return x
 
 
+def _one_thread_each(_worker_id: int) -> None:
+    """DataLoader workers run numpy/BLAS preprocessing side by side: one thread each, or N
+    workers x all cores' BLAS threads fight over the CPU the model's feeding needs."""
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except Exception:  # noqa: BLE001 - threadpoolctl is optional; torch already uses 1 thread here
+        pass
+
+
 def _run_units(
     dataset: _MediaDataset, run: Callable[[list], list], *, batch_size: int, workers: int,
     label: str, progress: Progress | None,
@@ -116,7 +127,8 @@ def _run_units(
     from torch.utils.data import DataLoader
 
     loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=max(0, int(workers)),
-                        collate_fn=_identity, persistent_workers=False)
+                        collate_fn=_identity, persistent_workers=False,
+                        worker_init_fn=_one_thread_each if workers > 0 else None)
     outputs: dict[int, list] = {}
     errors: dict[int, str] = {}
     pending: list[tuple[int, int, dict]] = []

@@ -233,23 +233,27 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def bare_model(kind: str, path: Path, units: int, batch: int, device: str) -> float:
+def bare_model(kind: str, path: Path, units: int, batch: int, device: str, precision: str = "fp32") -> float:
     """Units (frames / windows) per second of the bare model on ready-made inputs."""
     import torch
     import transformers as T
 
+    from avrec.encoders.base import torch_dtype
+
+    dtype = torch_dtype(precision, device)
+
     if kind == "clip":
-        m = T.CLIPModel.from_pretrained(path).to(device).eval()
-        x = torch.randn(batch, 3, 224, 224, device=device)
+        m = T.CLIPModel.from_pretrained(path).to(device=device, dtype=dtype).eval()
+        x = torch.randn(batch, 3, 224, 224, device=device, dtype=dtype)
         fn = lambda: m.get_image_features(pixel_values=x)  # noqa: E731
     elif kind == "clap":
-        m = T.ClapModel.from_pretrained(path).to(device).eval()
-        x = torch.randn(batch, 1, 1001, 64, device=device)
+        m = T.ClapModel.from_pretrained(path).to(device=device, dtype=dtype).eval()
+        x = torch.randn(batch, 1, 1001, 64, device=device, dtype=dtype)
         fn = lambda: m.get_audio_features(input_features=x, is_longer=torch.zeros(batch, 1, dtype=torch.bool,  # noqa: E731
                                                                                   device=device))
     elif kind == "audio":
-        m = T.ASTModel.from_pretrained(path).to(device).eval()
-        x = torch.randn(batch, 1024, 128, device=device)
+        m = T.ASTModel.from_pretrained(path).to(device=device, dtype=dtype).eval()
+        x = torch.randn(batch, 1024, 128, device=device, dtype=dtype)
         fn = lambda: m(input_values=x)  # noqa: E731
     else:
         raise ValueError(kind)
@@ -265,7 +269,8 @@ def bare_model(kind: str, path: Path, units: int, batch: int, device: str) -> fl
     return done / (time.perf_counter() - t0)
 
 
-def sentence_transformers_baseline(texts: list[str], batch: int, device: str) -> float | None:
+def sentence_transformers_baseline(texts: list[str], batch: int, device: str, precision: str = "fp32"
+                                   ) -> float | None:
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:
@@ -276,14 +281,18 @@ def sentence_transformers_baseline(texts: list[str], batch: int, device: str) ->
     if got is None:
         return None
     st = SentenceTransformer(str(got[0]), device=device)
+    if precision == "fp16" and device.startswith("cuda"):
+        st.half()
+    elif precision == "bf16" and device.startswith("cuda"):
+        st.bfloat16()
     st.encode(texts[:batch], batch_size=batch)
     t0 = time.perf_counter()
     st.encode(texts, batch_size=batch, normalize_embeddings=True)
     return len(texts) / (time.perf_counter() - t0)
 
 
-def bench_device(features: Path, text_features: Path, models: dict[str, Path], device: str, args, tmp: Path
-                 ) -> list[dict]:
+def bench_device(features: Path, text_features: Path, models: dict[str, Path], device: str, args, tmp: Path,
+                 precision: str = "fp32") -> list[dict]:
     from avrec.embed import item_text
     from avrec.features.store import FeatureStore
 
@@ -307,9 +316,10 @@ def bench_device(features: Path, text_features: Path, models: dict[str, Path], d
     for key, label, sets, modality in plans:
         if key in skip:
             continue
-        sets = [f"embed.batch_size={args.batch_size}", f"embed.workers={args.workers}", *sets]
-        print(f"[{device}] {label} ...", file=sys.stderr, flush=True)
-        out = tmp / f"emb-{device}-{key}"
+        sets = [f"embed.batch_size={args.batch_size}", f"embed.workers={args.workers}",
+                f"embed.precision={precision}", *sets]
+        print(f"[{device} {precision}] {label} ...", file=sys.stderr, flush=True)
+        out = tmp / f"emb-{device}-{precision}-{key}"
         src = text_features if key == "text" else features
         n = args.text_items if key == "text" else args.items
         n_frames = n * args.frames
@@ -317,7 +327,7 @@ def bench_device(features: Path, text_features: Path, models: dict[str, Path], d
         # best-of too); ASR's worst-case decoding is too slow to repeat: one cold run
         manifest, seconds, load_s = run_pipeline(src, out, sets, device, modality,
                                                  repeats=0 if key == "asr" else args.repeats)
-        row = {"encoder": label, "key": key, "device": device, "items": n, "seconds": round(seconds, 3),
+        row = {"encoder": label, "key": key, "device": device, "precision": precision, "items": n, "seconds": round(seconds, 3),
                "load_seconds": round(load_s, 2), "items_per_s": round(n / seconds, 2)}
         if key.startswith("clip"):
             row["frames"] = n_frames
@@ -336,7 +346,7 @@ def bench_device(features: Path, text_features: Path, models: dict[str, Path], d
         if key == "text":
             store = FeatureStore.open(text_features)
             texts = [item_text(it) for it in store.ok_items]
-            st = sentence_transformers_baseline(texts, args.batch_size, device)
+            st = sentence_transformers_baseline(texts, args.batch_size, device, precision)
             if st:
                 row["baseline"] = "sentence-transformers encode"
                 row["baseline_items_per_s"] = round(st, 2)
@@ -344,7 +354,7 @@ def bench_device(features: Path, text_features: Path, models: dict[str, Path], d
             units = row.get("frames") or row.get("windows")
             kind = key.split("-")[0]
             # best of 3: the least disturbed measurement on shared cores
-            ups = max(bare_model(kind, models[kind], units, args.batch_size, device) for _ in range(3))
+            ups = max(bare_model(kind, models[kind], units, args.batch_size, device, precision) for _ in range(3))
             row["baseline"] = "bare model on ready tensors"
             row["baseline_units_per_s"] = round(ups, 2)
             row["pipeline_vs_bare"] = round((units / seconds) / ups, 2)
@@ -357,19 +367,19 @@ def bench_device(features: Path, text_features: Path, models: dict[str, Path], d
 def _spread_note(rows: list[dict]) -> list[str]:
     """The same bare CLIP model is timed twice per device: its spread shows how noisy the run was."""
     notes = []
-    for dev in sorted({r["device"] for r in rows}):
-        bare = [r["baseline_units_per_s"] for r in rows if r["device"] == dev and r["key"].startswith("clip")
-                and "baseline_units_per_s" in r]
+    for dev, prec in sorted({(r["device"], r.get("precision", "fp32")) for r in rows}):
+        bare = [r["baseline_units_per_s"] for r in rows if r["device"] == dev and r.get("precision", "fp32") == prec
+                and r["key"].startswith("clip") and "baseline_units_per_s" in r]
         if len(bare) == 2 and min(bare) > 0:
-            notes += [f"Noise check ({dev}): the same bare CLIP model on the same tensors ran at {bare[0]} and "
+            notes += [f"Noise check ({dev} {prec}): the same bare CLIP model on the same tensors ran at {bare[0]} and "
                       f"{bare[1]} frames/s a minute apart in this run ({max(bare) / min(bare):.1f}x spread), so "
                       "differences smaller than that between rows are not meaningful.", ""]
     return notes
 
 
-def write_results(result: dict, out_dir: Path) -> None:
+def write_results(result: dict, out_dir: Path, stem: str = "embed") -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "embed.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out_dir / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     m = result["machine"]
     lines = [
         "# embed throughput",
@@ -378,6 +388,7 @@ def write_results(result: dict, out_dir: Path) -> None:
         "",
         f"Machine: {m['cpu']}, {m['usable_cores']} usable cores, {m['ram_gb']} GB RAM"
         + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
+        + (f" (CUDA {m['cuda']})" if m.get("gpu") else "")
         + f"; torch {m['torch']}, transformers {m['transformers']}, numpy {m['numpy']}, Python {m['python']}.",
         f"Load average at start: {m['load_avg_at_start']}, at the end: {result.get('load_avg_at_end')}. "
         + ("**The cores were shared with other work during the run** (other helpers' tests and builds), "
@@ -394,14 +405,15 @@ def write_results(result: dict, out_dir: Path) -> None:
         "Whisper with random weights rarely emits end-of-text, so its row is a worst case (every chunk decodes "
         "max_new_tokens=224 tokens).",
         "",
-        "| device | encoder | items/s | frames or windows/s | x real time (audio) | model load s | baseline | baseline/s | pipeline / bare |",
-        "|---|---|---:|---:|---:|---:|---|---:|---:|",
+        *([result["note"], ""] if result.get("note") else []),
+        "| device | precision | encoder | items/s | frames or windows/s | x real time (audio) | model load s | baseline | baseline/s | pipeline / bare |",
+        "|---|---|---|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in result["rows"]:
         units = r.get("frames_per_s", r.get("windows_per_s", ""))
         base = r.get("baseline_items_per_s", r.get("baseline_units_per_s", ""))
         lines.append(
-            f"| {r['device']} | {r['encoder']} | {r['items_per_s']} | {units} | {r.get('audio_x_realtime', '')} | "
+            f"| {r['device']} | {r.get('precision', 'fp32')} | {r['encoder']} | {r['items_per_s']} | {units} | {r.get('audio_x_realtime', '')} | "
             f"{r['load_seconds']} | {r.get('baseline', '')} | {base} | {r.get('pipeline_vs_bare', '')} |"
         )
     lines += [
@@ -420,7 +432,7 @@ def write_results(result: dict, out_dir: Path) -> None:
         "Reproduce: `" + result["command"] + "`",
         "",
     ]
-    (out_dir / "embed.md").write_text("\n".join(lines))
+    (out_dir / f"{stem}.md").write_text("\n".join(lines))
 
 
 def main() -> None:
@@ -433,13 +445,16 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="embed.workers (DataLoader processes)")
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per encoder after a warm-up (best counts)")
     ap.add_argument("--device", default="auto", help="auto: cpu, plus cuda when present; or cpu / cuda")
+    ap.add_argument("--precision", default="fp32,fp16", help="comma list run on CUDA (CPU always runs fp32)")
+    ap.add_argument("--stem", default="embed", help="results file name: <out>/<stem>.{json,md}")
+    ap.add_argument("--note", default="", help="a line added to the results (how the run differs)")
     ap.add_argument("--skip", default="", help="comma list of: builtin,text,clip,clip-w0,clap,audio,asr")
     ap.add_argument("--shared", action="store_true", help="note in the results that the cores were shared")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--render", action="store_true", help="only rewrite embed.md from an existing embed.json")
     args = ap.parse_args()
     if args.render:
-        write_results(json.loads((Path(args.out) / "embed.json").read_text()), Path(args.out))
+        write_results(json.loads((Path(args.out) / f"{args.stem}.json").read_text()), Path(args.out), args.stem)
         return
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -461,7 +476,8 @@ def main() -> None:
         print(f"random real-size models built in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
         rows = []
         for dev in devices:
-            rows += bench_device(features, text_features, models, dev, args, tmp)
+            for prec in (args.precision.split(",") if dev.startswith("cuda") else ["fp32"]):
+                rows += bench_device(features, text_features, models, dev, args, tmp, prec)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     argv = " ".join(sys.argv[1:])
@@ -472,12 +488,13 @@ def main() -> None:
         "shared": bool(args.shared or max(info["load_avg_at_start"][0], os.getloadavg()[0]) > 0.5 * info["usable_cores"]),
         "params": {"items": args.items, "text_items": args.text_items, "frames": args.frames, "audio_seconds": args.audio_seconds,
                    "batch_size": args.batch_size, "workers": args.workers,
-                   "repeats": args.repeats},
+                   "repeats": args.repeats, "precision": args.precision},
+        "note": args.note,
         "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
         "rows": rows,
     }
-    write_results(result, Path(args.out))
-    print(Path(args.out) / "embed.json")
+    write_results(result, Path(args.out), args.stem)
+    print(Path(args.out) / f"{args.stem}.json")
 
 
 if __name__ == "__main__":

@@ -218,3 +218,54 @@ def test_a_failing_item_loses_only_its_modality(features_dir):
     assert errors == {1: "RuntimeError: bad frame"}
     assert sorted(outputs) == [0, 2, 5]  # a, c, g have frames; b failed; d, e have none
     assert len(outputs[0]) == 3 and all(o is not None for o in outputs[0])
+
+
+def test_frames_at_the_model_size_skip_the_processor_exactly(tiny_models):
+    from transformers import CLIPProcessor
+
+    from avrec.encoders.clip import FramePreparer, normalise_np, normaliser
+    from features_kit import frames
+
+    ip = CLIPProcessor.from_pretrained(tiny_models["clip"]).image_processor
+    prep = FramePreparer(ip)
+    at_size = frames(3, 4, size=32)  # the tiny CLIP's input size: stored as uint8, normalised by the model
+    units = prep(at_size)
+    assert [sorted(u) for u in units] == [["pixels"]] * 4 and units[0]["pixels"].dtype == np.uint8
+    expect = ip(images=list(at_size), return_tensors="np")["pixel_values"]
+    got = normalise_np(np.stack([u["pixels"] for u in units]), *normaliser(ip))
+    assert np.allclose(got, expect, atol=1e-5)
+    other = prep(frames(3, 2, size=48))  # another size needs the processor's resize and crop
+    assert [sorted(u) for u in other] == [["pixel_values"]] * 2 and other[0]["pixel_values"].shape == (3, 32, 32)
+
+
+def test_mixed_frame_units_in_one_batch_match_separate_batches(tiny_models):
+    from avrec.encoders import clear_cache, load_encoder
+    from features_kit import frames
+
+    clear_cache()
+    enc = load_encoder(f"clip:{tiny_models['clip']}", device="cpu")
+    prep = enc.frame_preparer()
+    fast = prep(frames(5, 2, size=32))
+    slow = prep(frames(6, 2, size=40))
+    alone = np.concatenate([enc.embed_units(fast, "video"), enc.embed_units(slow, "video")])
+    mixed = enc.embed_units(fast + slow, "video")
+    assert np.allclose(mixed, alone, atol=1e-5)
+
+
+def test_clap_spectrogram_matches_the_feature_extractor(tiny_models):
+    from transformers import ClapProcessor
+
+    from avrec.encoders.clap import ClapAudioPreparer
+
+    fe = ClapProcessor.from_pretrained(tiny_models["clap"]).feature_extractor
+    prep = ClapAudioPreparer(fe, fe.sampling_rate)
+    rng = np.random.default_rng(3)
+    pcm = (0.2 * rng.normal(size=int(2.4 * fe.nb_max_samples))).astype(np.float32)
+    pcm[: fe.nb_max_samples // 2] *= 1e-4  # a near-silent stretch: the dB floor matters there
+    units = prep(pcm)  # windows 1, 1 and a 0.4 tail that the extractor repeat-pads
+    assert prep._fast is True and len(units) == 3
+    wins = [pcm[i : i + fe.nb_max_samples] for i in range(0, len(pcm), fe.nb_max_samples)]
+    ref = fe(wins, sampling_rate=fe.sampling_rate, return_tensors="np", truncation="rand_trunc", padding="repeatpad")
+    for u, r, longer in zip(units, ref["input_features"], ref["is_longer"]):
+        assert u["input_features"].shape == r.shape and np.allclose(u["input_features"], r, atol=1e-3)
+        assert bool(u["is_longer"][0]) == bool(longer[0])
