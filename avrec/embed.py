@@ -21,7 +21,7 @@ import numpy as np
 
 from .artifacts import Manifest, atomic_dir, save_npy, write_jsonl, write_manifest
 from .config import Config
-from .encoders.base import Encoder, l2n
+from .encoders.base import Encoder, Unit, l2n
 from .encoders.pooling import POOLINGS, pool
 from .encoders.registry import REGISTRY, canonical, check_modality, load_encoder, parse_name
 from .errors import ConfigError, InputError
@@ -95,9 +95,43 @@ class _MediaDataset:
                 self._store = FeatureStore.open(self.store_path)
             item = self.items[i]
             data = self._store.frames(item) if self.source == "frames" else self._store.audio(item)
-            return i, (self.prepare(data) if len(data) else []), ""
+            units = self.prepare(data) if len(data) else []
+            return i, (_pack(units) if _in_worker() else units), ""
         except Exception as e:  # noqa: BLE001 - one bad item is a recorded error, not a crash
             return i, [], f"{type(e).__name__}: {e}".splitlines()[0]
+
+
+def _in_worker() -> bool:
+    from torch.utils.data import get_worker_info
+
+    return get_worker_info() is not None
+
+
+class _Packed:
+    """An item's units stacked key by key into torch tensors. A worker's numpy arrays are
+    pickled through a pipe; tensors go through shared memory, one segment per key, which is
+    what lets several workers keep a GPU fed (16 thumbnails are 2.4 MB per item)."""
+
+    def __init__(self, tensors: dict):
+        self.tensors = tensors
+
+    def units(self) -> list[Unit]:
+        arrays = {k: t.numpy() for k, t in self.tensors.items()}
+        n = len(next(iter(arrays.values())))
+        return [{k: a[j] for k, a in arrays.items()} for j in range(n)]
+
+
+def _pack(units: list[Unit]) -> list[Unit] | _Packed:
+    """Units of one shape -> _Packed; ragged units (rare) stay a list."""
+    if not units:
+        return units
+    import torch
+
+    keys = units[0].keys()
+    if any(u.keys() != keys for u in units) or any(
+            len({np.shape(u[k]) for u in units}) != 1 for k in keys):
+        return units
+    return _Packed({k: torch.from_numpy(np.ascontiguousarray(np.stack([u[k] for u in units]))) for k in keys})
 
 
 def _identity(x):
@@ -153,6 +187,8 @@ def _run_units(
 
     for i, units, err in loader:
         done += 1
+        if isinstance(units, _Packed):
+            units = units.units()
         if err:
             errors[i] = err
         elif units:
