@@ -392,7 +392,8 @@ def write_results(result: dict, out_dir: Path, stem: str = "embed") -> None:
         + f"; torch {m['torch']}, transformers {m['transformers']}, numpy {m['numpy']}, Python {m['python']}.",
         f"Load average at start: {m['load_avg_at_start']}, at the end: {result.get('load_avg_at_end')}. "
         + ("**The cores were shared with other work during the run** (other helpers' tests and builds), "
-           "so figures are lower bounds and noisy." if result.get("shared") else ""),
+           "so figures are lower bounds and noisy." if result.get("shared") else
+           "The machine was otherwise idle at the start (the load at the end is this run's own workers)."),
         "",
         f"Inputs: {result['params']['items']} items, each {result['params']['frames']} frames of 224x224, "
         f"{result['params']['audio_seconds']} s of 16 kHz audio; the text encoder runs on "
@@ -485,7 +486,8 @@ def main() -> None:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": f"python benchmarks/embed.py {argv}".strip(),
         "machine": info,
-        "shared": bool(args.shared or max(info["load_avg_at_start"][0], os.getloadavg()[0]) > 0.5 * info["usable_cores"]),
+        # the load at the end includes this run's own DataLoader workers: only the start tells
+        "shared": bool(args.shared or info["load_avg_at_start"][0] > 0.5 * info["usable_cores"]),
         "params": {"items": args.items, "text_items": args.text_items, "frames": args.frames, "audio_seconds": args.audio_seconds,
                    "batch_size": args.batch_size, "workers": args.workers,
                    "repeats": args.repeats, "precision": args.precision},
