@@ -172,7 +172,8 @@ def extract_shard(tasks: list[Task], ecfg: ExtractConfig) -> list[ItemFeatures]:
 
 # imported once by the local pool's fork server, so a new worker starts warm
 _PRELOAD = ("avrec.extract", "av", "cv2", "soundfile", "soxr", "librosa.feature", "librosa.onset",
-            "avrec.features.audio", "avrec.features.visual", "avrec.media.video", "avrec.media.audio")
+            "avrec.features.audio", "avrec.features.visual", "avrec.media.video", "avrec.media.audio",
+            "avrec.features.warm")
 
 
 def _signature(ecfg: ExtractConfig) -> dict[str, Any]:
