@@ -156,6 +156,7 @@ class EvaluateConfig:
 class DistributedConfig:
     engine: str = "local"  # local | ray
     address: str | None = None  # ray cluster address; None: start a local one
+    actors: int = 2  # embed on Ray: actors, each with its own copy of the models (one GPU each on CUDA)
 
 
 @dataclass
@@ -368,6 +369,8 @@ def validate(cfg: Config) -> None:
     dev = cfg.runtime.device
     if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise ConfigError(f"runtime.device must be auto, cpu, cuda, cuda:N or mps; got {dev!r}")
+    if cfg.distributed.actors < 1:
+        raise ConfigError(f"distributed.actors must be >= 1; got {cfg.distributed.actors}")
     if cfg.extract.fps <= 0:
         raise ConfigError(f"extract.fps must be positive; got {cfg.extract.fps}")
     if not 0 < cfg.evaluate.test_ratio < 1:

@@ -24,7 +24,7 @@ from .config import Config
 from .encoders.base import Encoder, Unit, l2n
 from .encoders.pooling import POOLINGS, pool
 from .encoders.registry import REGISTRY, canonical, check_modality, load_encoder, parse_name
-from .errors import ConfigError, InputError
+from .errors import ConfigError, InputError, ModelError
 from .features.store import FeatureStore
 
 MODALITIES = ("video", "audio", "text")
@@ -317,6 +317,110 @@ def apply_pca(x: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.nda
 
 
 # ---------------------------------------------------------------------------------------
+# the model-driven part: the same code on the local machine and in each Ray actor
+
+
+def embed_items(store: FeatureStore, items: list[dict[str, Any]], modelled: dict[str, str], speech: str,
+                encoders: dict[str, Encoder], ec: Any, *, progress: Progress | None = None) -> dict[str, Any]:
+    """Transcripts and the model-made modality vectors of ``items``.
+
+    Returns {transcripts, errors {item_id: one line}, speech_info, vectors {m: (n, d)},
+    masks {m: (n,)}, models {m: describe()}, seconds {m: s}}.
+    """
+    say = progress or (lambda _msg: None)
+    n = len(items)
+    errors: dict[str, str] = {}
+    transcripts = [""] * n
+    speech_info: dict[str, Any] = {}
+    if speech:
+        t0 = time.monotonic()
+        asr = encoders[speech]
+        transcripts, errs = transcribe(store, items, asr, batch_size=ec.batch_size, workers=ec.workers, progress=say)
+        errors.update({items[i]["item_id"]: f"speech: {e}" for i, e in errs.items()})
+        speech_info = {"name": speech, "revision": asr.revision, "transcribed": int(sum(bool(t) for t in transcripts)),
+                       "seconds": round(time.monotonic() - t0, 3)}
+    out: dict[str, Any] = {"transcripts": transcripts, "errors": errors, "speech_info": speech_info,
+                           "vectors": {}, "masks": {}, "models": {}, "seconds": {}}
+    for m, name in modelled.items():
+        t0 = time.monotonic()
+        enc = encoders[name]
+        if m == "text":
+            x, mask = embed_texts(enc, [item_text(it, tr) for it, tr in zip(items, transcripts)],
+                                  batch_size=ec.batch_size, progress=say)
+        else:
+            x, mask, errs = embed_media(store, items, m, enc, batch_size=ec.batch_size, workers=ec.workers,
+                                        pooling=ec.pooling, progress=say)
+            for i, e in errs.items():
+                errors.setdefault(items[i]["item_id"], f"{m}: {e}")
+        out["vectors"][m], out["masks"][m], out["models"][m] = x, mask, enc.describe()
+        out["seconds"][m] = round(time.monotonic() - t0, 3)
+    return out
+
+
+class _EmbedActor:
+    """One Ray actor: loads the models once, then embeds the slices of items it is given."""
+
+    def __init__(self, names: list[str], device: str, precision: str, batch_size: int, max_tokens: int):
+        self.encoders = {name: load_encoder(name, device=device, precision=precision, batch_size=batch_size,
+                                            max_tokens=max_tokens) for name in names}
+
+    def run(self, features_dir: str, items: list[dict[str, Any]], modelled: dict[str, str], speech: str,
+            ec: Any) -> dict[str, Any]:
+        return embed_items(FeatureStore.open(features_dir), items, modelled, speech, self.encoders, ec)
+
+
+def _embed_on_ray(features_dir: Path, items: list[dict[str, Any]], modelled: dict[str, str], speech: str,
+                  cfg: Config, *, device: str, precision: str, progress: Progress | None = None) -> dict[str, Any]:
+    """``embed_items`` over ``distributed.actors`` Ray actors, each with its own copy of the models
+    (one GPU each on CUDA), on contiguous slices of the items; the slices are joined in order.
+
+    The actors read the features artifact by path: on a cluster it must be on a shared filesystem.
+    """
+    from .engines.ray_engine import _import_ray
+
+    ray = _import_ray()
+    say = progress or (lambda _msg: None)
+    if not ray.is_initialized():
+        ray.init(address=cfg.distributed.address, ignore_reinit_error=True, log_to_driver=False)
+    k = max(1, min(int(cfg.distributed.actors), len(items)))
+    gpu = device.startswith("cuda")
+    names = list(dict.fromkeys([*modelled.values(), *([speech] if speech else [])]))
+    actor_cls = ray.remote(num_gpus=1 if gpu else 0, num_cpus=1)(_EmbedActor)
+    # Ray gives each GPU actor its own device, seen inside it as cuda (CUDA_VISIBLE_DEVICES)
+    actors = [actor_cls.remote(names, "cuda" if gpu else device, precision, cfg.embed.batch_size,
+                               cfg.embed.max_text_tokens) for _ in range(k)]
+    bounds = np.linspace(0, len(items), k + 1).astype(int)
+    say(f"embed: {len(items)} items over {k} Ray actor(s)")
+    t0 = time.monotonic()
+    try:
+        parts = ray.get([a.run.remote(str(features_dir), items[bounds[j]: bounds[j + 1]], modelled, speech, cfg.embed)
+                         for j, a in enumerate(actors)])
+    except Exception as e:  # noqa: BLE001 - an actor that cannot load its model, or dies
+        cause = getattr(e, "cause", None) or e
+        first = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
+        raise ModelError(f"embed on Ray failed: {first}") from None
+    finally:
+        for a in actors:
+            ray.kill(a)
+    wall = round(time.monotonic() - t0, 3)
+    out: dict[str, Any] = {
+        "transcripts": [t for p in parts for t in p["transcripts"]],
+        "errors": {k_: v for p in parts for k_, v in p["errors"].items()},
+        "speech_info": {}, "vectors": {}, "masks": {}, "models": {}, "actors": k,
+        "seconds": {m: wall for m in modelled},  # the modalities run inside one distributed phase
+    }
+    if speech:
+        first = parts[0]["speech_info"]
+        out["speech_info"] = {"name": speech, "revision": first["revision"], "seconds": wall,
+                              "transcribed": int(sum(p["speech_info"]["transcribed"] for p in parts))}
+    for m in modelled:
+        out["vectors"][m] = np.concatenate([p["vectors"][m] for p in parts])
+        out["masks"][m] = np.concatenate([p["masks"][m] for p in parts])
+        out["models"][m] = parts[0]["models"][m]
+    return out
+
+
+# ---------------------------------------------------------------------------------------
 # the stage
 
 
@@ -373,22 +477,23 @@ def embed(features_dir: str | Path, out_dir: str | Path, cfg: Config, *, progres
 
     needs_torch = any(parse_name(e)[0] in TORCH_BACKENDS for e in [*plan.values(), speech] if e)
     device, precision = _device_and_precision(cfg, needs_torch, say)
+    # modalities whose vectors come from a model, per item (builtin and npy are table lookups)
+    modelled = {m: name for m, name in plan.items() if parse_name(name)[0] not in ("builtin", "npy")}
+    on_ray = cfg.distributed.engine == "ray" and bool(modelled or speech)
     load = lambda name: load_encoder(name, device=device, precision=precision,  # noqa: E731
                                      batch_size=ec.batch_size, max_tokens=ec.max_text_tokens)
     # load every model before any work, so a missing one fails in seconds, not after an hour
+    # (on Ray the actors load theirs as they start)
     encoders = {name: load(name) for name in dict.fromkeys([*plan.values(), speech])
-                if name and parse_name(name)[0] != "builtin"}
-    errors: dict[str, str] = {}
+                if name and parse_name(name)[0] != "builtin" and not (on_ray and parse_name(name)[0] != "npy")}
 
-    transcripts = [""] * n
-    speech_info: dict[str, Any] = {}
-    if speech:
-        t0 = time.monotonic()
-        asr = encoders[speech]
-        transcripts, errs = transcribe(store, items, asr, batch_size=ec.batch_size, workers=ec.workers, progress=say)
-        errors.update({items[i]["item_id"]: f"speech: {e}" for i, e in errs.items()})
-        speech_info = {"name": speech, "revision": asr.revision, "transcribed": int(sum(bool(t) for t in transcripts)),
-                       "seconds": round(time.monotonic() - t0, 3)}
+    if on_ray:
+        part = _embed_on_ray(Path(features_dir), items, modelled, speech, cfg, device=device, precision=precision,
+                             progress=say)
+    else:
+        part = embed_items(store, items, modelled, speech, {k: v for k, v in encoders.items()}, ec, progress=say)
+    transcripts, errors = part["transcripts"], part["errors"]
+    speech_info = part["speech_info"]
 
     vectors: dict[str, np.ndarray] = {}
     masks: dict[str, np.ndarray] = {}
@@ -407,21 +512,12 @@ def embed(features_dir: str | Path, out_dir: str | Path, cfg: Config, *, progres
             x, mask = enc.lookup(ids)
             info = enc.describe()
         else:
-            enc = encoders[name]
-            if m == "text":
-                x, mask = embed_texts(enc, [item_text(it, tr) for it, tr in zip(items, transcripts)],
-                                      batch_size=ec.batch_size, progress=say)
-            else:
-                x, mask, errs = embed_media(store, items, m, enc, batch_size=ec.batch_size, workers=ec.workers,
-                                            pooling=ec.pooling, progress=say)
-                for i, e in errs.items():
-                    errors.setdefault(items[i]["item_id"], f"{m}: {e}")
-            info = enc.describe()
+            x, mask, info = part["vectors"][m], part["masks"][m], part["models"][m]
             if prefix in ("text", "clip", "clap"):
                 text_spaces[m] = name
         vectors[m], masks[m] = x, mask
         models[m] = info
-        timings[m] = round(time.monotonic() - t0, 3)
+        timings[m] = part["seconds"].get(m, round(time.monotonic() - t0, 3))
         say(f"embed {m}: {int(mask.sum())}/{n} items, dim {x.shape[1]}, {timings[m]:.1f}s")
 
     fused, blocks = fuse(vectors, masks, weights)
@@ -469,6 +565,7 @@ def embed(features_dir: str | Path, out_dir: str | Path, cfg: Config, *, progres
             extra={
                 "weights": weights, "text_spaces": text_spaces, "blocks": blocks, "dim": int(fused.shape[1]),
                 "pooling": ec.pooling, "device": device, "precision": precision,
+                "engine": "ray" if on_ray else "local", **({"actors": part["actors"]} if on_ray else {}),
                 "pca_dim": int(pca[1].shape[0]) if pca is not None else 0,
                 **({"speech": speech_info} if speech else {}),
                 "seconds": timings,
