@@ -1,8 +1,8 @@
 """Mono PCM at a fixed rate from any audio or video file, read in bounded windows.
 
 Containers (video files, m4a, aac, opus, and anything soundfile rejects) are decoded with
-PyAV and resampled by its libswresample; plain audio files (wav, flac, ogg, mp3) are read
-with soundfile block by block and resampled with soxr. Only the first ``max_seconds`` are
+PyAV; plain audio files (wav, flac, ogg, mp3) are read with soundfile block by block. Both
+are averaged to mono and resampled once with soxr. Only the first ``max_seconds`` are
 decoded, so memory is bounded whatever the length of the file.
 """
 
@@ -84,29 +84,49 @@ def _load_av(p: Path, *, sr: int, max_seconds: float) -> Audio:
             duration = float(stream.duration * stream.time_base)
         elif container.duration:
             duration = container.duration / 1_000_000
-        # keep the channels and average them here: libswresample's mono downmix mixes at
-        # -3 dB per channel, so identical L/R would come out 1.41x louder than soundfile's mean
-        resampler = av.AudioResampler(format="fltp", rate=sr)
-        want = int(max_seconds * sr)
-        parts, got, decoded = [], 0, 0
+        # Decoded planar float frames (AAC, MP3, Vorbis, Opus: most of what FFmpeg decodes) are
+        # kept at their own rate and resampled once at the end with soxr: thousands of small
+        # libswresample calls per minute cost more than the decoding. Other sample formats go
+        # through a format-only converter first. Channels are averaged here, not downmixed by
+        # libswresample, which mixes at -3 dB per channel (identical L/R would come out 1.41x
+        # louder than soundfile's mean).
+        convert = None
+        rate = 0
+        planes: list[np.ndarray] = []  # (channels, n) float32 blocks at ``rate``
+        got, decoded = 0, 0
+        want = 0
         try:
             for frame in container.decode(stream):
                 decoded += 1
-                for out in resampler.resample(frame):
-                    parts.append(out.to_ndarray().mean(axis=0))
-                    got += out.samples
+                if not rate:
+                    rate = int(frame.sample_rate)
+                    want = int(max_seconds * rate)
+                if frame.format.name != "fltp" or int(frame.sample_rate) != rate:
+                    convert = convert or av.AudioResampler(format="fltp", rate=rate)
+                    blocks = [f.to_ndarray() for f in convert.resample(frame)]
+                else:
+                    blocks = [frame.to_ndarray()]
+                for x in blocks:
+                    if planes and x.shape[0] != planes[0].shape[0]:  # the channel count changed
+                        x = x.mean(axis=0, keepdims=True)
+                        planes = [b.mean(axis=0, keepdims=True) for b in planes]
+                    planes.append(x)
+                    got += x.shape[1]
                 if got >= want:
                     break
             else:
-                for out in resampler.resample(None):  # flush the resampler's delay line
-                    parts.append(out.to_ndarray().mean(axis=0))
+                if convert is not None:
+                    planes += [f.to_ndarray() for f in convert.resample(None)]  # the converter's delay line
         except av.error.FFmpegError as e:
             if decoded == 0:
                 raise MediaError(f"cannot decode audio: {_one_line(e)}") from None
             # corrupt or truncated tail: keep what was decoded
-        if not parts:
+        if not planes or not got:
             raise MediaError("audio stream has no decodable samples")
-        y = np.concatenate(parts)[:want].astype(np.float32, copy=False)
+        if len({b.shape[0] for b in planes}) > 1:
+            planes = [b.mean(axis=0, keepdims=True) for b in planes]
+        y = np.concatenate(planes, axis=1)[:, :want].mean(axis=0).astype(np.float32, copy=False)
+        y = _resample(y, rate, sr)
         return Audio(samples=y, sr=sr, duration=duration)
     finally:
         container.close()

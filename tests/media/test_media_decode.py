@@ -205,3 +205,42 @@ def test_upside_down_file_and_extract_keeps_it_upright(tmp_path):
     assert _blue(flipped[16, 3]) and _red(flipped[16, -4])
     portrait = store.frames(by_id["portrait"])[0]  # square crop of the upright portrait frame
     assert _red(portrait[3, 16]) and _blue(portrait[-4, 16])
+
+
+@pytest.mark.parametrize("codec, fmt, layout", [("pcm_s16le", "s16", "stereo"), ("flac", "s16", "mono"),
+                                                 ("aac", "fltp", "stereo")])
+def test_container_audio_any_sample_format_keeps_pitch_and_level(tmp_path, codec, fmt, layout):
+    """Planar float goes straight to numpy; other formats (packed int PCM, FLAC in Matroska) pass
+    a format converter first. Either way: mono, the right rate, the same pitch and level."""
+    import av
+
+    path = tmp_path / f"tone-{codec}.mka"
+    c = av.open(str(path), "w", format="matroska")
+    s = c.add_stream(codec, rate=44100)
+    s.layout = layout
+    ch = 2 if layout == "stereo" else 1
+    y = kit.tone(2.0, 44100, 440.0, 0.3)
+    n = s.codec_context.frame_size or 1024
+    for i in range(0, len(y), n):
+        blk = y[i : i + n]
+        if len(blk) < n:
+            blk = np.pad(blk, (0, n - len(blk)))
+        if fmt == "s16":
+            data = np.round(blk * 32767).astype(np.int16)
+            data = np.repeat(data, ch)[None] if ch > 1 else data[None]  # packed: L R L R ...
+        else:
+            data = np.stack([blk] * ch).astype(np.float32)
+        fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=fmt, layout=layout)
+        fr.sample_rate, fr.pts = 44100, i
+        for p in s.encode(fr):
+            c.mux(p)
+    for p in s.encode():
+        c.mux(p)
+    c.close()
+    a = load_audio(path, sr=16000, max_seconds=30)
+    assert a.samples.dtype == np.float32 and len(a.samples) == pytest.approx(32000, rel=0.03)
+    mid = a.samples[4000:28000]
+    spec = np.abs(np.fft.rfft(mid))
+    assert np.fft.rfftfreq(len(mid), 1 / 16000)[spec.argmax()] == pytest.approx(440, abs=2)
+    # identical channels average to the tone itself: 0.3 peak, RMS 0.3 / sqrt(2)
+    assert np.sqrt(np.mean(mid ** 2)) == pytest.approx(0.3 / np.sqrt(2), rel=0.05)
