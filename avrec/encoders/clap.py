@@ -30,9 +30,22 @@ def repeat_pad(x: np.ndarray, size: int) -> np.ndarray:
     return np.pad(reps, (0, size - len(reps)))
 
 
+def log_mel_db_torch(waves, *, n_fft: int, hop_length: int, mel_filters):
+    """(n, L) float32 tensor -> (n, 1, frames, n_mels) float32 tensor on the same device:
+    centred (reflect) periodic-Hann STFT, power, mel filters (n_fft // 2 + 1, n_mels) tensor,
+    floor 1e-10, 10 log10 — transformers' ``spectrogram`` with CLAP's settings."""
+    import torch
+
+    window = torch.hann_window(n_fft, periodic=True, device=waves.device)
+    spec = torch.stft(waves, n_fft, hop_length=hop_length, window=window, center=True, pad_mode="reflect",
+                      return_complex=True)  # (n, F, T)
+    power = spec.real.square() + spec.imag.square()
+    mel = torch.matmul(mel_filters.T, power)  # (n, M, T)
+    return (10.0 * torch.log10(mel.clamp_min(1e-10))).transpose(1, 2).unsqueeze(1)
+
+
 def log_mel_db(waves: np.ndarray, *, n_fft: int, hop_length: int, mel_filters: np.ndarray) -> np.ndarray:
-    """(n, L) PCM -> (n, 1, frames, n_mels) float32: centred (reflect) periodic-Hann STFT, power,
-    mel filters (n_fft // 2 + 1, n_mels), floor 1e-10, 10 log10 — transformers' ``spectrogram``.
+    """(n, L) PCM -> (n, 1, frames, n_mels) float32 on the CPU (see ``log_mel_db_torch``).
 
     float32 throughout: a twelfth of the extractor's float64 numpy time; bins agree to a few
     thousandths of a dB (the largest gaps are in bands 80 dB below the frame's peak).
@@ -40,21 +53,24 @@ def log_mel_db(waves: np.ndarray, *, n_fft: int, hop_length: int, mel_filters: n
     import torch
 
     x = torch.from_numpy(np.ascontiguousarray(waves, dtype=np.float32))
-    spec = torch.stft(x, n_fft, hop_length=hop_length, window=torch.hann_window(n_fft, periodic=True),
-                      center=True, pad_mode="reflect", return_complex=True)  # (n, F, T)
-    power = spec.real.square() + spec.imag.square()
-    mel = torch.matmul(torch.from_numpy(np.asarray(mel_filters, dtype=np.float32)).T, power)  # (n, M, T)
-    return (10.0 * torch.log10(mel.clamp_min(1e-10))).transpose(1, 2).unsqueeze(1).numpy()
+    filters = torch.from_numpy(np.asarray(mel_filters, dtype=np.float32))
+    return log_mel_db_torch(x, n_fft=n_fft, hop_length=hop_length, mel_filters=filters).numpy()
 
 
 class ClapAudioPreparer:
-    """(t,) PCM at ``sr`` -> one unit per window {input_features, is_longer}. Picklable."""
+    """(t,) PCM at ``sr`` -> one unit per window. Picklable.
 
-    def __init__(self, feature_extractor, sr: int):
+    Units are {wave: (L,) float32, the window at the model's rate, repeat-padded} when the
+    spectrogram is left to the model's device (``wave_units``, for GPUs: a batched STFT there
+    costs nothing and keeps the DataLoader workers nearly idle), else {input_features, is_longer}.
+    """
+
+    def __init__(self, feature_extractor, sr: int, *, wave_units: bool = False):
         self.fe = feature_extractor
         self.sr = int(sr)
         self.target_sr = int(feature_extractor.sampling_rate)
         self.size = int(getattr(feature_extractor, "nb_max_samples", 0) or 10 * self.target_sr)
+        self.wave_units = wave_units
         self._fast: bool | None = None  # does log_mel_db reproduce this extractor? (checked once)
 
     def _extract(self, wins: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -77,6 +93,8 @@ class ClapAudioPreparer:
                                   and np.allclose(self._mel(wins[:1]), ref, rtol=0, atol=MEL_DB_TOLERANCE))
             except Exception:  # noqa: BLE001 - an extractor of another shape: use it as it is
                 self._fast = False
+        if self._fast and self.wave_units:
+            return [{"wave": np.ascontiguousarray(repeat_pad(w, self.size), dtype=np.float32)} for w in wins]
         if self._fast:
             feats = {"input_features": self._mel(wins), "is_longer": np.zeros((len(wins), 1), dtype=bool)}
         else:
@@ -105,17 +123,42 @@ class ClapEncoder(TwoTowerText, Encoder):
                          modalities=("audio", "text"), meta={"source": res.source, "path": str(res.path)})
 
     def audio_preparer(self, sr: int) -> ClapAudioPreparer:
-        return ClapAudioPreparer(self.processor.feature_extractor, sr)
+        # on a GPU the spectrogram is computed there, batched (see embed_units)
+        return ClapAudioPreparer(self.processor.feature_extractor, sr, wave_units=self.device.startswith("cuda"))
+
+    def _mel_on_device(self, waves: np.ndarray):
+        """(n, L) windows -> (n, 1, frames, n_mels) input_features on the device, model dtype."""
+        import torch
+
+        fe = self.processor.feature_extractor
+        if getattr(self, "_filters", None) is None:
+            self._filters = torch.from_numpy(np.asarray(fe.mel_filters_slaney, dtype=np.float32)).to(self.device)
+        x = torch.from_numpy(waves).to(self.device, non_blocking=True)
+        mel = log_mel_db_torch(x, n_fft=int(fe.fft_window_size), hop_length=int(fe.hop_length),
+                               mel_filters=self._filters)
+        return mel.to(self.dtype)
 
     def embed_units(self, units: list[Unit], modality: str) -> np.ndarray:
         import torch
 
         if modality != "audio":
             return super().embed_units(units, modality)
-        arrays = {"input_features": np.stack([u["input_features"] for u in units])}
-        if "is_longer" in units[0]:
-            arrays["is_longer"] = np.stack([u["is_longer"] for u in units])
-        batch = to_torch(arrays, self.device, self.dtype)
         with torch.inference_mode():
-            feats = pooled(self.model.get_audio_features(**batch))
-        return l2n(feats.float().cpu().numpy())
+            waves = [i for i, u in enumerate(units) if "wave" in u]
+            if len(waves) == len(units):
+                features = self._mel_on_device(np.stack([u["wave"] for u in units]))
+            else:
+                feats = [u.get("input_features") for u in units]
+                if waves:  # a batch with both kinds of unit (not made by one preparer)
+                    mels = log_mel_db(np.stack([units[i]["wave"] for i in waves]),
+                                      n_fft=int(self.processor.feature_extractor.fft_window_size),
+                                      hop_length=int(self.processor.feature_extractor.hop_length),
+                                      mel_filters=self.processor.feature_extractor.mel_filters_slaney)
+                    for i, m in zip(waves, mels):
+                        feats[i] = m
+                features = to_torch({"x": np.stack(feats)}, self.device, self.dtype)["x"]
+            # windows never exceed the extractor's length: not "longer" (no fusion), as it says
+            longer = np.stack([np.asarray(u.get("is_longer", [False]), dtype=bool).reshape(1) for u in units])
+            batch = {"input_features": features, "is_longer": torch.from_numpy(longer).to(self.device)}
+            feats_out = pooled(self.model.get_audio_features(**batch))
+        return l2n(feats_out.float().cpu().numpy())

@@ -269,3 +269,22 @@ def test_clap_spectrogram_matches_the_feature_extractor(tiny_models):
     for u, r, longer in zip(units, ref["input_features"], ref["is_longer"]):
         assert u["input_features"].shape == r.shape and np.allclose(u["input_features"], r, atol=1e-3)
         assert bool(u["is_longer"][0]) == bool(longer[0])
+
+
+def test_clap_wave_units_give_the_same_vectors_as_spectrogram_units(tiny_models):
+    """On a GPU the preparer hands over padded windows and the spectrogram is made on the device;
+    the vectors must be those of the CPU route, also for a batch mixing both kinds of unit."""
+    from avrec.encoders import clear_cache, load_encoder
+    from avrec.encoders.clap import ClapAudioPreparer
+
+    clear_cache()
+    enc = load_encoder(f"clap:{tiny_models['clap']}", device="cpu")
+    fe = enc.processor.feature_extractor
+    rng = np.random.default_rng(5)
+    pcm = (0.2 * rng.normal(size=int(2.5 * fe.nb_max_samples))).astype(np.float32)
+    as_mel = ClapAudioPreparer(fe, fe.sampling_rate)(pcm)
+    as_wave = ClapAudioPreparer(fe, fe.sampling_rate, wave_units=True)(pcm)
+    assert [sorted(u) for u in as_wave] == [["wave"]] * 3 and all(len(u["wave"]) == fe.nb_max_samples for u in as_wave)
+    ref = enc.embed_units(as_mel, "audio")
+    assert np.allclose(enc.embed_units(as_wave, "audio"), ref, atol=1e-5)
+    assert np.allclose(enc.embed_units([as_wave[0], as_mel[1], as_wave[2]], "audio"), ref, atol=1e-5)
