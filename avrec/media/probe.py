@@ -20,7 +20,7 @@ class MediaInfo:
     height: int = 0
     fps: float = 0.0  # average frame rate (variable-rate files: the mean)
     video_duration: float | None = None  # the video stream's own length, when the container says
-    rotation: int = 0  # degrees the frames must be rotated counter-clockwise for display
+    rotation: int = 0  # from the legacy 'rotate' tag only; decoders read each frame's display matrix
     video_codec: str = ""
     audio_codec: str = ""
     sample_rate: int = 0
@@ -48,7 +48,8 @@ def check_readable(path: str | Path) -> None:
 
 
 def _stream_rotation(stream) -> int:
-    # PyAV >= 13 exposes the display matrix on frames; the stream metadata tag is older
+    # PyAV exposes the display matrix on decoded frames (VideoFrame.rotation), which is what
+    # iter_frames applies; here only the legacy metadata tag is read, without decoding
     tag = (stream.metadata or {}).get("rotate")
     try:
         return int(tag) % 360 if tag else 0
