@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from contextlib import closing
 from pathlib import Path
@@ -71,9 +72,7 @@ def _base_row(item_id: str, path: str | None) -> dict[str, Any]:
 
 def extract_item(task: Task, ecfg: ExtractConfig) -> ItemFeatures:
     """Decode and featurise one file; never raises (a failure is a row)."""
-    from .features.audio import audio_features
     from .features.visual import VisualAccumulator
-    from .media.audio import load_audio
     from .media.probe import MediaError, probe
     from .media.video import iter_frames, iter_frames_cv, iter_frames_seek
 
@@ -82,6 +81,13 @@ def extract_item(task: Task, ecfg: ExtractConfig) -> ItemFeatures:
     try:
         info = probe(task.path)
         errors: list[str] = []
+        audio_job = None
+        if info.has_audio and info.has_video:
+            # the audio (decode, resample, features) runs on a thread beside the video decoding:
+            # PyAV, soxr and numpy release the GIL, and sparse video decoding leaves a core idle
+            pool = ThreadPoolExecutor(max_workers=1)
+            audio_job = pool.submit(_audio_part, task.path, ecfg)
+            pool.shutdown(wait=False)
         if info.has_video:
             acc = VisualAccumulator(max_frames=ecfg.max_frames, thumb_size=ecfg.thumb_size,
                                     scene_threshold=ecfg.scene_threshold, duration=info.duration, fps=ecfg.fps)
@@ -121,18 +127,13 @@ def extract_item(task: Task, ecfg: ExtractConfig) -> ItemFeatures:
                 out.frames, out.frame_times = acc.thumbnails()
                 row["modalities"].append("video")
         if info.has_audio:
-            keep = int(ecfg.audio_max_seconds * ecfg.audio_sr)
-            feat_n = int(ecfg.feature_audio_seconds * ecfg.audio_sr)
             try:
-                audio = load_audio(task.path, sr=ecfg.audio_sr,
-                                   max_seconds=max(ecfg.audio_max_seconds, ecfg.feature_audio_seconds))
-                if len(audio.samples):
-                    out.audio_features = audio_features(audio.samples[:feat_n], sr=ecfg.audio_sr, n_mels=ecfg.n_mels)
-                    # int16 as stored: half the bytes through the pipe and in the shard buffer
-                    out.audio = (np.clip(audio.samples[:keep], -1.0, 1.0) * 32767.0).astype(np.int16)
+                samples, feats, duration = audio_job.result() if audio_job else _audio_part(task.path, ecfg)
+                if feats is not None:
+                    out.audio_features, out.audio = feats, samples
                     row["modalities"].append("audio")
-                if info.duration is None and audio.duration:
-                    info.duration = audio.duration
+                if info.duration is None and duration:
+                    info.duration = duration
             except MediaError as e:
                 errors.append(f"audio: {e}")
         if not row["modalities"]:
@@ -148,6 +149,22 @@ def extract_item(task: Task, ecfg: ExtractConfig) -> ItemFeatures:
     except Exception as e:  # noqa: BLE001 - any decoder surprise is this item's failure, not the run's
         return failed_item(task.item_id, task.path, _one_line(e))
     return out
+
+
+def _audio_part(path: str, ecfg: ExtractConfig) -> tuple[np.ndarray | None, np.ndarray | None, float | None]:
+    """(int16 PCM kept for embed, audio features, stream duration) of ``path``; MediaError if none."""
+    from .features.audio import audio_features
+    from .media.audio import load_audio
+
+    keep = int(ecfg.audio_max_seconds * ecfg.audio_sr)
+    feat_n = int(ecfg.feature_audio_seconds * ecfg.audio_sr)
+    audio = load_audio(path, sr=ecfg.audio_sr, max_seconds=max(ecfg.audio_max_seconds, ecfg.feature_audio_seconds))
+    if not len(audio.samples):
+        return None, None, audio.duration
+    feats = audio_features(audio.samples[:feat_n], sr=ecfg.audio_sr, n_mels=ecfg.n_mels)
+    # int16 as stored: half the bytes through the pipe and in the shard buffer
+    pcm = (np.clip(audio.samples[:keep], -1.0, 1.0) * 32767.0).astype(np.int16)
+    return pcm, feats, audio.duration
 
 
 def failed_item(item_id: str, path: str | None, error: str) -> ItemFeatures:
