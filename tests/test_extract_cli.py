@@ -40,6 +40,20 @@ def test_stdout_is_only_the_path_and_failures_are_rows(media, tmp_path):
     assert rows == {"broken": "failed", "clip": "ok", "junk": "failed", "song": "ok"}
 
 
+def test_engine_ray_gives_the_rows_of_the_local_pool(media, tmp_path):
+    ray = pytest.importorskip("ray")
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        res = invoke(str(media), "-o", str(tmp_path / "ray"), "--engine", "ray", "--workers", "2", *FAST)
+    finally:
+        ray.shutdown()
+    assert res.exit_code == 0, res.stderr
+    rows = {r["item_id"]: (r["status"], r["modalities"]) for r in read_jsonl(tmp_path / "ray" / "items.jsonl")}
+    assert rows == {"broken": ("failed", []), "clip": ("ok", ["video", "audio"]), "junk": ("failed", []),
+                    "song": ("ok", ["audio"])}
+    assert json.loads((tmp_path / "ray" / "manifest.json").read_text())["config"]["distributed"]["engine"] == "ray"
+
+
 def test_max_failed_exits_3_after_writing_the_artifact(media, tmp_path):
     out = tmp_path / "features"
     res = invoke(str(media), "-o", str(out), "--max-failed", "1", "-q", *FAST)
@@ -80,6 +94,9 @@ def test_usage_errors_exit_2(tmp_path):
     assert res.exit_code == 2 and "missing column 'item_id'" in res.stderr
     res = invoke(str(tmp_path), "--set", "extract.decoder=gstreamer")
     assert res.exit_code == 2 and "extract.decoder" in res.stderr
+    res = invoke(str(tmp_path), "--engine", "spark", "-o", str(tmp_path / "out"))
+    assert res.exit_code == 2 and "distributed.engine must be one of local, ray" in res.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_help_has_an_example():

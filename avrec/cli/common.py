@@ -33,6 +33,15 @@ WorkdirOpt = Annotated[
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or logs on stderr.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
+EngineOpt = Annotated[
+    Optional[str],
+    typer.Option("--engine", help="local (processes on this machine) | ray [distributed.engine].", show_default=False),
+]
+AddressOpt = Annotated[
+    Optional[str],
+    typer.Option("--address", help="Ray cluster to join, e.g. ray://head:10001; none starts a local Ray "
+                 "[distributed.address].", show_default=False),
+]
 OutOpt = Annotated[
     Optional[str], typer.Option("--output", "-o", help="Output artifact directory [workspace default].", show_default=False)
 ]
@@ -59,6 +68,14 @@ class Common:
         from ..artifacts import workdir
 
         return workdir(cfg.runtime.workdir, self.workdir)
+
+
+def set_engine(cfg, engine: Optional[str], address: Optional[str]) -> None:
+    """--engine / --address onto ``cfg.distributed`` (validated with the rest of the config)."""
+    if engine is not None:
+        cfg.distributed.engine = engine
+    if address is not None:
+        cfg.distributed.address = address
 
 
 class Log:

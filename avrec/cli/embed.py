@@ -8,7 +8,8 @@ import typer
 
 from . import app
 from .common import (
-    Common, ConfigOpt, DebugOpt, DeviceOpt, Log, OutOpt, QuietOpt, SetOpt, WorkdirOpt, emit_path, handle_errors,
+    AddressOpt, Common, ConfigOpt, DebugOpt, DeviceOpt, EngineOpt, Log, OutOpt, QuietOpt, SetOpt, WorkdirOpt, emit_path,
+    handle_errors, set_engine,
 )
 
 HELP = """Embed every item of a features artifact with pretrained encoders.
@@ -30,10 +31,12 @@ Examples:
       --audio clap:laion/clap-htsat-unfused --device cuda --set embed.precision=fp16
   avrec embed features/ -o emb/ --speech asr:openai/whisper-tiny --set embed.weights.text=2
   avrec embed features/ --video npy:my_vectors.npy   # ids in my_vectors.npy.ids.txt
+  avrec embed /shared/features --engine ray --actors 8 --device cuda   # 8 GPUs, one model copy each
 
 Config keys (section embed): video, audio, text, speech, weights.<modality>, pooling
 (mean|max), batch_size, precision (fp32|fp16|bf16, GPU only), max_text_tokens, pca_dim,
-workers (DataLoader processes reading stored frames/audio).
+workers (DataLoader processes reading stored frames/audio). Section distributed: engine,
+address, actors.
 """
 
 
@@ -54,6 +57,11 @@ def embed_cmd(
                                                       "[embed.batch_size].", show_default=False)] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", help="DataLoader worker processes [embed.workers].",
                                                    show_default=False)] = None,
+    engine: EngineOpt = None,
+    address: AddressOpt = None,
+    actors: Annotated[Optional[int], typer.Option("--actors", help="Ray actors, each loading the models once, one "
+                                                  "GPU each on CUDA [distributed.actors].", show_default=False,
+                                                  min=1)] = None,
     config: ConfigOpt = None,
     sets: SetOpt = None,
     device: DeviceOpt = None,
@@ -68,6 +76,9 @@ def embed_cmd(
         from ..config import validate
 
         cfg = common.load()
+        set_engine(cfg, engine, address)
+        if actors is not None:
+            cfg.distributed.actors = actors
         for key, value in (("video", video), ("audio", audio), ("text", text), ("speech", speech),
                            ("batch_size", batch_size), ("workers", workers)):
             if value is not None:

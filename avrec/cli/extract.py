@@ -10,7 +10,8 @@ import typer
 
 from . import app
 from .common import (
-    Common, ConfigOpt, DebugOpt, DeviceOpt, Log, OutOpt, QuietOpt, SetOpt, WorkdirOpt, emit_path, handle_errors,
+    AddressOpt, Common, ConfigOpt, DebugOpt, DeviceOpt, EngineOpt, Log, OutOpt, QuietOpt, SetOpt, WorkdirOpt, emit_path,
+    handle_errors, set_engine,
 )
 
 HELP = """Extract features, thumbnails and audio from media files and metadata.
@@ -29,6 +30,8 @@ Examples:
   find . -name '*.mp4' | avrec extract - -o features/
 
   avrec extract --metadata catalogue.csv     (text-only catalogue)
+
+  avrec extract /shared/videos --engine ray --address ray://head:10001 --workers 64
 """
 
 
@@ -114,6 +117,8 @@ def extract_cmd(
     max_failed: Annotated[Optional[int], typer.Option("--max-failed", help="Exit 3 when more items fail; -1: never [extract.max_failed].", show_default=False)] = None,
     content_hash: Annotated[Optional[bool], typer.Option("--hash/--no-hash", help="Fingerprint files by sha256 too, not only path, size, mtime [extract.hash].", show_default=False)] = None,
     output: OutOpt = None,
+    engine: EngineOpt = None,
+    address: AddressOpt = None,
     config: ConfigOpt = None,
     sets: SetOpt = None,
     device: DeviceOpt = None,
@@ -128,6 +133,7 @@ def extract_cmd(
         from ..extract import check_failures, extract
 
         cfg = common.load()
+        set_engine(cfg, engine, address)
         e = cfg.extract
         if workers is not None:
             e.workers = workers
@@ -137,6 +143,9 @@ def extract_cmd(
             e.max_failed = max_failed
         if content_hash is not None:
             e.hash = content_hash
+        from ..config import validate
+
+        validate(cfg)
         if not inputs and not (metadata or e.metadata):
             raise InputError("no input: pass media folders or files, '-' to read paths from stdin, or --metadata FILE")
         log = Log(quiet)

@@ -16,8 +16,8 @@ from typer.testing import CliRunner  # noqa: E402
 from avrec.cli import app  # noqa: E402
 
 
-def run_embed(features, out, *sets):
-    args = ["embed", str(features), "-o", str(out), "--device", "cpu"]
+def run_embed(features, out, *sets, flags=()):
+    args = ["embed", str(features), "-o", str(out), "--device", "cpu", *flags]
     for s in sets:
         args += ["--set", s]
     res = CliRunner().invoke(app, args)
@@ -38,7 +38,7 @@ def test_ray_actors_give_the_local_artifact(local_ray, tiny_models, features_dir
             f"embed.text=text:{tiny_models['bert']}", f"embed.speech=asr:{tiny_models['whisper']}",
             "embed.batch_size=3")
     local = run_embed(features_dir, tmp_path / "local", *sets)
-    distributed = run_embed(features_dir, tmp_path / "ray", *sets, "distributed.engine=ray", "distributed.actors=2")
+    distributed = run_embed(features_dir, tmp_path / "ray", *sets, flags=("--engine", "ray", "--actors", "2"))
     manifest = json.loads((distributed / "manifest.json").read_text())
     assert manifest["extra"]["engine"] == "ray" and manifest["extra"]["actors"] == 2
     assert (distributed / "items.jsonl").read_text() == (local / "items.jsonl").read_text()  # transcripts too
