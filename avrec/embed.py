@@ -265,10 +265,14 @@ def embed_builtin(store: FeatureStore, items: list[dict[str, Any]], modality: st
 
 def embed_texts(enc: Encoder, texts: list[str], *, batch_size: int, progress: Progress | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(n,) texts -> ((n, d) L2 rows, (n,) mask). Batches hold texts of similar length (longest
+    first), so little of each batch is padding; rows come back in the input order."""
     x = np.zeros((len(texts), enc.dim), dtype=np.float32)
+    order = np.argsort([-len(t or "") for t in texts], kind="stable")
     last = time.monotonic()
     for s in range(0, len(texts), batch_size):
-        x[s : s + batch_size] = enc.encode_text(texts[s : s + batch_size])
+        idx = order[s : s + batch_size]
+        x[idx] = enc.encode_text([texts[i] for i in idx])
         if progress and (time.monotonic() - last > 2.0 or s + batch_size >= len(texts)):
             progress(f"embed text [{enc.name}]: {min(s + batch_size, len(texts))}/{len(texts)} items")
             last = time.monotonic()
