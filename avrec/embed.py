@@ -495,7 +495,7 @@ def embed(features_dir: str | Path, out_dir: str | Path, cfg: Config, *, progres
         part = _embed_on_ray(Path(features_dir), items, modelled, speech, cfg, device=device, precision=precision,
                              progress=say)
     else:
-        part = embed_items(store, items, modelled, speech, {k: v for k, v in encoders.items()}, ec, progress=say)
+        part = embed_items(store, items, modelled, speech, encoders, ec, progress=say)
     transcripts, errors = part["transcripts"], part["errors"]
     speech_info = part["speech_info"]
 
