@@ -145,18 +145,14 @@ class ClapEncoder(TwoTowerText, Encoder):
             return super().embed_units(units, modality)
         with torch.inference_mode():
             waves = [i for i, u in enumerate(units) if "wave" in u]
-            if len(waves) == len(units):
-                features = self._mel_on_device(np.stack([u["wave"] for u in units]))
-            else:
-                feats = [u.get("input_features") for u in units]
-                if waves:  # a batch with both kinds of unit (not made by one preparer)
-                    mels = log_mel_db(np.stack([units[i]["wave"] for i in waves]),
-                                      n_fft=int(self.processor.feature_extractor.fft_window_size),
-                                      hop_length=int(self.processor.feature_extractor.hop_length),
-                                      mel_filters=self.processor.feature_extractor.mel_filters_slaney)
-                    for i, m in zip(waves, mels):
-                        feats[i] = m
-                features = to_torch({"x": np.stack(feats)}, self.device, self.dtype)["x"]
+            mels = [i for i, u in enumerate(units) if "wave" not in u]
+            parts = []
+            if waves:
+                parts.append(self._mel_on_device(np.stack([units[i]["wave"] for i in waves])))
+            if mels:  # also in a batch with both kinds of unit (not made by one preparer)
+                parts.append(to_torch({"x": np.stack([units[i]["input_features"] for i in mels])},
+                                      self.device, self.dtype)["x"])
+            features = torch.cat(parts)[torch.from_numpy(np.argsort(waves + mels)).to(self.device)]
             # windows never exceed the extractor's length: not "longer" (no fusion), as it says
             longer = np.stack([np.asarray(u.get("is_longer", [False]), dtype=bool).reshape(1) for u in units])
             batch = {"input_features": features, "is_longer": torch.from_numpy(longer).to(self.device)}

@@ -1,12 +1,12 @@
-"""Pooling over frames / audio windows, audio windowing and resampling (numpy, scipy only)."""
+"""Pooling over frames / audio windows and audio windowing (numpy only); ``resample`` is
+extract's (re-exported here for the encoders)."""
 
 from __future__ import annotations
-
-from math import gcd
 
 import numpy as np
 
 from ..errors import ConfigError
+from ..media.audio import resample  # noqa: F401 - the encoders resample with extract's resampler
 
 POOLINGS = ("mean", "max", "attention")
 
@@ -37,25 +37,6 @@ def pool(vectors: np.ndarray, method: str = "mean", *, temperature: float = 0.1)
         raise ConfigError(f"embed.pooling must be one of {', '.join(POOLINGS)}; got {method!r}")
     n = float(np.linalg.norm(out))
     return (out / n if n > 0 else out).astype(np.float32)
-
-
-def resample(pcm: np.ndarray, sr_from: int, sr_to: int) -> np.ndarray:
-    """(t,) float32 at ``sr_from`` -> (t * sr_to / sr_from,) float32, anti-aliased.
-
-    soxr (installed with librosa; what extract uses too) at HQ: three times faster than
-    scipy's polyphase filter, which matters when DataLoader workers feed a GPU.
-    """
-    x = np.asarray(pcm, dtype=np.float32)
-    if sr_from == sr_to or len(x) == 0:
-        return x
-    try:
-        import soxr
-    except ImportError:  # pragma: no cover - librosa brings soxr
-        from scipy.signal import resample_poly
-
-        g = gcd(int(sr_from), int(sr_to))
-        return resample_poly(x, int(sr_to) // g, int(sr_from) // g).astype(np.float32)
-    return soxr.resample(np.ascontiguousarray(x), int(sr_from), int(sr_to), quality="HQ").astype(np.float32)
 
 
 def windows(pcm: np.ndarray, *, size: int, min_fraction: float = 0.25) -> list[np.ndarray]:

@@ -56,15 +56,21 @@ def _load_soundfile(p: Path, *, sr: int, max_seconds: float) -> Audio:
     if not parts:
         raise MediaError("audio stream is empty")
     y = np.concatenate(parts)
-    return Audio(samples=_resample(y, src, sr), sr=sr, duration=total)
+    return Audio(samples=resample(y, src, sr), sr=sr, duration=total)
 
 
-def _resample(y: np.ndarray, src: int, dst: int) -> np.ndarray:
-    if src == dst:
-        return y.astype(np.float32, copy=False)
+def resample(y: np.ndarray, src: int, dst: int) -> np.ndarray:
+    """(t,) float32 at ``src`` Hz -> (t * dst / src,) float32, anti-aliased (soxr, HQ).
+
+    The one resampler of the project: extract uses it on decoded audio, the encoders on
+    stored PCM before their feature extractors.
+    """
+    y = np.asarray(y, dtype=np.float32)
+    if src == dst or len(y) == 0:
+        return y
     import soxr
 
-    return soxr.resample(np.ascontiguousarray(y, dtype=np.float32), src, dst, quality="HQ").astype(np.float32)
+    return soxr.resample(np.ascontiguousarray(y), int(src), int(dst), quality="HQ").astype(np.float32)
 
 
 def _load_av(p: Path, *, sr: int, max_seconds: float) -> Audio:
@@ -126,7 +132,7 @@ def _load_av(p: Path, *, sr: int, max_seconds: float) -> Audio:
         if len({b.shape[0] for b in planes}) > 1:
             planes = [b.mean(axis=0, keepdims=True) for b in planes]
         y = np.concatenate(planes, axis=1)[:, :want].mean(axis=0).astype(np.float32, copy=False)
-        y = _resample(y, rate, sr)
+        y = resample(y, rate, sr)
         return Audio(samples=y, sr=sr, duration=duration)
     finally:
         container.close()
