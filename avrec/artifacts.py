@@ -69,7 +69,7 @@ class Manifest:
         }
 
 
-_LIBS = ("numpy", "scipy", "annoy", "torch", "transformers", "librosa", "opencv-python-headless", "av")
+_LIBS = ("numpy", "scipy", "annoy", "torch", "transformers", "soxr", "opencv-python-headless", "av")
 
 
 def lib_versions(names: Iterable[str] = _LIBS) -> dict[str, str]:

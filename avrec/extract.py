@@ -161,6 +161,8 @@ def _audio_part(path: str, ecfg: ExtractConfig) -> tuple[np.ndarray | None, np.n
     audio = load_audio(path, sr=ecfg.audio_sr, max_seconds=max(ecfg.audio_max_seconds, ecfg.feature_audio_seconds))
     if not len(audio.samples):
         return None, None, audio.duration
+    if not np.isfinite(audio.samples).all():  # a broken float stream: keep what is a number
+        audio.samples = np.nan_to_num(audio.samples, nan=0.0, posinf=1.0, neginf=-1.0)
     feats = audio_features(audio.samples[:feat_n], sr=ecfg.audio_sr, n_mels=ecfg.n_mels)
     # int16 as stored: half the bytes through the pipe and in the shard buffer
     pcm = (np.clip(audio.samples[:keep], -1.0, 1.0) * 32767.0).astype(np.int16)
@@ -188,9 +190,8 @@ def extract_shard(tasks: list[Task], ecfg: ExtractConfig) -> list[ItemFeatures]:
 # the stage
 
 # imported once by the local pool's fork server, so a new worker starts warm
-_PRELOAD = ("avrec.extract", "av", "cv2", "soundfile", "soxr", "librosa.feature", "librosa.onset",
-            "avrec.features.audio", "avrec.features.visual", "avrec.media.video", "avrec.media.audio",
-            "avrec.features.warm")
+_PRELOAD = ("avrec.extract", "av", "cv2", "soundfile", "soxr", "avrec.features.audio", "avrec.features.visual",
+            "avrec.media.video", "avrec.media.audio")
 
 
 def _signature(ecfg: ExtractConfig) -> dict[str, Any]:
@@ -294,6 +295,10 @@ def extract(
     ecfg = cfg.extract
     if ecfg.decoder not in ("pyav", "opencv"):
         raise ConfigError(f"extract.decoder must be pyav or opencv; got {ecfg.decoder!r}")
+    if cfg.distributed.engine == "local":
+        from .engines.local import prestart
+
+        prestart(_PRELOAD)  # the workers' imports run while the folder is listed and fingerprinted
     out = Path(out_dir)
     inputs = [str(i) for i in inputs]
     media = discover(inputs, recursive=ecfg.recursive, stdin=stdin) if inputs else []

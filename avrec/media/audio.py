@@ -73,6 +73,46 @@ def resample(y: np.ndarray, src: int, dst: int) -> np.ndarray:
     return soxr.resample(np.ascontiguousarray(y), int(src), int(dst), quality="HQ").astype(np.float32)
 
 
+class _Planar:
+    """Planar float32 frames appended as raw bytes, one buffer per channel, averaged to mono
+    at the end: a minute of AAC is ~2,800 frames, and an array per frame per channel costs
+    about as much as decoding them. A change in channel count folds what came before to mono."""
+
+    def __init__(self) -> None:
+        self.chans: list[bytearray] = []
+        self.folded = False
+        self.samples = 0
+
+    def add(self, frame) -> None:
+        n = frame.samples
+        if not n:
+            return
+        planes = frame.planes
+        if not self.chans:
+            self.chans = [bytearray() for _ in planes]
+        if not self.folded and len(planes) != len(self.chans):
+            self.chans = [bytearray(self.mono().tobytes())]
+            self.folded = True
+        if self.folded:
+            x = np.mean([np.frombuffer(pl, np.float32, n) for pl in planes], axis=0, dtype=np.float32)
+            self.chans[0] += x.tobytes()
+        else:
+            for buf, pl in zip(self.chans, planes):
+                buf += memoryview(pl)[: 4 * n]  # a plane's buffer may be padded past its samples
+        self.samples += n
+
+    def mono(self) -> np.ndarray:
+        """(samples,) float32: the mean of the channels."""
+        if not self.chans:
+            return np.zeros(0, np.float32)
+        y = np.frombuffer(self.chans[0], np.float32).copy()
+        for buf in self.chans[1:]:
+            y += np.frombuffer(buf, np.float32)
+        if len(self.chans) > 1:
+            y *= np.float32(1.0 / len(self.chans))
+        return y
+
+
 def _load_av(p: Path, *, sr: int, max_seconds: float) -> Audio:
     import av
 
@@ -98,8 +138,8 @@ def _load_av(p: Path, *, sr: int, max_seconds: float) -> Audio:
         # louder than soundfile's mean).
         convert = None
         rate = 0
-        planes: list[np.ndarray] = []  # (channels, n) float32 blocks at ``rate``
-        got, decoded = 0, 0
+        acc = _Planar()
+        decoded = 0
         want = 0
         try:
             for frame in container.decode(stream):
@@ -109,29 +149,23 @@ def _load_av(p: Path, *, sr: int, max_seconds: float) -> Audio:
                     want = int(max_seconds * rate)
                 if frame.format.name != "fltp" or int(frame.sample_rate) != rate:
                     convert = convert or av.AudioResampler(format="fltp", rate=rate)
-                    blocks = [f.to_ndarray() for f in convert.resample(frame)]
+                    for f in convert.resample(frame):
+                        acc.add(f)
                 else:
-                    blocks = [frame.to_ndarray()]
-                for x in blocks:
-                    if planes and x.shape[0] != planes[0].shape[0]:  # the channel count changed
-                        x = x.mean(axis=0, keepdims=True)
-                        planes = [b.mean(axis=0, keepdims=True) for b in planes]
-                    planes.append(x)
-                    got += x.shape[1]
-                if got >= want:
+                    acc.add(frame)
+                if acc.samples >= want:
                     break
             else:
                 if convert is not None:
-                    planes += [f.to_ndarray() for f in convert.resample(None)]  # the converter's delay line
+                    for f in convert.resample(None):  # the converter's delay line
+                        acc.add(f)
         except av.error.FFmpegError as e:
             if decoded == 0:
                 raise MediaError(f"cannot decode audio: {_one_line(e)}") from None
             # corrupt or truncated tail: keep what was decoded
-        if not planes or not got:
+        if not acc.samples:
             raise MediaError("audio stream has no decodable samples")
-        if len({b.shape[0] for b in planes}) > 1:
-            planes = [b.mean(axis=0, keepdims=True) for b in planes]
-        y = np.concatenate(planes, axis=1)[:, :want].mean(axis=0).astype(np.float32, copy=False)
+        y = acc.mono()[:want]
         y = resample(y, rate, sr)
         return Audio(samples=y, sr=sr, duration=duration)
     finally:
