@@ -27,7 +27,7 @@ from typing import Any, Iterable, Protocol, TextIO
 
 import numpy as np
 
-from .artifacts import Manifest, fingerprint, read_jsonl, write_jsonl, write_manifest
+from .artifacts import Manifest, fingerprint, lib_versions, read_jsonl, write_jsonl, write_manifest
 from .config import Config, ExtractConfig
 from .errors import ConfigError, InputError, TooManyFailures
 from .features.store import ITEM_FIELDS, KIND, ItemFeatures, clean_partial, complete_shards, shard_name, write_shard
@@ -299,6 +299,10 @@ def extract(
         from .engines.local import prestart
 
         prestart(_PRELOAD)  # the workers' imports run while the folder is listed and fingerprinted
+    # the manifest's library versions (~40 ms of package metadata) are read while workers run
+    libs_pool = ThreadPoolExecutor(max_workers=1)
+    libs_job = libs_pool.submit(lib_versions)
+    libs_pool.shutdown(wait=False)
     out = Path(out_dir)
     inputs = [str(i) for i in inputs]
     media = discover(inputs, recursive=ecfg.recursive, stdin=stdin) if inputs else []
@@ -439,6 +443,7 @@ def extract(
         config=cfg.to_dict(),
         inputs=inputs_info,
         counts=counts,
+        libs=libs_job.result(),
         extra={
             "audio_feature_names": audio_names,
             "video_feature_names": video_names,

@@ -40,11 +40,9 @@ def _worker(conn: Connection, fn: ShardFn, payload: Any) -> None:
 def _context(preload: Sequence[str] = ()) -> mp.context.BaseContext:
     # forkserver: workers fork from a clean server process (no threads of the parent, e.g.
     # a progress bar) that has imported the heavy modules once; spawn where it does not exist
-    # a plain fork server re-imports the parent's main script in every worker it forks;
-    # "__main__" in the preload list imports it once, in the server
     if sys.platform.startswith("linux"):
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["__main__", "numpy", *preload])
+        ctx.set_forkserver_preload(["numpy", *preload])
         return ctx
     return mp.get_context("spawn")
 

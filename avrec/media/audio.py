@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .probe import MediaError, _one_line
+from .probe import MediaError, _one_line, open_input
 
 SOUNDFILE_EXTS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3"})
 _BLOCK = 1 << 16
@@ -117,7 +117,7 @@ def _load_av(p: Path, *, sr: int, max_seconds: float) -> Audio:
     import av
 
     try:
-        container = av.open(str(p), metadata_errors="ignore")
+        container = open_input(p)
     except av.error.FFmpegError as e:
         raise MediaError(f"cannot open audio: {_one_line(e)}") from None
     try:

@@ -17,7 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .probe import MediaError, _one_line
+from .probe import MediaError, _one_line, open_input
 
 Frame = tuple[float, np.ndarray]  # (seconds from the start, (h, w, 3) uint8 RGB)
 SegFrame = tuple[float, np.ndarray, bool]  # + True when the frame starts a new segment (after a seek)
@@ -80,7 +80,7 @@ def _open_video(path: str | Path, threads: int, options: dict[str, str] | None =
     import av
 
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        container = open_input(path)
     except av.error.FFmpegError as e:
         raise MediaError(f"cannot open video: {_one_line(e)}") from None
     from .probe import _is_cover
