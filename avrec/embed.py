@@ -24,7 +24,7 @@ from .config import Config
 from .encoders.base import Encoder, Unit, l2n
 from .encoders.pooling import POOLINGS, pool
 from .encoders.registry import REGISTRY, canonical, check_modality, load_encoder, parse_name
-from .errors import ConfigError, InputError, ModelError
+from .errors import ConfigError, DeviceError, InputError, ModelError
 from .features.store import FeatureStore
 
 MODALITIES = ("video", "audio", "text")
@@ -428,13 +428,39 @@ def _embed_on_ray(features_dir: Path, items: list[dict[str, Any]], modelled: dic
 # the stage
 
 
-def _device_and_precision(cfg: Config, needs_torch: bool, progress: Progress | None) -> tuple[str, str]:
+def _ray_device(cfg: Config) -> str:
+    """The device the Ray actors run on. The cluster's GPUs decide, not this process's: a
+    CPU-only head node may drive GPU workers. Each GPU actor is given one GPU of its own, so
+    ``cuda:N`` means plain ``cuda`` there."""
+    spec = cfg.runtime.device
+    if spec == "cpu":
+        return "cpu"
+    if spec == "mps":
+        raise DeviceError("runtime.device=mps is not supported with distributed.engine=ray; use cpu, cuda or auto")
+    from .engines.ray_engine import _import_ray
+
+    ray = _import_ray()
+    if not ray.is_initialized():
+        ray.init(address=cfg.distributed.address, ignore_reinit_error=True, log_to_driver=False)
+    gpus = float(ray.cluster_resources().get("GPU", 0))
+    if spec == "auto":
+        return "cuda" if gpus >= 1 else "cpu"
+    if spec.startswith("cuda"):
+        if gpus < 1:
+            raise DeviceError(f"runtime.device is {spec} but the Ray cluster has no GPUs; "
+                              "use --device cpu or auto, or add GPU nodes")
+        return "cuda"
+    return spec
+
+
+def _device_and_precision(cfg: Config, needs_torch: bool, progress: Progress | None,
+                          *, on_ray: bool = False) -> tuple[str, str]:
     precision = cfg.embed.precision
     if not needs_torch:
         return "cpu", "fp32"
     from .config import resolve_device
 
-    device = resolve_device(cfg.runtime.device)
+    device = _ray_device(cfg) if on_ray else resolve_device(cfg.runtime.device)
     if precision != "fp32" and not device.startswith("cuda"):
         if cfg.runtime.device != "auto":
             raise ConfigError(
@@ -480,10 +506,10 @@ def embed(features_dir: str | Path, out_dir: str | Path, cfg: Config, *, progres
         + ", ".join(f"{m}={e}" for m, e in plan.items()) + (f", speech={speech}" if speech else ""))
 
     needs_torch = any(parse_name(e)[0] in TORCH_BACKENDS for e in [*plan.values(), speech] if e)
-    device, precision = _device_and_precision(cfg, needs_torch, say)
     # modalities whose vectors come from a model, per item (builtin and npy are table lookups)
     modelled = {m: name for m, name in plan.items() if parse_name(name)[0] not in ("builtin", "npy")}
     on_ray = cfg.distributed.engine == "ray" and bool(modelled or speech)
+    device, precision = _device_and_precision(cfg, needs_torch, say, on_ray=on_ray)
     load = lambda name: load_encoder(name, device=device, precision=precision,  # noqa: E731
                                      batch_size=ec.batch_size, max_tokens=ec.max_text_tokens)
     # load every model before any work, so a missing one fails in seconds, not after an hour

@@ -16,8 +16,8 @@ from typer.testing import CliRunner  # noqa: E402
 from avrec.cli import app  # noqa: E402
 
 
-def run_embed(features, out, *sets, flags=()):
-    args = ["embed", str(features), "-o", str(out), "--device", "cpu", *flags]
+def run_embed(features, out, *sets, flags=(), device="cpu"):
+    args = ["embed", str(features), "-o", str(out), "--device", device, *flags]
     for s in sets:
         args += ["--set", s]
     res = CliRunner().invoke(app, args)
@@ -28,7 +28,7 @@ def run_embed(features, out, *sets, flags=()):
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)  # a cluster without GPUs
     yield ray
     ray.shutdown()
 
@@ -38,9 +38,12 @@ def test_ray_actors_give_the_local_artifact(local_ray, tiny_models, features_dir
             f"embed.text=text:{tiny_models['bert']}", f"embed.speech=asr:{tiny_models['whisper']}",
             "embed.batch_size=3")
     local = run_embed(features_dir, tmp_path / "local", *sets)
-    distributed = run_embed(features_dir, tmp_path / "ray", *sets, flags=("--engine", "ray", "--actors", "2"))
+    # auto: the cluster has no GPUs, so the actors run on the CPU
+    distributed = run_embed(features_dir, tmp_path / "ray", *sets, flags=("--engine", "ray", "--actors", "2"),
+                            device="auto")
     manifest = json.loads((distributed / "manifest.json").read_text())
     assert manifest["extra"]["engine"] == "ray" and manifest["extra"]["actors"] == 2
+    assert manifest["extra"]["device"] == "cpu"
     assert (distributed / "items.jsonl").read_text() == (local / "items.jsonl").read_text()  # transcripts too
     for name in ("video", "audio", "text", "fused"):
         assert np.allclose(np.load(distributed / f"{name}.npy"), np.load(local / f"{name}.npy"), atol=1e-5), name
@@ -55,3 +58,13 @@ def test_a_model_that_cannot_load_on_the_actors_is_one_line(local_ray, tiny_mode
     assert res.exit_code == 1
     error = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert len(error) == 1 and "CLIP-style" in error[0] and not (tmp_path / "x").exists()
+
+
+def test_the_clusters_gpus_decide_the_device_not_the_drivers(local_ray, tiny_models, features_dir, tmp_path):
+    # --device cuda asks for GPU actors: refused because the cluster has none (whatever this
+    # process has), with the exit code of a device error and nothing written
+    res = CliRunner().invoke(app, ["embed", str(features_dir), "-o", str(tmp_path / "x"), "--device", "cuda",
+                                   "--set", f"embed.video=clip:{tiny_models['clip']}", "--engine", "ray"])
+    assert res.exit_code == 2
+    error = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "Ray cluster has no GPUs" in error[0] and not (tmp_path / "x").exists()
