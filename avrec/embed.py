@@ -23,7 +23,7 @@ from .artifacts import Manifest, atomic_dir, save_npy, write_jsonl, write_manife
 from .config import Config
 from .encoders.base import Encoder, Unit, l2n
 from .encoders.pooling import POOLINGS, pool
-from .encoders.registry import REGISTRY, canonical, check_modality, load_encoder, parse_name
+from .encoders.registry import canonical, check_modality, load_encoder, parse_name
 from .errors import ConfigError, DeviceError, InputError, ModelError
 from .features.store import FeatureStore
 

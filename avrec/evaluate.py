@@ -18,7 +18,6 @@ vectorised: scores are computed for batches of users and reduced with argpartiti
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict
 from pathlib import Path

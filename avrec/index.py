@@ -36,7 +36,6 @@ Only numpy and annoy are needed to read it (:class:`Index`).
 
 from __future__ import annotations
 
-import json
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence

@@ -178,7 +178,7 @@ def main() -> None:
             "library only: python -c '<Index + Recommender.for_user>' (default path)": lambda u: [
                 sys.executable, "-c",
                 "import sys; from avrec.index import Index; from avrec.recommend import Options, Recommender; "
-                f"Recommender(Index(sys.argv[1]), Options(k=10)).for_user(sys.argv[2])", str(idx), u],
+                "Recommender(Index(sys.argv[1]), Options(k=10)).for_user(sys.argv[2])", str(idx), u],
         }
         def run_variant(make, u: str) -> float:
             c = make(u)

@@ -114,7 +114,6 @@ def test_real_process_pipes_its_path(media, tmp_path, avrec_cli):
 
 @pytest.mark.parametrize("sig", ["SIGKILL", "SIGINT"])
 def test_killed_run_leaves_only_whole_shards_and_the_next_run_finishes(media, tmp_path, sig):
-    import os
     import shutil
     import signal
     import subprocess

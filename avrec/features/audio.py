@@ -38,7 +38,6 @@ _TINY32 = np.finfo(np.float32).tiny  # librosa.util.normalize's threshold for fl
 _TINY64 = np.finfo(np.float64).tiny
 _ZC_THRESHOLD = np.float32(1e-10)  # librosa.zero_crossings' default, compared in the signal's dtype
 _BLOCK = 128  # frames per FFT block
-_ROLLOFF_SEG = 32  # bins per coarse segment in the roll-off search
 
 
 def audio_feature_names(*, n_mels: int) -> list[str]:
@@ -144,12 +143,10 @@ def _dct_t(n_mels: int, n_mfcc: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def _magnitude_weights(sr: float, n_fft: int) -> np.ndarray:
-    """Everything linear in the magnitude spectrum, as one (1 + n_fft // 2, 3 + segments)
-    float64 matrix: powers 0..2 of librosa.fft_frequencies (spectral moments), then indicators of
-    consecutive _ROLLOFF_SEG-bin segments (roll-off search)."""
+    """Powers 0..2 of librosa.fft_frequencies as one (1 + n_fft // 2, 3) float64 matrix: the
+    spectral moments of a magnitude spectrum in one product."""
     f = np.fft.rfftfreq(n_fft, d=1.0 / sr)
-    seg = np.arange(len(f)) // _ROLLOFF_SEG
-    out = np.column_stack([np.ones_like(f), f, f * f, seg[:, None] == np.arange(seg[-1] + 1)]).astype(np.float64)
+    out = np.column_stack([np.ones_like(f), f, f * f])
     out.flags.writeable = False
     return out
 
@@ -253,15 +250,17 @@ def _spectral_frames(y: np.ndarray, sr: float, n_mels: int) -> dict[str, np.ndar
            "valley": np.empty((n, len(bands))), "peak": np.empty((n, len(bands)))}
     for start in range(0, n, _BLOCK):
         sl = slice(start, min(start + _BLOCK, n))
-        m = sl.stop - sl.start
         spec = np.fft.rfft(frames[sl] * window, axis=-1).astype(np.complex64)
         mag = np.abs(spec)
         S = mag * mag
         np.matmul(S, weights, out=linear[sl])  # melspectrogram, chroma_stft (unnormalised), rms**2
         # float64: the bandwidth, sqrt(E[f^2] - E[f]^2), must not cancel
         lin = mag @ mag_w
-        out["moments"][sl] = lin[:, :3]
-        out["rolloff"][sl] = freqs[_rolloff_bins(mag, lin[:, 3:])]
+        out["moments"][sl] = lin
+        # spectral_rolloff(S=mag, roll_percent=0.85): the first bin whose float32 running sum
+        # reaches 0.85 of the frame's total
+        cum = np.cumsum(mag, axis=1)
+        out["rolloff"][sl] = freqs[np.count_nonzero(cum < cum[:, -1:] * np.float32(0.85), axis=1)]
         # spectral_flatness(S=mag, power=2): geometric over arithmetic mean of max(1e-10, mag**2)
         floored = np.maximum(np.float32(1e-10), S)
         out["flatness"][sl] = np.exp(np.log(floored).mean(axis=1)) / floored.mean(axis=1)
@@ -275,42 +274,6 @@ def _spectral_frames(y: np.ndarray, sr: float, n_mels: int) -> dict[str, np.ndar
                 out["valley"][sl, k], out["peak"][sl, k] = srt[:, :q].mean(axis=1), srt[:, -q:].mean(axis=1)
     out["mel"], out["chroma"], out["power"] = linear[:, :n_mels], linear[:, n_mels:-1], linear[:, -1]
     return out
-
-
-def _rolloff_bins(mag: np.ndarray, seg_sums: np.ndarray) -> np.ndarray:
-    """librosa.feature.spectral_rolloff(S=mag, roll_percent=0.85) as bin indices: per frame
-    (row), the first bin where the running float32 sum reaches 0.85 of the total.
-
-    np.cumsum over all the bins is slow (sequential), so the _ROLLOFF_SEG-bin segment where the
-    sum crosses is found from the segment sums ``seg_sums`` (frames, segments), and the bin in it
-    from a short running sum, in float64. Librosa's float32 running sum is off by round-off, at
-    most about 3e-5 of the total for 513 terms; frames whose crossing lies within 1e-4 of the
-    total from the threshold are redone with the float32 sequential sum, so the bins are
-    librosa's.
-    """
-    m, n_bins = mag.shape
-    rows = np.arange(m)
-    coarse = np.cumsum(seg_sums, axis=1)
-    total = coarse[:, -1]
-    threshold = 0.85 * total
-    b = np.minimum(np.count_nonzero(coarse < threshold[:, None], axis=1), coarse.shape[1] - 1)
-    before = np.where(b > 0, coarse[rows, b - 1], 0.0)  # the sum up to segment b
-    cols = (b * _ROLLOFF_SEG)[:, None] + np.arange(_ROLLOFF_SEG)
-    fine = np.take_along_axis(mag, np.minimum(cols, n_bins - 1), axis=1)
-    fine[cols >= n_bins] = 0.0
-    fine = np.cumsum(fine, axis=1, dtype=np.float64)
-    fine += before[:, None]
-    below = np.count_nonzero(fine < threshold[:, None], axis=1)
-    idx = b * _ROLLOFF_SEG + below
-    # distance of the running sum on either side of the crossing from the threshold
-    last_below = np.where(below > 0, fine[rows, np.maximum(below - 1, 0)], before)
-    first_above = fine[rows, np.minimum(below, _ROLLOFF_SEG - 1)]
-    margin = np.minimum(threshold - last_below, first_above - threshold)
-    unsure = (margin <= 1e-4 * total) | (below >= _ROLLOFF_SEG) | (idx >= n_bins)
-    if unsure.any():
-        cum = np.cumsum(mag[unsure], axis=1)
-        idx[unsure] = np.count_nonzero(cum < cum[:, -1:] * np.float32(0.85), axis=1)
-    return idx
 
 
 def _zero_crossing_rate(y: np.ndarray, n_frames: int) -> np.ndarray:

@@ -177,26 +177,6 @@ def test_matches_librosa_on_real_audio(shared_media):
             raise AssertionError(f"{path.name}: {e}") from None
 
 
-def test_rolloff_search_equals_the_sequential_running_sum():
-    """The segment-then-bin roll-off search gives np.cumsum's (librosa's) bin on any spectrum."""
-    from avrec.features.audio import N_FFT, _magnitude_weights, _rolloff_bins
-
-    rng = np.random.default_rng(3)
-    n_bins = N_FFT // 2 + 1
-    spectra = [rng.random((300, n_bins)), rng.random((300, n_bins)) ** 12, np.zeros((4, n_bins))]
-    for cols in ([0], [31], [32], [100], [511, 512], [512], [31, 32], [5, 480]):  # segment edges
-        s = np.zeros((3, n_bins))
-        s[:, cols] = np.array([[1.0], [1e-3], [1e20]])
-        spectra.append(s)
-    spectra.append(np.ones((2, n_bins)))
-    weights = _magnitude_weights(float(SR), N_FFT)
-    for mag in spectra:
-        mag = mag.astype(np.float32)
-        cum = np.cumsum(mag, axis=1)
-        want = np.count_nonzero(cum < cum[:, -1:] * np.float32(0.85), axis=1)
-        np.testing.assert_array_equal(_rolloff_bins(mag, (mag @ weights)[:, 3:]), want)
-
-
 def test_import_pulls_in_neither_scipy_nor_librosa_nor_numba():
     import subprocess
     import sys
