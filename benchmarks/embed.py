@@ -391,8 +391,9 @@ def write_results(result: dict, out_dir: Path, stem: str = "embed") -> None:
         + (f" (CUDA {m['cuda']})" if m.get("gpu") else "")
         + f"; torch {m['torch']}, transformers {m['transformers']}, numpy {m['numpy']}, Python {m['python']}.",
         f"Load average at start: {m['load_avg_at_start']}, at the end: {result.get('load_avg_at_end')}. "
-        + ("**The cores were shared with other work during the run** (other helpers' tests and builds), "
-           "so figures are lower bounds and noisy." if result.get("shared") else
+        + ("**The load average at the start was above half the cores**: other work was running in the "
+           "minute before (or was said to share the cores, --shared), so figures may be lower bounds and noisy."
+           if result.get("shared") else
            "The machine was otherwise idle at the start (the load at the end is this run's own workers)."),
         "",
         f"Inputs: {result['params']['items']} items, each {result['params']['frames']} frames of 224x224, "
@@ -423,9 +424,12 @@ def write_results(result: dict, out_dir: Path, stem: str = "embed") -> None:
         "preprocessing, batching, model, pooling), model loading excluded. 'pipeline / bare' compares the "
         "pipeline's frames or windows per second with the bare model fed ready-made tensors at the same batch "
         "size (best of 3): the share of time left to the model once reading and preprocessing are paid for. "
-        "The 'embed.workers=0' CLIP row reads and preprocesses in the main process; the others use "
-        f"{result['params']['workers']} DataLoader worker(s), overlapping that work with the model. Every "
-        f"pipeline figure is the best of {result['params']['repeats']} timed runs after a warm-up run, except "
+        + ("The 'embed.workers=0' CLIP row reads and preprocesses in the main process; the others use "
+           f"{result['params']['workers']} DataLoader worker(s), overlapping that work with the model. "
+           if any(r.get("key") == "clip-w0" for r in result["rows"]) else
+           f"DataLoader workers: {result['params']['workers']} (0: reading and preprocessing run in the main "
+           "process, between the model's batches). ")
+        + f"Every pipeline figure is the best of {result['params']['repeats']} timed runs after a warm-up run, except "
         "ASR (one cold run). The text baseline is "
         "sentence-transformers' own `encode` on the same texts.",
         "",

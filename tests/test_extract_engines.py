@@ -27,6 +27,20 @@ def misbehave(tasks, payload):
     return out
 
 
+def blas_threads(tasks, payload):
+    return [os.environ.get(k) for k in tasks]
+
+
+def test_workers_run_one_blas_thread_each_unless_the_user_says_otherwise():
+    # parallelism comes from worker processes and FFmpeg's threads; a BLAS pool per worker on
+    # top oversubscribes the cores
+    keys = ["OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"]
+    before = {k: os.environ.get(k) for k in keys}
+    got = dict(run("local", blas_threads, [keys], None, workers=1, timeout=60))
+    assert got[0] == [before[k] or "1" for k in keys]
+    assert {k: os.environ.get(k) for k in keys} == before  # this process's own setting is left alone
+
+
 def test_results_come_back_for_every_task():
     got = dict(run("local", double, list(range(7)), 3, workers=2, timeout=60))
     assert got == {i: 3 * i for i in range(7)}
