@@ -28,7 +28,7 @@ def misbehave(tasks, payload):
 
 
 def blas_threads(tasks, payload):
-    return [os.environ.get(k) for k in tasks]
+    return [[os.environ.get(k) for k in names] for names in tasks]
 
 
 def test_workers_run_one_blas_thread_each_unless_the_user_says_otherwise():
