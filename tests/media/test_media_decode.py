@@ -244,3 +244,25 @@ def test_container_audio_any_sample_format_keeps_pitch_and_level(tmp_path, codec
     assert np.fft.rfftfreq(len(mid), 1 / 16000)[spec.argmax()] == pytest.approx(440, abs=2)
     # identical channels average to the tone itself: 0.3 peak, RMS 0.3 / sqrt(2)
     assert np.sqrt(np.mean(mid ** 2)) == pytest.approx(0.3 / np.sqrt(2), rel=0.05)
+
+
+def test_a_stream_whose_channel_count_changes_stays_mono_at_its_level():
+    # some broadcasts switch from stereo to 5.1 and back mid-stream; what came before is folded
+    # to mono, and every later frame is averaged over its own channels
+    import av
+
+    from avrec.media.audio import _Planar
+
+    def frame(channels, value, n=1024):
+        layout = {1: "mono", 2: "stereo", 6: "5.1"}[channels]
+        x = np.full((channels, n), value, np.float32)
+        x[0] += 0.1  # channels differ: the mean is not any one of them
+        return av.AudioFrame.from_ndarray(x, format="fltp", layout=layout)
+
+    acc = _Planar()
+    for ch, v in ((2, 0.2), (2, 0.2), (6, -0.3), (1, 0.5), (2, 0.2)):
+        acc.add(frame(ch, v))
+    y = acc.mono()
+    assert acc.samples == len(y) == 5 * 1024
+    want = np.repeat([0.25, 0.25, -0.3 + 0.1 / 6, 0.6, 0.25], 1024).astype(np.float32)
+    np.testing.assert_allclose(y, want, atol=1e-6)
