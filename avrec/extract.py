@@ -295,7 +295,9 @@ def extract(
     ecfg = cfg.extract
     if ecfg.decoder not in ("pyav", "opencv"):
         raise ConfigError(f"extract.decoder must be pyav or opencv; got {ecfg.decoder!r}")
-    if cfg.distributed.engine == "local":
+    out = Path(out_dir)
+    inputs = [str(i) for i in inputs]
+    if inputs and cfg.distributed.engine == "local":
         from .engines.local import prestart
 
         prestart(_PRELOAD)  # the workers' imports run while the folder is listed and fingerprinted
@@ -303,8 +305,6 @@ def extract(
     libs_pool = ThreadPoolExecutor(max_workers=1)
     libs_job = libs_pool.submit(lib_versions)
     libs_pool.shutdown(wait=False)
-    out = Path(out_dir)
-    inputs = [str(i) for i in inputs]
     media = discover(inputs, recursive=ecfg.recursive, stdin=stdin) if inputs else []
     meta_path = metadata or ecfg.metadata or None
     table = load_metadata(meta_path) if meta_path else None
