@@ -380,12 +380,10 @@ def _embed_on_ray(features_dir: Path, items: list[dict[str, Any]], modelled: dic
 
     The actors read the features artifact by path: on a cluster it must be on a shared filesystem.
     """
-    from .engines.ray_engine import _import_ray
+    from .engines.ray_engine import connect
 
-    ray = _import_ray()
+    ray = connect(cfg.distributed.address)
     say = progress or (lambda _msg: None)
-    if not ray.is_initialized():
-        ray.init(address=cfg.distributed.address, ignore_reinit_error=True, log_to_driver=False)
     k = max(1, min(int(cfg.distributed.actors), len(items)))
     gpu = device.startswith("cuda")
     names = list(dict.fromkeys([*modelled.values(), *([speech] if speech else [])]))
@@ -437,12 +435,9 @@ def _ray_device(cfg: Config) -> str:
         return "cpu"
     if spec == "mps":
         raise DeviceError("runtime.device=mps is not supported with distributed.engine=ray; use cpu, cuda or auto")
-    from .engines.ray_engine import _import_ray
+    from .engines.ray_engine import connect
 
-    ray = _import_ray()
-    if not ray.is_initialized():
-        ray.init(address=cfg.distributed.address, ignore_reinit_error=True, log_to_driver=False)
-    gpus = float(ray.cluster_resources().get("GPU", 0))
+    gpus = float(connect(cfg.distributed.address).cluster_resources().get("GPU", 0))
     if spec == "auto":
         return "cuda" if gpus >= 1 else "cpu"
     if spec.startswith("cuda"):

@@ -26,6 +26,14 @@ def _import_ray():
     return ray
 
 
+def connect(address: str | None):
+    """The ray module, connected to ``address`` (None: a local cluster) unless already connected."""
+    ray = _import_ray()
+    if not ray.is_initialized():
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    return ray
+
+
 def run_ray(
     fn: ShardFn,
     tasks: Sequence[Any],
@@ -35,11 +43,10 @@ def run_ray(
     timeout: float | None = None,
     address: str | None = None,
 ) -> Iterator[tuple[int, Any]]:
-    ray = _import_ray()
+    _import_ray()  # say how to install it even when there is nothing to do
     if not tasks:
         return
-    if not ray.is_initialized():
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    ray = connect(address)
     remote = ray.remote(num_cpus=1, max_retries=0)(fn)
     payload_ref = ray.put(payload)
     limit = timeout if timeout and timeout > 0 else None
