@@ -1,18 +1,12 @@
-"""Offline evaluation: splits, metrics, protocols, report, plot.
+"""Offline evaluation: protocols, reports, plots (the metrics are in :mod:`avrec.metrics`).
 
-Metrics over the top-K of each test user (binary relevance = the user's test items):
-NDCG@K, Recall@K (hits / |test|), Precision@K, MAP@K (AP over min(|test|, K)), MRR@K
-(reciprocal rank of the first hit within K), HitRate@K, catalogue coverage@K (share of
-candidate items recommended to anyone), novelty@K (mean self-information -log2(pop/users)
-of recommended items, popularity from training) and intra-list diversity@K (mean pairwise
-cosine distance of recommended items' content vectors). Per slice: light / heavy users
-(training history up to / above the median) and, when both exist, warm / cold test items.
+Per slice: light / heavy users (training history up to / above the median) and, when both
+exist, warm / cold test items.
 
 Protocols (``avrec.data.splits``): ``random`` (per-user holdout), ``temporal`` (global time
 cut), ``last`` (leave-last-n), ``cold`` (items held out entirely; each user's held-out
 items are ranked among the held-out items only, and only models that use item content
-are scored). Training-set items are excluded from each user's ranking. Ranking is
-vectorised: scores are computed for batches of users and reduced with argpartition.
+are scored). Training-set items are excluded from each user's ranking.
 """
 
 from __future__ import annotations
@@ -26,119 +20,9 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import InputError
+from .metrics import METRICS, Scorer, intra_list_diversity, metrics_at_k, ndcg_at_k, rank_users  # noqa: F401
 
-METRICS = ("ndcg", "recall", "precision", "map", "mrr", "hitrate", "coverage", "novelty", "diversity")
 CONTENT_MODELS = ("hybrid",)  # models that can score items without interactions
-Scorer = Callable[[np.ndarray], np.ndarray]  # user rows -> (n, n_items) scores
-
-# ---------------------------------------------------------------------------------------
-# ranking and metrics
-
-
-def _topk(scores: np.ndarray, k: int) -> np.ndarray:
-    from .models.base import topk
-
-    return topk(scores, k)[0]
-
-
-def rank_users(
-    scorer: Scorer, users: np.ndarray, *, k: int, exclude=None, candidates: np.ndarray | None = None,
-    batch: int = 1024,
-) -> np.ndarray:
-    """(n_users, k) item rows, best first: scores from ``scorer``, ``exclude`` (CSR) removed,
-    restricted to ``candidates`` (item rows) when given. Slots past the available items are -1."""
-    out = np.full((len(users), k), -1, np.int64)
-    for s in range(0, len(users), batch):
-        rows = users[s : s + batch]
-        sc = np.array(scorer(rows), dtype=np.float32, copy=True)
-        if exclude is not None:
-            sub = exclude[rows]
-            r = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
-            sc[r, sub.indices] = -np.inf
-        if candidates is not None:
-            sc = sc[:, candidates]
-        top = _topk(sc, k)
-        valid = np.isfinite(np.take_along_axis(sc, top, axis=1))
-        if candidates is not None:
-            top = candidates[top]
-        out[s : s + len(rows), : top.shape[1]] = np.where(valid, top, -1)
-    return out
-
-
-def hits_matrix(top: np.ndarray, relevant) -> np.ndarray:
-    """(n, k) bool: top[u, r] is in row u of the CSR ``relevant`` (vectorised pair lookup)."""
-    n, k = top.shape
-    if relevant.nnz == 0 or top.size == 0:
-        return np.zeros((n, k), bool)
-    width = int(max(relevant.shape[1], top.max() + 1))
-    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(relevant.indptr))
-    rel_codes = np.sort(rows * width + relevant.indices.astype(np.int64))
-    codes = np.arange(n, dtype=np.int64)[:, None] * width + np.maximum(top, 0)
-    at = np.minimum(np.searchsorted(rel_codes, codes), len(rel_codes) - 1)
-    return (rel_codes[at] == codes) & (top >= 0)
-
-
-def metrics_at_k(
-    top: np.ndarray, relevant, ks: list[int], *, n_candidates: int, popularity: np.ndarray | None = None,
-    n_train_users: int = 0, content: np.ndarray | None = None,
-) -> dict[int, dict[str, float]]:
-    """Metrics for ranked lists ``top`` (n, >= max K) against the CSR ``relevant`` (n rows)."""
-    n_rel = np.diff(relevant.indptr).astype(np.float64)
-    keep = n_rel > 0
-    top, n_rel = top[keep], n_rel[keep]
-    rel = relevant[np.flatnonzero(keep)]
-    hit = hits_matrix(top, rel).astype(np.float64)
-    out: dict[int, dict[str, float]] = {}
-    disc = 1.0 / np.log2(np.arange(2, top.shape[1] + 2))
-    for k in ks:
-        h = hit[:, :k]
-        nh = h.sum(axis=1)
-        dcg = (h * disc[:k]).sum(axis=1)
-        ideal = np.cumsum(disc[:k])[np.minimum(n_rel, k).astype(int) - 1]
-        prec_at = np.cumsum(h, axis=1) / np.arange(1, k + 1)
-        ap = (prec_at * h).sum(axis=1) / np.minimum(n_rel, k)
-        first = np.where(nh > 0, h.argmax(axis=1) + 1, np.inf)
-        recs = top[:, :k]
-        valid = recs >= 0
-        m = {
-            "ndcg": float(np.mean(dcg / ideal)) if len(h) else 0.0,
-            "recall": float(np.mean(nh / n_rel)) if len(h) else 0.0,
-            "precision": float(np.mean(nh / k)) if len(h) else 0.0,
-            "map": float(np.mean(ap)) if len(h) else 0.0,
-            "mrr": float(np.mean(1.0 / first)) if len(h) else 0.0,
-            "hitrate": float(np.mean(nh > 0)) if len(h) else 0.0,
-            "coverage": float(len(np.unique(recs[valid])) / max(n_candidates, 1)),
-        }
-        if popularity is not None and n_train_users > 0 and valid.any():
-            pop = np.maximum(popularity[recs[valid]], 1.0)
-            m["novelty"] = float(np.mean(-np.log2(pop / n_train_users)))
-        if content is not None and k > 1 and len(recs):
-            m["diversity"] = intra_list_diversity(recs, content)
-        out[k] = m
-    return out
-
-
-def intra_list_diversity(recs: np.ndarray, content: np.ndarray) -> float:
-    """Mean over lists of the mean pairwise cosine distance of the items' content vectors."""
-    c = content / np.maximum(np.linalg.norm(content, axis=1, keepdims=True), 1e-12)
-    vals = []
-    for s in range(0, len(recs), 2048):
-        r = recs[s : s + 2048]
-        v = c[np.where(r >= 0, r, 0)] * (r >= 0)[..., None]  # (b, k, d)
-        n = (r >= 0).sum(axis=1)
-        sims = np.einsum("bkd,bjd->bkj", v, v)
-        pair = (sims.sum(axis=(1, 2)) - np.einsum("bkk->b", sims)) / np.maximum(n * (n - 1), 1)
-        vals.append(np.where(n > 1, 1.0 - pair, np.nan))
-    allv = np.concatenate(vals) if vals else np.zeros(0)
-    return float(np.nanmean(allv)) if np.isfinite(allv).any() else 0.0
-
-
-def ndcg_at_k(scores: np.ndarray, relevant, k: int) -> float:
-    """Mean NDCG@k of dense (n, n_items) ``scores`` (excluded items already at -inf)."""
-    top = _topk(scores, k)
-    top = np.where(np.isfinite(np.take_along_axis(scores, top, axis=1)), top, -1)
-    return metrics_at_k(top, relevant, [k], n_candidates=scores.shape[1])[k]["ndcg"]
-
 
 # ---------------------------------------------------------------------------------------
 # protocol runner
@@ -252,7 +136,7 @@ def _load_content(embeddings_dir: Path | None):
     """(item ids, fused vectors (n, D) float32) of an embeddings artifact, or (None, None)."""
     if embeddings_dir is None:
         return None, None
-    from .train import load_embeddings
+    from .data.embeddings import load_embeddings
 
     rows, content = load_embeddings(embeddings_dir)
     return [str(r["item_id"]) for r in rows], content

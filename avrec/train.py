@@ -19,25 +19,10 @@ TUNE_GRID = {
 }
 
 
-def load_embeddings(embeddings_dir: Path) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """(items.jsonl rows, fused (n, D) float32) of an embeddings artifact."""
-    from .artifacts import load_npy, read_jsonl, read_manifest
-
-    read_manifest(embeddings_dir, expect="embeddings")
-    rows = read_jsonl(embeddings_dir / "items.jsonl")
-    fused = embeddings_dir / "fused.npy"
-    if not fused.exists():
-        raise InputError(f"{embeddings_dir} has no fused.npy; re-run avrec embed")
-    content = np.asarray(load_npy(fused, mmap=False), np.float32)
-    if content.shape[0] != len(rows):
-        raise InputError(f"{embeddings_dir}: fused.npy has {content.shape[0]} rows but items.jsonl {len(rows)}")
-    return rows, content
-
-
 def tune_hybrid(seen, content, cfg, *, device: str, progress: Callable[[str], None]) -> dict[str, Any]:
     """Grid search over the hybrid's main hyperparameters: fit on the training part less a
     validation holdout (``train.validation`` of each user's items), score NDCG@eval_k there."""
-    from .evaluate import ndcg_at_k
+    from .metrics import ndcg_at_k
     from .models.hybrid import _holdout
     from .models.registry import build_model
 
@@ -69,6 +54,7 @@ def train(
 ) -> Path:
     """Fit ``cfg.train.model`` and write the model artifact to ``out_dir``; returns its path."""
     from .artifacts import Manifest, atomic_dir, fingerprint, save_npy, write_jsonl, write_manifest
+    from .data.embeddings import load_embeddings
     from .config import resolve_device
     from .data.interactions import load_interactions
     from .models.registry import build_model

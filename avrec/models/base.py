@@ -16,6 +16,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from ..errors import ArtifactError, InputError
+from ..metrics import topk
 
 Progress = Callable[[str], None]
 
@@ -34,22 +35,6 @@ def as_csr(interactions: Any, n_items: int | None = None):
         raise InputError(f"interactions cover {m.shape[1]} items but item_content has {n_items} rows")
     m.sort_indices()
     return m
-
-
-def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top ``k`` of (n, m) scores, best first; ties go to the lower column index."""
-    n, m = scores.shape
-    k = min(k, m)
-    if k <= 0:
-        return np.zeros((n, 0), np.int64), np.zeros((n, 0), scores.dtype)
-    if k < m:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    else:
-        part = np.tile(np.arange(m), (n, 1))
-    vals = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -vals), axis=1)
-    ids = np.take_along_axis(part, order, axis=1)
-    return ids, np.take_along_axis(vals, order, axis=1)
 
 
 def mask_seen(scores: np.ndarray, seen, rows: np.ndarray) -> None:

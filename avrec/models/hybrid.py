@@ -333,7 +333,7 @@ class Hybrid(Recommender):
     def _validate(self, net, xa, held, eval_users, dev) -> float:
         import torch
 
-        from ..evaluate import ndcg_at_k
+        from ..metrics import ndcg_at_k
 
         net.eval()
         with torch.no_grad():

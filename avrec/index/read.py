@@ -1,0 +1,364 @@
+"""The read side of an index directory: numpy memory maps and annoy, nothing else.
+
+``avrec recommend`` and ``avrec serve`` import only this module (numpy, and annoy when a
+search needs it), so a request never pays for torch, transformers, librosa or OpenCV.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..errors import ArtifactError
+
+KIND = "index"
+
+
+# ---------------------------------------------------------------------------------------
+# string tables and id maps (memory-mapped, no pickle)
+
+
+class StringTable:
+    """Row -> string over a utf-8 blob and offsets (both memory-mapped)."""
+
+    def __init__(self, directory: Path, name: str):
+        self.blob = _npy(directory / f"{name}_utf8.npy")
+        self.offsets = _npy(directory / f"{name}_offsets.npy")
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> str:
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return bytes(self.blob[a:b]).decode("utf-8")
+
+
+class IdMap:
+    """Row <-> id over fixed-width byte strings; lookup is a binary search on the sorted copy."""
+
+    def __init__(self, directory: Path, name: str):
+        self.directory, self.name = directory, name
+
+    # each map is opened on first use: a lookup needs only the sorted pair, output only ids
+    @cached_property
+    def ids(self) -> np.ndarray:
+        return _npy(self.directory / f"{self.name}.npy")
+
+    @cached_property
+    def sorted(self) -> np.ndarray:
+        return _npy(self.directory / f"{self.name}_sorted.npy")
+
+    @cached_property
+    def order(self) -> np.ndarray:
+        return _npy(self.directory / f"{self.name}_order.npy")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def id(self, row: int) -> str:
+        return bytes(self.ids[row]).decode("utf-8")
+
+    def row(self, key: str) -> int | None:
+        b = str(key).encode("utf-8")
+        if not b or len(b) > self.sorted.dtype.itemsize or len(self.sorted) == 0:
+            return None
+        pos = int(np.searchsorted(self.sorted, np.bytes_(b)))
+        if pos < len(self.sorted) and bytes(self.sorted[pos]) == b:
+            return int(self.order[pos])
+        return None
+
+    def rows(self, keys: Iterable[str]) -> tuple[np.ndarray, list[str]]:
+        """Rows of the known keys (in order) and the list of unknown keys."""
+        rows, unknown = [], []
+        for k in keys:
+            r = self.row(k)
+            (unknown.append(k) if r is None else rows.append(r))
+        return np.asarray(rows, dtype=np.int64), unknown
+
+
+def transform_query(q: np.ndarray, transform: str) -> np.ndarray:
+    """(d,) -> the annoy query: [q/|q|, 0] for extra_dim, q itself otherwise."""
+    q = np.asarray(q, dtype=np.float32)
+    if transform != "extra_dim":
+        return q
+    n = float(np.linalg.norm(q)) or 1.0
+    return np.append(q / n, np.float32(0.0)).astype(np.float32)
+
+
+def topk_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest scores, best first (-inf ones dropped). scores: (n,)."""
+    k = min(k, scores.shape[0])
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if scores.ndim == 1 and scores.shape[0] >= 2 * k * 1024:  # wide: block maxima beat argpartition
+        idx, val = topk_batch(np.asarray(scores, dtype=np.float32)[None, :], k)
+        return idx[0][np.isfinite(val[0])]
+    if k < scores.shape[0]:
+        part = np.argpartition(scores, -k)[-k:]
+    else:
+        part = np.arange(scores.shape[0])
+    part = part[np.argsort(-scores[part], kind="stable")]
+    return part[np.isfinite(scores[part])].astype(np.int64)
+
+
+def topk_batch(s: np.ndarray, k: int, *, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top k of s (c, n), best first: (c, k) column indices and values (-inf where a
+    row has fewer than k finite scores).
+
+    argpartition over every row of a wide matrix costs ~1 ms per 100k columns; instead the
+    k-th largest block maximum bounds each row's k-th score from below (k blocks each hold an
+    element at least that large), so only the few entries above it are sorted.
+    """
+    c, n = s.shape
+    k = min(k, n)
+    out_idx = np.zeros((c, k), dtype=np.int64)
+    out_val = np.full((c, k), -np.inf, dtype=np.float32)
+    if c == 0 or k == 0:
+        return out_idx, out_val
+    nb = n // block
+    if nb < 2 * k:
+        part = np.argpartition(s, n - k, axis=1)[:, n - k:] if k < n else np.tile(np.arange(n), (c, 1))
+        vals = np.take_along_axis(s, part, axis=1)
+        order = np.argsort(-vals, axis=1, kind="stable")
+        return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1).astype(np.float32)
+    body = s[:, : nb * block].reshape(c, nb, block)
+    tail = s[:, nb * block:]
+    maxima = body.max(axis=2)
+    all_max = np.concatenate([maxima, tail.max(axis=1, keepdims=True)], axis=1) if tail.shape[1] else maxima
+    m = all_max.shape[1]
+    t = np.partition(all_max, m - k, axis=1)[:, m - k]
+    # only blocks whose maximum reaches the bound can hold a top-k entry
+    rb, bb = np.nonzero(maxima >= t[:, None])
+    blocks = body[rb, bb]  # (blocks kept, block)
+    cr, cc = np.nonzero(blocks >= t[rb][:, None])
+    r, col, vals = rb[cr], bb[cr] * block + cc, blocks[cr, cc]
+    if tail.shape[1]:
+        tr, tc = np.nonzero(tail >= t[:, None])
+        r = np.concatenate([r, tr])
+        col = np.concatenate([col, nb * block + tc])
+        vals = np.concatenate([vals, tail[tr, tc]])
+    o = np.lexsort((col, -vals, r))  # by row, then score descending, then column
+    r, col, vals = r[o], col[o], vals[o]
+    pos = np.arange(len(r)) - np.searchsorted(r, np.arange(c))[r]
+    keep = pos < k
+    out_idx[r[keep], pos[keep]] = col[keep]
+    out_val[r[keep], pos[keep]] = vals[keep]
+    return out_idx, out_val
+
+
+# ---------------------------------------------------------------------------------------
+# load and query
+
+
+def _npy(path: Path) -> np.ndarray:
+    """A read-only memory map as a plain ndarray view: the same pages, without np.memmap's
+    per-index Python overhead (which dominates row-by-row id and title lookups)."""
+    return np.load(path, mmap_mode="r", allow_pickle=False).view(np.ndarray)
+
+
+class Index:
+    """Read side of an index directory: numpy memory maps and annoy, loaded on first use."""
+
+    def __init__(self, path: str | Path):
+        from ..artifacts import read_manifest  # stdlib only: keeps this path light
+
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path, KIND)
+        self.extra: dict[str, Any] = self.manifest.get("extra") or {}
+        self.transform: str = self.extra.get("transform", "none")
+        self._ann: dict[str, Any] = {}
+
+    # arrays -------------------------------------------------------------------------
+    @cached_property
+    def item_vectors(self) -> np.ndarray:
+        return _npy(self.path / "item_vectors.npy")
+
+    @cached_property
+    def user_vectors(self) -> np.ndarray:
+        return _npy(self.path / "user_vectors.npy")
+
+    @cached_property
+    def history_vectors(self) -> np.ndarray:
+        return _npy(self.path / "history_vectors.npy")
+
+    @cached_property
+    def seen_indptr(self) -> np.ndarray:
+        return _npy(self.path / "seen_indptr.npy")
+
+    @cached_property
+    def seen_indices(self) -> np.ndarray:
+        return _npy(self.path / "seen_indices.npy")
+
+    @cached_property
+    def popularity(self) -> np.ndarray:
+        return _npy(self.path / "popularity.npy")
+
+    @cached_property
+    def durations(self) -> np.ndarray:
+        return _npy(self.path / "durations.npy")
+
+    @cached_property
+    def items(self) -> IdMap:
+        return IdMap(self.path, "item_ids")
+
+    @cached_property
+    def users(self) -> IdMap:
+        return IdMap(self.path, "user_ids")
+
+    @cached_property
+    def titles(self) -> StringTable:
+        return StringTable(self.path, "titles")
+
+    @cached_property
+    def tag_vocab(self) -> list[str]:
+        t = StringTable(self.path, "tags_vocab")
+        return [t[i] for i in range(len(t))]
+
+    @property
+    def n_items(self) -> int:
+        return int(self.manifest.get("counts", {}).get("items", len(self.item_vectors)))
+
+    @property
+    def n_users(self) -> int:
+        return int(self.manifest.get("counts", {}).get("users", len(self.user_vectors)))
+
+    @property
+    def content_modalities(self) -> list[str]:
+        return sorted((self.extra.get("content") or {}).keys())
+
+    def has_modality(self, name: str) -> np.ndarray | None:
+        p = self.path / f"has_{name}.npy"
+        return _npy(p) if p.exists() else None
+
+    def content(self, m: str) -> np.ndarray:
+        return _npy(self.path / f"content_{m}.npy")
+
+    def content_mask(self, m: str) -> np.ndarray:
+        return _npy(self.path / f"content_{m}_mask.npy")
+
+    @cached_property
+    def content_fused(self) -> np.ndarray | None:
+        p = self.path / "content_fused.npy"
+        return _npy(p) if p.exists() else None
+
+    def seen(self, user_row: int) -> np.ndarray:
+        return np.asarray(self.seen_indices[int(self.seen_indptr[user_row]):int(self.seen_indptr[user_row + 1])],
+                          dtype=np.int64)
+
+    def tag_rows(self, tag: str) -> np.ndarray:
+        """(n,) bool: items carrying ``tag`` (case-insensitive)."""
+        vocab = self.tag_vocab
+        out = np.zeros(self.n_items, dtype=bool)
+        t = tag.lower()
+        if t not in vocab:
+            return out
+        tid = vocab.index(t)
+        indptr = np.asarray(_npy(self.path / "tags_indptr.npy"))
+        indices = np.asarray(_npy(self.path / "tags_indices.npy"))
+        hit = np.flatnonzero(indices == tid)
+        out[np.searchsorted(indptr, hit, side="right") - 1] = True
+        return out
+
+    # annoy --------------------------------------------------------------------------
+    def annoy(self, name: str = "items") -> Any:
+        """The annoy index ``items`` or ``content_<m>`` (memory-mapped on first use)."""
+        if name not in self._ann:
+            from annoy import AnnoyIndex
+
+            if name == "items":
+                f = int(self.extra.get("dim", self.item_vectors.shape[1])) + (1 if self.transform == "extra_dim" else 0)
+            else:
+                f = int(self.extra["content"][name[len("content_"):]]["dim"])
+            p = self.path / f"{name}.ann"
+            if not p.exists():
+                raise ArtifactError(f"{p} is missing; re-run avrec index")
+            ann = AnnoyIndex(f, "angular")
+            ann.load(str(p))
+            self._ann[name] = ann
+        return self._ann[name]
+
+    @property
+    def search_k(self) -> int:
+        return int(self.extra.get("search_k", -1))
+
+    @property
+    def exact(self) -> bool:
+        """Single requests scan exactly (else annoy + exact rescoring)."""
+        return self.extra.get("serving", "exact") == "exact"
+
+    @property
+    def exact_batch(self) -> bool:
+        """--all-users scores chunks of users with one exact matrix product."""
+        return self.extra.get("serving_batch", self.extra.get("serving", "exact")) == "exact"
+
+
+def search(
+    vectors: np.ndarray,
+    q: np.ndarray,
+    k: int,
+    *,
+    exclude: np.ndarray | None = None,
+    allowed: np.ndarray | None = None,
+    ann: Any = None,
+    transform: str = "none",
+    search_k: int = -1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k rows of ``vectors @ q``, best first, with exact scores.
+
+    vectors: (n, d); q: (d,); exclude: row ids never returned; allowed: (n,) bool, or None for all.
+    With ``ann`` (annoy over the same rows) candidates come from annoy and are rescored
+    exactly; the candidate list grows until k rows survive the exclusions, and a search
+    restricted to few allowed rows is done exactly.
+    """
+    n = vectors.shape[0]
+    q = np.asarray(q, dtype=np.float32)
+    n_allowed = n if allowed is None else int(allowed.sum())
+    n_excl = 0 if exclude is None else len(exclude)
+    # a boolean mask rather than np.isin: isin imports numpy.ma on first use (~20 ms per process)
+    excluded = None
+    if n_excl:
+        excluded = np.zeros(n, dtype=bool)
+        excluded[np.asarray(exclude, dtype=np.int64)] = True
+    if ann is not None and n_allowed >= n // 4:
+        want = k + n_excl + 10
+        while want < n:
+            cand = np.asarray(ann.get_nns_by_vector(transform_query(q, transform), want,
+                                                    search_k=max(search_k, want * 4) if search_k > 0 else -1),
+                              dtype=np.int64)
+            keep = np.ones(len(cand), dtype=bool)
+            if excluded is not None:
+                keep &= ~excluded[cand]
+            if allowed is not None:
+                keep &= allowed[cand]
+            cand = cand[keep]
+            if len(cand) >= k or len(cand) + n_excl >= n_allowed:
+                cand = np.sort(cand)  # sorted rows read the memory map in order
+                s = np.asarray(vectors[cand] @ q, dtype=np.float32)
+                top = topk_rows(s, k)
+                return cand[top], s[top]
+            want *= 4
+    # exact: the whole matrix, or only the allowed rows when they are few
+    if allowed is not None and n_allowed < n // 2:
+        rows = np.flatnonzero(allowed)
+        s = np.asarray(vectors[rows] @ q, dtype=np.float32)
+        if excluded is not None:
+            s[excluded[rows]] = -np.inf
+        top = topk_rows(s, k)
+        return rows[top], s[top]
+    s = np.asarray(vectors @ q, dtype=np.float32)
+    if allowed is not None:
+        s[~allowed] = -np.inf
+    if excluded is not None:
+        s[excluded] = -np.inf
+    top = topk_rows(s, k)
+    return top, s[top]
+
+
+def norm_rows(x: np.ndarray) -> np.ndarray:
+    """(n, d) rows scaled to unit norm (zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float32)
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.where(n > 0, n, 1.0)

@@ -1,0 +1,155 @@
+"""Ranking metrics over top-K lists, shared by the models (validation) and evaluate alike.
+
+Binary relevance: a user's relevant items are a CSR row. NDCG@K, Recall@K (hits / |test|),
+Precision@K, MAP@K (AP over min(|test|, K)), MRR@K (reciprocal rank of the first hit within
+K), HitRate@K, catalogue coverage@K (share of candidate items recommended to anyone),
+novelty@K (mean self-information -log2(pop/users) of recommended items) and intra-list
+diversity@K (mean pairwise cosine distance of recommended items' content vectors).
+
+Ranking is vectorised: scores are computed for batches of users and reduced by
+:func:`topk`, whose order is total (score, then item row), so the top 10
+is the same whether 10 or 20 were asked for.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+METRICS = ("ndcg", "recall", "precision", "map", "mrr", "hitrate", "coverage", "novelty", "diversity")
+Scorer = Callable[[np.ndarray], np.ndarray]  # user rows -> (n, n_items) scores
+
+
+
+def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top ``k`` of (n, m) scores, best first: ((n, k) columns, (n, k) values).
+
+    The order is total: by score, then by the lower column index. So the first 10 of a top
+    20 are exactly the top 10, even where ties straddle the cut (popularity scores tie a
+    lot); argpartition alone would pick arbitrary members of a tie at the boundary.
+    """
+    n, m = scores.shape
+    k = min(k, m)
+    if k <= 0:
+        return np.zeros((n, 0), np.int64), np.zeros((n, 0), scores.dtype)
+    if k < m:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        kth = np.take_along_axis(scores, part, axis=1).min(axis=1)
+        # rows where the k-th score ties with a score left out: choose the tie's lowest columns
+        above = scores > kth[:, None]
+        tied = scores == kth[:, None]
+        fix = np.flatnonzero(tied.sum(axis=1) + above.sum(axis=1) > k)
+        if len(fix):
+            need = k - above[fix].sum(axis=1)
+            take = above[fix] | (tied[fix] & (np.cumsum(tied[fix], axis=1) <= need[:, None]))
+            part[fix] = np.nonzero(take)[1].reshape(len(fix), k)
+    else:
+        part = np.tile(np.arange(m), (n, 1))
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -vals), axis=1)
+    ids = np.take_along_axis(part, order, axis=1)
+    return ids, np.take_along_axis(vals, order, axis=1)
+
+
+def _topk(scores: np.ndarray, k: int) -> np.ndarray:
+    return topk(scores, k)[0]
+
+
+def rank_users(
+    scorer: Scorer, users: np.ndarray, *, k: int, exclude=None, candidates: np.ndarray | None = None,
+    batch: int = 1024,
+) -> np.ndarray:
+    """(n_users, k) item rows, best first: scores from ``scorer``, ``exclude`` (CSR) removed,
+    restricted to ``candidates`` (item rows) when given. Slots past the available items are -1."""
+    out = np.full((len(users), k), -1, np.int64)
+    for s in range(0, len(users), batch):
+        rows = users[s : s + batch]
+        sc = np.array(scorer(rows), dtype=np.float32, copy=True)
+        if exclude is not None:
+            sub = exclude[rows]
+            r = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
+            sc[r, sub.indices] = -np.inf
+        if candidates is not None:
+            sc = sc[:, candidates]
+        top = _topk(sc, k)
+        valid = np.isfinite(np.take_along_axis(sc, top, axis=1))
+        if candidates is not None:
+            top = candidates[top]
+        out[s : s + len(rows), : top.shape[1]] = np.where(valid, top, -1)
+    return out
+
+
+def hits_matrix(top: np.ndarray, relevant) -> np.ndarray:
+    """(n, k) bool: top[u, r] is in row u of the CSR ``relevant`` (vectorised pair lookup)."""
+    n, k = top.shape
+    if relevant.nnz == 0 or top.size == 0:
+        return np.zeros((n, k), bool)
+    width = int(max(relevant.shape[1], top.max() + 1))
+    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(relevant.indptr))
+    rel_codes = np.sort(rows * width + relevant.indices.astype(np.int64))
+    codes = np.arange(n, dtype=np.int64)[:, None] * width + np.maximum(top, 0)
+    at = np.minimum(np.searchsorted(rel_codes, codes), len(rel_codes) - 1)
+    return (rel_codes[at] == codes) & (top >= 0)
+
+
+def metrics_at_k(
+    top: np.ndarray, relevant, ks: list[int], *, n_candidates: int, popularity: np.ndarray | None = None,
+    n_train_users: int = 0, content: np.ndarray | None = None,
+) -> dict[int, dict[str, float]]:
+    """Metrics for ranked lists ``top`` (n, >= max K) against the CSR ``relevant`` (n rows)."""
+    n_rel = np.diff(relevant.indptr).astype(np.float64)
+    keep = n_rel > 0
+    top, n_rel = top[keep], n_rel[keep]
+    rel = relevant[np.flatnonzero(keep)]
+    hit = hits_matrix(top, rel).astype(np.float64)
+    out: dict[int, dict[str, float]] = {}
+    disc = 1.0 / np.log2(np.arange(2, top.shape[1] + 2))
+    for k in ks:
+        h = hit[:, :k]
+        nh = h.sum(axis=1)
+        dcg = (h * disc[:k]).sum(axis=1)
+        ideal = np.cumsum(disc[:k])[np.minimum(n_rel, k).astype(int) - 1]
+        prec_at = np.cumsum(h, axis=1) / np.arange(1, k + 1)
+        ap = (prec_at * h).sum(axis=1) / np.minimum(n_rel, k)
+        first = np.where(nh > 0, h.argmax(axis=1) + 1, np.inf)
+        recs = top[:, :k]
+        valid = recs >= 0
+        m = {
+            "ndcg": float(np.mean(dcg / ideal)) if len(h) else 0.0,
+            "recall": float(np.mean(nh / n_rel)) if len(h) else 0.0,
+            "precision": float(np.mean(nh / k)) if len(h) else 0.0,
+            "map": float(np.mean(ap)) if len(h) else 0.0,
+            "mrr": float(np.mean(1.0 / first)) if len(h) else 0.0,
+            "hitrate": float(np.mean(nh > 0)) if len(h) else 0.0,
+            "coverage": float(len(np.unique(recs[valid])) / max(n_candidates, 1)),
+        }
+        if popularity is not None and n_train_users > 0 and valid.any():
+            pop = np.maximum(popularity[recs[valid]], 1.0)
+            m["novelty"] = float(np.mean(-np.log2(pop / n_train_users)))
+        if content is not None and k > 1 and len(recs):
+            m["diversity"] = intra_list_diversity(recs, content)
+        out[k] = m
+    return out
+
+
+def intra_list_diversity(recs: np.ndarray, content: np.ndarray) -> float:
+    """Mean over lists of the mean pairwise cosine distance of the items' content vectors."""
+    c = content / np.maximum(np.linalg.norm(content, axis=1, keepdims=True), 1e-12)
+    vals = []
+    for s in range(0, len(recs), 2048):
+        r = recs[s : s + 2048]
+        v = c[np.where(r >= 0, r, 0)] * (r >= 0)[..., None]  # (b, k, d)
+        n = (r >= 0).sum(axis=1)
+        sims = np.einsum("bkd,bjd->bkj", v, v)
+        pair = (sims.sum(axis=(1, 2)) - np.einsum("bkk->b", sims)) / np.maximum(n * (n - 1), 1)
+        vals.append(np.where(n > 1, 1.0 - pair, np.nan))
+    allv = np.concatenate(vals) if vals else np.zeros(0)
+    return float(np.nanmean(allv)) if np.isfinite(allv).any() else 0.0
+
+
+def ndcg_at_k(scores: np.ndarray, relevant, k: int) -> float:
+    """Mean NDCG@k of dense (n, n_items) ``scores`` (excluded items already at -inf)."""
+    top = _topk(scores, k)
+    top = np.where(np.isfinite(np.take_along_axis(scores, top, axis=1)), top, -1)
+    return metrics_at_k(top, relevant, [k], n_candidates=scores.shape[1])[k]["ndcg"]
