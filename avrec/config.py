@@ -297,10 +297,18 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"config file not found: {p} (pass an existing YAML file to --config)")
+    if p.is_dir():
+        raise ConfigError(f"config file {p} is a directory; pass a YAML file to --config")
     import yaml
 
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {p} is not UTF-8 text; save it as UTF-8 YAML") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -348,35 +356,135 @@ def load_config(
 
 
 _CHOICES = {
-    "runtime.device": None,  # checked by resolve_device
+    "runtime.device": None,  # checked in validate (auto | cpu | cuda | cuda:N | mps)
+    "extract.decoder": ("pyav", "opencv"),
     "embed.pooling": ("mean", "max", "attention"),
     "embed.precision": ("fp32", "fp16", "bf16"),
     "train.model": ("popular", "itemknn", "ease", "mf", "hybrid"),
+    "train.hybrid.solver": ("closed", "sgd"),
     "index.metric": ("auto", "angular", "dot"),
     "recommend.fallback": ("none", "popular"),
     "distributed.engine": ("local", "ray"),
 }
 
+# the valid range of every number in the config: (low, high, low open, high open); None is
+# unbounded. tests/failures/test_config.py checks that no int or float key is missing here.
+_INF = None
+RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "runtime.seed": (0, 2**32 - 1, False, False),
+    "runtime.threads": (0, 4096, False, False),
+    "extract.fps": (0, 1000, True, False),
+    "extract.max_frames": (1, 100000, False, False),
+    "extract.thumb_size": (16, 4096, False, False),
+    "extract.audio_sr": (8000, 192000, False, False),
+    "extract.audio_max_seconds": (0, 86400, False, False),
+    "extract.feature_audio_seconds": (0, 86400, True, False),
+    "extract.n_mels": (8, 512, False, False),
+    "extract.workers": (1, 4096, False, False),
+    "extract.item_timeout": (0, _INF, False, False),
+    "extract.max_failed": (-1, _INF, False, False),
+    "extract.shard_size": (1, 1000000, False, False),
+    "extract.scene_threshold": (0, 1, False, False),
+    "extract.seek_min_seconds": (0, _INF, False, False),
+    "embed.weights": (0, _INF, False, False),
+    "embed.batch_size": (1, 1 << 20, False, False),
+    "embed.max_text_tokens": (8, 1 << 16, False, False),
+    "embed.pca_dim": (0, 1 << 16, False, False),
+    "embed.workers": (0, 1024, False, False),
+    "train.validation": (0, 1, False, True),
+    "train.min_weight": (0, _INF, False, False),
+    "train.hybrid.dim": (1, 1 << 16, False, False),
+    "train.hybrid.l2": (0, _INF, True, False),
+    "train.hybrid.content_prior": (0, _INF, False, False),
+    "train.hybrid.ridge": (0, _INF, True, False),
+    "train.hybrid.cold_scale": (0, _INF, False, False),
+    "train.hybrid.epochs": (1, 1 << 20, False, False),
+    "train.hybrid.lr": (0, _INF, True, False),
+    "train.hybrid.weight_decay": (0, _INF, False, False),
+    "train.hybrid.batch_size": (1, 1 << 24, False, False),
+    "train.hybrid.negatives": (0, 1 << 24, False, False),
+    "train.hybrid.content_weight": (0, _INF, False, False),
+    "train.hybrid.dropout": (0, 1, False, True),
+    "train.hybrid.patience": (0, 1 << 20, False, False),
+    "train.hybrid.mask_ratio": (0, 1, True, True),
+    "train.hybrid.content_hidden": (0, 1 << 16, False, False),
+    "train.hybrid.content_dim": (0, 1 << 16, False, False),
+    "train.hybrid.eval_k": (1, 100000, False, False),
+    "train.hybrid.eval_every": (1, 1 << 20, False, False),
+    "train.mf.factors": (1, 1 << 16, False, False),
+    "train.mf.epochs": (1, 100000, False, False),
+    "train.mf.reg": (0, _INF, False, False),
+    "train.mf.alpha": (0, _INF, False, False),
+    "train.ease.l2": (0, _INF, True, False),
+    "train.itemknn.neighbours": (1, 1 << 24, False, False),
+    "train.itemknn.shrink": (0, _INF, False, False),
+    "index.n_trees": (1, 10000, False, False),
+    "index.search_k": (-1, _INF, False, False),  # -1 or >= 1: checked in validate
+    "index.exact_below": (0, _INF, False, False),
+    "index.exact_single_below": (0, _INF, False, False),
+    "index.recall_sample": (0, 1000000, False, False),
+    "recommend.k": (1, 100000, False, False),
+    "recommend.diversity": (0, 1, False, False),
+    "recommend.mmr_pool": (1, 100000, False, False),
+    "recommend.query_weight": (0, 1, False, False),
+    "evaluate.k": (1, 100000, False, False),
+    "evaluate.test_ratio": (0, 1, True, True),
+    "evaluate.cold_ratio": (0, 1, True, True),
+    "evaluate.last_n": (1, 100000, False, False),
+    "distributed.actors": (1, 100000, False, False),
+}
+
+
+def range_text(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    """'> 0', '>= 1', 'in [0, 1)'."""
+    f = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+    if hi is None:
+        return f"{'>' if lo_open else '>='} {f(lo)}"
+    return f"in {'(' if lo_open else '['}{f(lo)}, {f(hi)}{')' if hi_open else ']'}"
+
+
+def _in_range(v: float, lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> bool:
+    if v != v:  # NaN
+        return False
+    if lo is not None and (v <= lo if lo_open else v < lo):
+        return False
+    if hi is not None and (v >= hi if hi_open else v > hi):
+        return False
+    return True
+
+
+def _get(cfg: Config, key: str) -> Any:
+    obj: Any = cfg
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
+
 
 def validate(cfg: Config) -> None:
+    """Every choice among its values and every number in its range, or a ConfigError
+    naming the key, the valid values and what was given."""
     for key, choices in _CHOICES.items():
         if choices is None:
             continue
-        section, name = key.split(".")
-        value = getattr(getattr(cfg, section), name)
+        value = _get(cfg, key)
         if value not in choices:
             raise ConfigError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
     dev = cfg.runtime.device
     if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise ConfigError(f"runtime.device must be auto, cpu, cuda, cuda:N or mps; got {dev!r}")
-    if cfg.distributed.actors < 1:
-        raise ConfigError(f"distributed.actors must be >= 1; got {cfg.distributed.actors}")
-    if cfg.extract.fps <= 0:
-        raise ConfigError(f"extract.fps must be positive; got {cfg.extract.fps}")
-    if not 0 < cfg.evaluate.test_ratio < 1:
-        raise ConfigError(f"evaluate.test_ratio must be between 0 and 1; got {cfg.evaluate.test_ratio}")
-    if not 0 < cfg.evaluate.cold_ratio < 1:
-        raise ConfigError(f"evaluate.cold_ratio must be between 0 and 1; got {cfg.evaluate.cold_ratio}")
+    for key, bounds in RANGES.items():
+        value = _get(cfg, key)
+        values = value.items() if isinstance(value, dict) else \
+            ((str(i), v) for i, v in enumerate(value)) if isinstance(value, list) else [(None, value)]
+        for sub, v in values:
+            where = key if sub is None else (f"{key}.{sub}" if isinstance(value, dict) else f"{key}[{sub}]")
+            if not _in_range(float(v), *bounds):
+                raise ConfigError(f"{where} must be {range_text(*bounds)}; got {v!r}")
+    if cfg.index.search_k == 0:
+        raise ConfigError("index.search_k must be >= 1, or -1 for annoy's default; got 0")
+    for key in ("evaluate.models", "evaluate.protocols", "evaluate.k"):
+        if not _get(cfg, key):
+            raise ConfigError(f"{key} is empty; list at least one")
 
 
 def resolve_device(spec: str) -> str:

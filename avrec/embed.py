@@ -19,9 +19,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .artifacts import Manifest, atomic_dir, save_npy, write_jsonl, write_manifest
+from .artifacts import Manifest, save_npy, write_jsonl, write_manifest
 from .config import Config
-from .encoders.base import Encoder, Unit, l2n
+from .encoders.base import Encoder, Unit
+from .encoders.fusion import Recipe, apply_pca, blocks_for, fit_pca
 from .encoders.pooling import POOLINGS, pool
 from .encoders.registry import canonical, check_modality, load_encoder, parse_name
 from .errors import ConfigError, DeviceError, InputError, ModelError
@@ -245,22 +246,16 @@ def transcribe(
 # the other encoders
 
 
-def embed_builtin(store: FeatureStore, items: list[dict[str, Any]], modality: str) -> tuple[np.ndarray, np.ndarray]:
+def embed_builtin(store: FeatureStore, items: list[dict[str, Any]], modality: str,
+                  stats: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Standardised builtin features: ((n, d) L2 rows, (n,) mask, (2, d) statistics), with
+    the given (catalogue) statistics, or ones fitted on these items."""
     from .encoders.builtin import standardise
 
-    get = store.video_features if modality == "video" else store.audio_features
-    rows = [get(it) for it in items]
-    dims = {len(r) for r in rows if r is not None}
-    if not dims:
-        return np.zeros((len(items), 0), dtype=np.float32), np.zeros(len(items), dtype=bool)
-    d = dims.pop()
-    raw = np.full((len(items), d), np.nan, dtype=np.float64)
-    present = np.zeros(len(items), dtype=bool)
-    for i, r in enumerate(rows):
-        if r is not None:
-            raw[i] = r
-            present[i] = True
-    return standardise(raw, present)
+    raw, present = store.feature_matrix(items, modality)
+    if stats is None and not present.any():
+        return np.zeros((len(items), 0), dtype=np.float32), present, np.zeros((2, 0))
+    return standardise(raw, present, stats)
 
 
 def embed_texts(enc: Encoder, texts: list[str], *, batch_size: int, progress: Progress | None = None
@@ -280,44 +275,16 @@ def embed_texts(enc: Encoder, texts: list[str], *, batch_size: int, progress: Pr
 
 
 # ---------------------------------------------------------------------------------------
-# fusion and PCA
+# fusion and PCA (numpy, in encoders.fusion: the index applies the same recipe to new items)
 
 
 def fuse(vectors: dict[str, np.ndarray], masks: dict[str, np.ndarray], weights: dict[str, float]
          ) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """Concat of sqrt(w_m) * v_m over modalities with w_m > 0 (zero blocks where missing),
     then L2. Returns ((n, D) float32, blocks [{modality, start, end, weight}])."""
-    blocks, parts, start = [], [], 0
-    for m, x in vectors.items():
-        w = weights.get(m, 1.0)
-        if w <= 0 or x.shape[1] == 0:
-            continue
-        parts.append(np.where(masks[m][:, None], x, 0.0).astype(np.float32) * np.float32(np.sqrt(w)))
-        blocks.append({"modality": m, "start": start, "end": start + x.shape[1], "weight": w})
-        start += x.shape[1]
-    if not parts:
-        raise ConfigError("no modality has a positive weight in embed.weights; nothing to fuse")
-    return l2n(np.concatenate(parts, axis=1)), blocks
-
-
-def fit_pca(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """PCA on the non-zero rows of (n, D0) -> (mean (D0,), components (k, D0), explained (k,))."""
-    rows = x[np.linalg.norm(x, axis=1) > 0].astype(np.float64)
-    mean = rows.mean(axis=0)
-    centred = rows - mean
-    cov = centred.T @ centred / max(len(rows) - 1, 1)
-    vals, vecs = np.linalg.eigh(cov)
-    order = np.argsort(vals)[::-1][:dim]
-    explained = vals[order] / max(float(vals.sum()), 1e-12)
-    return mean.astype(np.float32), vecs[:, order].T.astype(np.float32), explained.astype(np.float32)
-
-
-def apply_pca(x: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
-    """(n, D0) -> (n, k) L2-normalised; rows that were zero (no modality at all) stay zero."""
-    empty = np.linalg.norm(x, axis=1) == 0
-    y = (x - mean) @ components.T
-    y[empty] = 0.0
-    return l2n(y)
+    blocks = blocks_for({m: x.shape[1] for m, x in vectors.items()}, weights)
+    n = len(next(iter(vectors.values())))
+    return Recipe(blocks=blocks).fuse(vectors, masks, n), blocks
 
 
 # ---------------------------------------------------------------------------------------
@@ -473,16 +440,44 @@ def _device_and_precision(cfg: Config, needs_torch: bool, progress: Progress | N
     return device, precision
 
 
-def embed(features_dir: str | Path, out_dir: str | Path, cfg: Config, *, progress: Progress | None = None) -> Path:
-    """Embed every ok item of ``features_dir`` into ``out_dir``; returns ``out_dir``."""
+# the embed keys --like takes from the reference artifact: what decides the vectors, not how
+# fast they are made (batch_size, workers, precision stay this run's)
+LIKE_KEYS = ("video", "audio", "text", "speech", "weights", "pooling", "max_text_tokens", "pca_dim")
+
+
+def _apply_like(cfg: Config, like: Path, say: Progress) -> Recipe:
+    """Take ``like``'s encoders and fusion settings into ``cfg.embed``; return its recipe."""
+    from .artifacts import read_manifest
+
+    ref = read_manifest(like, "embeddings", verify="full")
+    recipe = Recipe.load(like)
+    if recipe is None:
+        raise InputError(f"{like} was embedded before avrec stored its normalisation statistics; embed the "
+                         "catalogue again, then embed the new items with --like")
+    ref_embed = (ref.get("config") or {}).get("embed") or {}
+    for key in LIKE_KEYS:
+        if key in ref_embed:
+            setattr(cfg.embed, key, ref_embed[key])
+    n_ref = (ref.get("counts") or {}).get("items")
+    say(f"embed: like {like}: its encoders, weights{', PCA' if recipe.pca is not None else ''} and the builtin "
+        f"statistics of its {n_ref} items")
+    return recipe
+
+
+def embed(features_dir: str | Path, out_dir: str | Path, cfg: Config, *, like: str | Path | None = None,
+          progress: Progress | None = None) -> Path:
+    """Embed every ok item of ``features_dir`` into ``out_dir``; returns ``out_dir``.
+
+    like: an embeddings artifact whose encoders, weights, builtin statistics and PCA are
+    used as they are (nothing is fitted), so new items land in that catalogue's space.
+    """
+    from .artifacts import transaction
+
     say = progress or (lambda _msg: None)
     ec = cfg.embed
+    recipe = _apply_like(cfg, Path(like), say) if like is not None else None
     if ec.pooling not in POOLINGS:
         raise ConfigError(f"embed.pooling must be one of {', '.join(POOLINGS)}; got {ec.pooling!r}")
-    if ec.batch_size < 1:
-        raise ConfigError(f"embed.batch_size must be >= 1; got {ec.batch_size}")
-    if ec.pca_dim < 0:
-        raise ConfigError(f"embed.pca_dim must be >= 0; got {ec.pca_dim}")
     plan = plan_encoders(cfg)
     if not plan:
         raise ConfigError("embed.video, embed.audio and embed.text are all empty; enable at least one encoder")
@@ -491,10 +486,19 @@ def embed(features_dir: str | Path, out_dir: str | Path, cfg: Config, *, progres
     if speech and parse_name(speech)[0] != "asr":
         raise ConfigError(f"embed.speech={ec.speech} must be an asr:<id|path> model (e.g. asr:openai/whisper-tiny)")
 
-    store = FeatureStore.open(features_dir)
-    items = store.ok_items
-    if not items:
-        raise InputError(f"{features_dir} has no items with status ok; nothing to embed (check extract's errors)")
+    with transaction(out_dir, kind="embeddings", inputs=[features_dir, *([like] if like else [])]) as txn:
+        store = FeatureStore.open(features_dir, verify="full")
+        items = store.ok_items
+        if not items:
+            raise InputError(f"{features_dir} has no items with status ok; nothing to embed (check extract's errors)")
+        return _embed(store, items, txn.path, cfg, plan=plan, weights=weights, speech=speech, recipe=recipe,
+                      like=like, say=say, out_dir=Path(out_dir))
+
+
+def _embed(store: FeatureStore, items: list[dict[str, Any]], tmp: Path, cfg: Config, *, plan: dict[str, str],
+           weights: dict[str, float], speech: str, recipe: Recipe | None, like: str | Path | None, say: Progress,
+           out_dir: Path) -> Path:
+    ec = cfg.embed
     n = len(items)
     skipped = len(store.items) - n
     say(f"embed: {n} items ({skipped} not ok, skipped); encoders: "
@@ -513,7 +517,7 @@ def embed(features_dir: str | Path, out_dir: str | Path, cfg: Config, *, progres
                 if name and parse_name(name)[0] != "builtin" and not (on_ray and parse_name(name)[0] != "npy")}
 
     if on_ray:
-        part = _embed_on_ray(Path(features_dir), items, modelled, speech, cfg, device=device, precision=precision,
+        part = _embed_on_ray(store.path, items, modelled, speech, cfg, device=device, precision=precision,
                              progress=say)
     else:
         part = embed_items(store, items, modelled, speech, encoders, ec, progress=say)
@@ -523,6 +527,7 @@ def embed(features_dir: str | Path, out_dir: str | Path, cfg: Config, *, progres
     vectors: dict[str, np.ndarray] = {}
     masks: dict[str, np.ndarray] = {}
     models: dict[str, dict[str, Any]] = {}
+    stats: dict[str, np.ndarray] = {}
     text_spaces: dict[str, str] = {}
     timings: dict[str, float] = {}
     ids = [str(it["item_id"]) for it in items]
@@ -530,7 +535,9 @@ def embed(features_dir: str | Path, out_dir: str | Path, cfg: Config, *, progres
         t0 = time.monotonic()
         prefix, _ = parse_name(name)
         if prefix == "builtin":
-            x, mask = embed_builtin(store, items, m)
+            x, mask, st = embed_builtin(store, items, m, recipe.stats.get(m) if recipe else None)
+            if st.shape[1]:
+                stats[m] = st
             info = {"name": name, "dim": int(x.shape[1]), "revision": "builtin"}
         elif prefix == "npy":
             enc = encoders[name]
@@ -545,20 +552,28 @@ def embed(features_dir: str | Path, out_dir: str | Path, cfg: Config, *, progres
         timings[m] = part["seconds"].get(m, round(time.monotonic() - t0, 3))
         say(f"embed {m}: {int(mask.sum())}/{n} items, dim {x.shape[1]}, {timings[m]:.1f}s")
 
-    fused, blocks = fuse(vectors, masks, weights)
+    if recipe is None:  # fit the recipe on these items: the catalogue
+        recipe = Recipe(blocks=blocks_for({m: x.shape[1] for m, x in vectors.items()}, weights), stats=stats)
+        fused = recipe.fuse(vectors, masks, n)
+        empty = int((np.linalg.norm(fused, axis=1) == 0).sum())
+        if ec.pca_dim > 0:
+            # centred data of r rows has rank <= r - 1: more components would be noise
+            k = min(ec.pca_dim, fused.shape[1], n - empty - 1)
+            if k < ec.pca_dim:
+                say(f"warning: embed.pca_dim={ec.pca_dim} reduced to {max(k, 0)} (limited by the fused dimension "
+                    f"and the number of items with vectors){'; PCA skipped' if k < 1 else ''}")
+            if k >= 1:
+                mean, comp, expl = fit_pca(fused, k)
+                recipe.pca = {"mean": mean, "components": comp, "explained_variance_ratio": expl}
+                fused = apply_pca(fused, mean, comp)
+    else:  # the reference's recipe: a modality these items lack is a zero block of its width
+        for m, d in recipe.dims.items():
+            if m in vectors and vectors[m].shape[1] == 0:
+                vectors[m] = np.zeros((n, d), np.float32)
+        fused = recipe.fuse(vectors, masks, n)
     empty = int((np.linalg.norm(fused, axis=1) == 0).sum())
     if empty:
         say(f"warning: {empty} item(s) have no vector in any enabled modality (zero rows in fused.npy)")
-    pca = None
-    if ec.pca_dim > 0:
-        # centred data of r rows has rank <= r - 1: more components would be noise
-        k = min(ec.pca_dim, fused.shape[1], n - empty - 1)
-        if k < ec.pca_dim:
-            say(f"warning: embed.pca_dim={ec.pca_dim} reduced to {max(k, 0)} (limited by the fused dimension "
-                f"and the number of items with vectors){'; PCA skipped' if k < 1 else ''}")
-        if k >= 1:
-            pca = fit_pca(fused, k)
-            fused = apply_pca(fused, pca[0], pca[1])
 
     rows = []
     for i, it in enumerate(items):
@@ -571,31 +586,30 @@ def embed(features_dir: str | Path, out_dir: str | Path, cfg: Config, *, progres
             row["transcript"] = transcripts[i]
         rows.append(row)
 
-    out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
-        write_jsonl(tmp / "items.jsonl", rows)
-        save_npy(tmp / "fused.npy", fused.astype(np.float32))
-        for m in vectors:
-            save_npy(tmp / f"{m}.npy", vectors[m].astype(np.float32))
-            save_npy(tmp / f"{m}_mask.npy", masks[m].astype(bool))
-        if pca is not None:
-            np.savez(tmp / "pca.npz", mean=pca[0], components=pca[1], explained_variance_ratio=pca[2])
-        write_manifest(tmp, Manifest(
-            artifact="embeddings",
-            config=cfg.to_dict(),
-            inputs={"features": str(Path(features_dir).resolve())},
-            models=models,
-            counts={"items": n, "skipped": skipped, "empty": empty, "errors": len(errors),
-                    **{m: int(masks[m].sum()) for m in masks}},
-            extra={
-                "weights": weights, "text_spaces": text_spaces, "blocks": blocks, "dim": int(fused.shape[1]),
-                "pooling": ec.pooling, "device": device, "precision": precision,
-                "engine": "ray" if on_ray else "local", **({"actors": part["actors"]} if on_ray else {}),
-                "pca_dim": int(pca[1].shape[0]) if pca is not None else 0,
-                **({"speech": speech_info} if speech else {}),
-                "seconds": timings,
-                "errors": dict(list(errors.items())[:MAX_ERRORS_KEPT]),
-            },
-        ))
+    write_jsonl(tmp / "items.jsonl", rows)
+    save_npy(tmp / "fused.npy", fused.astype(np.float32))
+    for m in vectors:
+        save_npy(tmp / f"{m}.npy", vectors[m].astype(np.float32))
+        save_npy(tmp / f"{m}_mask.npy", masks[m].astype(bool))
+    recipe.save(tmp)
+    write_manifest(tmp, Manifest(
+        artifact="embeddings",
+        config=cfg.to_dict(),
+        inputs={"features": str(store.path.resolve()), **({"like": str(Path(like).resolve())} if like else {})},
+        models=models,
+        counts={"items": n, "skipped": skipped, "empty": empty, "errors": len(errors),
+                **{m: int(masks[m].sum()) for m in masks}},
+        extra={
+            "weights": weights, "text_spaces": text_spaces, "blocks": recipe.blocks, "dim": int(fused.shape[1]),
+            "pooling": ec.pooling, "device": device, "precision": precision,
+            "engine": "ray" if on_ray else "local", **({"actors": part["actors"]} if on_ray else {}),
+            "pca_dim": int(recipe.pca["components"].shape[0]) if recipe.pca is not None else 0,
+            "recipe": {"fitted_on": "these items" if like is None else str(Path(like).resolve()),
+                       "builtin_stats": sorted(recipe.stats)},
+            **({"speech": speech_info} if speech else {}),
+            "seconds": timings,
+            "errors": dict(list(errors.items())[:MAX_ERRORS_KEPT]),
+        },
+    ))
     say(f"embed: wrote {out_dir} ({n} items, fused dim {fused.shape[1]})")
     return out_dir

@@ -81,33 +81,47 @@ def load_recs(path: str | Path, split, *, k: int) -> tuple[np.ndarray, np.ndarra
     """Read another system's recommendations (JSON lines) into (users, top (n, k)).
 
     Accepted rows: ``{"user_id": U, "items": [I, ...]}`` (best first) or one row per
-    recommendation ``{"user_id": U, "item_id": I, "score": s}`` (or ``"rank"``; file order
-    otherwise). Unknown users are skipped, unknown items count as misses; both are counted.
+    recommendation ``{"user_id": U, "item_id": I, "rank": r}`` (or ``"score"``; file order
+    otherwise). ``user`` may stand for ``user_id``, so ``avrec recommend --all-users`` output
+    is read as it is. Unknown users are skipped, unknown items count as misses; both are counted.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"--recs file not found: {path}")
+    if path.is_dir():
+        raise InputError(f"--recs {path} is a directory; pass a JSON lines file")
     lists: dict[str, list[tuple[float, int, str]]] = {}
     n = 0
-    with open(path, encoding="utf-8") as f:
+    try:
+        f = open(path, encoding="utf-8-sig")
+    except OSError as e:
+        raise InputError(f"cannot read --recs {path}: {e.strerror}") from None
+    with f:
         for line_no, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
                 rec = json.loads(line)
-                u = str(rec["user_id"])
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise InputError(f"{path}: line {line_no} is not a JSON object with user_id (and items or item_id)") from None
-            if "items" in rec:
-                for r, i in enumerate(rec["items"]):
-                    lists.setdefault(u, []).append((float(r), n, str(i)))
+                u = str(rec["user_id"] if "user_id" in rec else rec["user"])
+                if "items" in rec:
+                    if not isinstance(rec["items"], list):
+                        raise TypeError
+                    for r, i in enumerate(rec["items"]):
+                        lists.setdefault(u, []).append((float(r), n, str(i)))
+                        n += 1
+                elif "item_id" in rec:
+                    key = float(rec["rank"]) if "rank" in rec else -float(rec["score"]) if "score" in rec else float(n)
+                    if key != key:
+                        raise ValueError
+                    lists.setdefault(u, []).append((key, n, str(rec["item_id"])))
                     n += 1
-            elif "item_id" in rec:
-                key = -float(rec["score"]) if "score" in rec else float(rec.get("rank", n))
-                lists.setdefault(u, []).append((key, n, str(rec["item_id"])))
-                n += 1
-            else:
-                raise InputError(f"{path}: line {line_no} has neither 'items' nor 'item_id'")
+                else:
+                    raise InputError(f"{path}: line {line_no} has neither 'items' nor 'item_id'")
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                raise InputError(f"{path}: line {line_no} is not a JSON object with user_id (or user) and items, or "
+                                 "item_id with rank or score") from None
+            except UnicodeDecodeError:
+                raise InputError(f"{path} is not UTF-8 text") from None
     users_map, items_map = split.train.users, split.train.items
     stats = {"users_in_file": len(lists), "unknown_users": 0, "unknown_items": 0}
     rows, tops = [], []
@@ -209,11 +223,11 @@ def _device(cfg) -> str:
 def evaluate(
     embeddings_dir: str | Path | None, interactions_path: str | Path, out_dir: str | Path, cfg, *,
     models: list[str] | None = None, protocols: list[str] | None = None, ks: list[int] | None = None,
-    recs: str | Path | None = None, progress: Callable[[str], None] | None = None,
+    recs: str | Path | None = None, strict: bool = False, progress: Callable[[str], None] | None = None,
 ) -> tuple[Path, list[dict[str, Any]]]:
     """Run every protocol x model; write ``metrics.json``, ``report.txt``, ``plot.png`` and
     the splits into ``out_dir`` (an ``evaluation`` artifact). Returns (out_dir, table rows)."""
-    from .artifacts import Manifest, atomic_dir, fingerprint, write_json, write_manifest
+    from .artifacts import Manifest, fingerprint, transaction, write_json, write_manifest
     from .data.interactions import load_interactions
     from .data.splits import PROTOCOLS
     from .models.registry import MODEL_NAMES
@@ -233,14 +247,17 @@ def evaluate(
         raise InputError("--k must be positive integers, e.g. --k 10 or --k 5,10,20")
     emb = Path(embeddings_dir) if embeddings_dir is not None else None
     items, content = _load_content(emb)
-    data = load_interactions(interactions_path, catalogue=items, min_weight=cfg.train.min_weight)
-    for line in data.report.lines(str(interactions_path)):
-        progress(line)
-    if len(data) == 0:
-        raise InputError(f"{interactions_path}: no usable interactions (see the counts above)")
     out_dir = Path(out_dir)
     results: dict[str, Any] = {}
-    with atomic_dir(out_dir) as tmp:
+    inputs = [interactions_path, *([emb] if emb else []), *([recs] if recs else [])]
+    with transaction(out_dir, kind="evaluation", inputs=inputs) as txn:
+        tmp = txn.path
+        data = load_interactions(interactions_path, catalogue=items, min_weight=cfg.train.min_weight, strict=strict,
+                                 warn=progress)
+        for line in data.report.lines(str(interactions_path)):
+            progress(line)
+        if len(data) == 0:
+            raise InputError(f"{interactions_path}: no usable interactions (see the counts above)")
         for p in protocols:
             results[p] = run_protocol(data, p, models, cfg, content=content, ks=ks, out_dir=tmp, recs=recs, progress=progress)
         payload = {"k": ks, "protocols": results, "interactions": data.report.to_dict()}

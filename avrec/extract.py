@@ -16,6 +16,7 @@ finishes the rest. A file that cannot be decoded, or that runs past
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -29,7 +30,7 @@ import numpy as np
 
 from .artifacts import Manifest, fingerprint, lib_versions, read_jsonl, write_jsonl, write_manifest
 from .config import Config, ExtractConfig
-from .errors import ConfigError, InputError, TooManyFailures
+from .errors import AvrecError, InputError, TooManyFailures
 from .features.store import ITEM_FIELDS, KIND, ItemFeatures, clean_partial, complete_shards, shard_name, write_shard
 
 # bump when the per-item computation changes meaning, so old shards are not reused
@@ -187,11 +188,13 @@ def extract_shard(tasks: list[Task], ecfg: ExtractConfig) -> list[ItemFeatures]:
 
 
 # ---------------------------------------------------------------------------------------
-# the stage
+# the stage: plan (what to do), run (the engine writes shards), write (merge and manifest),
+# all inside one transaction on the output (artifacts.transaction, resumable staging)
 
 # imported once by the local pool's fork server, so a new worker starts warm
 _PRELOAD = ("avrec.extract", "av", "cv2", "soundfile", "soxr", "avrec.features.audio", "avrec.features.visual",
             "avrec.media.video", "avrec.media.audio")
+_STAGING_INFO = ".staging.json"  # in the staging directory: the settings its shards were made with
 
 
 def _signature(ecfg: ExtractConfig) -> dict[str, Any]:
@@ -220,28 +223,28 @@ def _same(old: dict[str, Any] | None, new: dict[str, Any], content_hash: bool) -
     return all(old.get(k) == new.get(k) for k in ("path", "size", "mtime"))
 
 
-def _prior_rows(out: Path) -> dict[str, dict[str, Any]]:
-    """item_id -> its latest row in a complete shard (later shards supersede earlier ones)."""
+def _shard_rows(root: Path, only: set[int] | None = None) -> dict[str, dict[str, Any]]:
+    """item_id -> its row in the complete shards of ``root`` (later shards supersede earlier)."""
     rows: dict[str, dict[str, Any]] = {}
-    for idx in complete_shards(out):
+    for idx in complete_shards(root):
+        if only is not None and idx not in only:
+            continue
         try:
-            for r in read_jsonl(out / "shards" / shard_name(idx) / "items.jsonl"):
+            for r in read_jsonl(root / "shards" / shard_name(idx) / "items.jsonl"):
                 rows[r["item_id"]] = r
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, AvrecError):
             continue  # unreadable shard: its items are simply done again
     return rows
 
 
-def _existing_signature(out: Path) -> dict[str, Any] | None:
+def _read_json(path: Path) -> dict[str, Any] | None:
     import json
 
     try:
-        data = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if data.get("artifact") != KIND:
-        return None
-    return (data.get("extra") or {}).get("extract_signature")
+    return data if isinstance(data, dict) else None
 
 
 def _merge_text(row: dict[str, Any], table_row: dict[str, Any] | None, path: str | None,
@@ -250,7 +253,7 @@ def _merge_text(row: dict[str, Any], table_row: dict[str, Any] | None, path: str
     from .media.sidecars import read_sidecars
 
     row = {**row, "title": "", "description": "", "tags": [], "text": ""}
-    if path:
+    if path and row["status"] != "skipped":
         fields, _ = read_sidecars(path, listing)
         row.update({k: v for k, v in fields.items() if v})
     if table_row:
@@ -266,119 +269,147 @@ def _merge_text(row: dict[str, Any], table_row: dict[str, Any] | None, path: str
     return row
 
 
-def extract(
-    inputs: Iterable[str | Path],
-    out_dir: str | Path,
-    cfg: Config,
-    *,
-    metadata: str | Path | None = None,
-    progress: Progress | None = None,
-    stdin: TextIO | None = None,
-    log: Any = None,
-) -> Manifest:
-    """Run the extract stage; returns the manifest written to ``out_dir``.
+@dataclass
+class Plan:
+    """What one extract run does: the items, which of them to decode, and where rows come from."""
 
-    inputs: media folders, media files, or ``-`` (newline-separated paths on ``stdin``).
-    metadata: a CSV/JSONL table (item_id, title, description, tags[, path]); overrides
-    ``cfg.extract.metadata``. Table rows without media become text-only items.
-    Raises InputError when there is nothing to extract. Failed items are rows; compare
-    ``manifest.counts["failed"]`` with a limit via :func:`check_failures`.
-    """
-    from .engines import EngineFailure, run
+    final: Path  # the artifact being replaced
+    staging: Path  # where this run's shards and the next artifact are built
+    inputs: list[str]
+    media: list[Any]  # MediaFile
+    table: Any  # MetadataTable | None
+    meta_path: str | Path | None
+    sig: dict[str, Any]
+    prints: dict[str, dict[str, Any]]  # item_id -> fingerprint
+    prior: dict[str, dict[str, Any]]  # item_id -> a reusable media row (from final or staging)
+    tasks: list[Task]
+    skipped: dict[str, str]  # item_id -> why it is not read (outside its folder)
+    reused: int
+    next_shard: int
+    workers: int
+    reusable_final: bool  # final's shards were made with the same settings
+
+
+def plan_extract(inputs: list[str], final: Path, staging: Path, cfg: Config, *, metadata: str | Path | None,
+                 stdin: TextIO | None, strict: bool, follow_outside: bool, say: Any) -> Plan:
+    """Find the media, join the table, and decide what must be decoded (nothing is written
+    but the staging directory's settings note)."""
     from .engines.local import cpu_count
-    from .features.audio import audio_feature_names
-    from .features.visual import video_feature_names
-    from .media.discover import MediaFile, discover, media_kind
+    from .media.discover import MediaFile, discover, inside, media_kind
     from .media.metadata import load_metadata
 
-    say = log or (lambda msg: None)
     ecfg = cfg.extract
-    if ecfg.decoder not in ("pyav", "opencv"):
-        raise ConfigError(f"extract.decoder must be pyav or opencv; got {ecfg.decoder!r}")
-    out = Path(out_dir)
-    inputs = [str(i) for i in inputs]
-    if inputs and cfg.distributed.engine == "local":
-        from .engines.local import prestart
-
-        prestart(_PRELOAD)  # the workers' imports run while the folder is listed and fingerprinted
-    # the manifest's library versions (~40 ms of package metadata) are read while workers run
-    libs_pool = ThreadPoolExecutor(max_workers=1)
-    libs_job = libs_pool.submit(lib_versions)
-    libs_pool.shutdown(wait=False)
-    media = discover(inputs, recursive=ecfg.recursive, stdin=stdin) if inputs else []
+    media = discover(inputs, recursive=ecfg.recursive, stdin=stdin, follow_outside=follow_outside) if inputs else []
     meta_path = metadata or ecfg.metadata or None
-    table = load_metadata(meta_path) if meta_path else None
+    table = load_metadata(meta_path, strict=strict, warn=say) if meta_path else None
     if not media and table is None:
         raise InputError("nothing to extract: pass a media folder or files, '-' for a list on stdin, or --metadata FILE")
 
     # the table may name media by path (relative to the table) or claim a file's item_id
     if table is not None:
-        known = {m.path for m in media}
-        remapped = []
-        for m in media:
-            hit = table.lookup(m.item_id, m.path)
-            remapped.append(MediaFile(hit[0], m.path, m.kind) if hit else m)
-        media = remapped
+        media = [MediaFile(hit[0], m.path, m.kind, m.outside) if (hit := table.lookup(m.item_id, m.path)) else m
+                 for m in media]
+    skipped = {m.item_id: f"its real path lies outside {m.outside}; pass --follow-outside to read it"
+               for m in media if m.outside}
+    if table is not None:
+        known = {os.path.realpath(m.path) for m in media}
+        roots = [os.path.realpath(table.path.parent)] + [os.path.realpath(i) for i in inputs if i != "-"]
         for iid in table.order:
             p = table.rows[iid].get("path")
-            if p and p not in known and (os.path.exists(p) or os.path.islink(p)):
-                media.append(MediaFile(iid, p, media_kind(p)))
-                known.add(p)
+            if not p or os.path.realpath(p) in known or not (os.path.exists(p) or os.path.islink(p)):
+                continue
+            media.append(MediaFile(iid, p, media_kind(p)))
+            known.add(os.path.realpath(p))
+            # a relative path must stay below the table's folder (or an input): `../../x` is
+            # refused; an absolute path is named as explicitly as a file on the command line
+            if not follow_outside and table.rows[iid].get("relative") \
+                    and not any(inside(os.path.realpath(p), r) for r in roots):
+                skipped[iid] = (f"the table's relative path leads outside its folder ({p}); "
+                                "pass --follow-outside to read it")
     ids = [m.item_id for m in media]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})[0]
         raise InputError(f"two media files map to item_id '{dup}'; give them distinct ids in the metadata table")
 
-    out.mkdir(parents=True, exist_ok=True)
-    clean_partial(out)
     sig = _signature(ecfg)
-    old_sig = _existing_signature(out)
-    if old_sig is not None and old_sig != sig and (out / "shards").exists():
-        changed = sorted(k for k in sig if old_sig.get(k) != sig.get(k))
-        say(f"extract settings changed ({', '.join(changed)}): extracting every item again")
-        shutil.rmtree(out / "shards")
-    prior = _prior_rows(out)
+    # the staging directory resumes a killed run, if that run used the same settings
+    info = _read_json(staging / _STAGING_INFO)
+    if info is None or info.get("signature") != sig:
+        if (staging / "shards").exists():
+            say("extract: dropping an interrupted run's shards made with other settings")
+        shutil.rmtree(staging / "shards", ignore_errors=True)
+        for f in staging.iterdir():
+            shutil.rmtree(f, ignore_errors=True) if f.is_dir() else f.unlink()
+        from .artifacts import write_json
 
-    prints = {m.item_id: _fingerprint(m.path, ecfg.hash) for m in media}
-    todo = [m for m in media if not _same((prior.get(m.item_id) or {}).get("fingerprint"), prints[m.item_id], ecfg.hash)]
-    reused = len(media) - len(todo)
+        write_json(staging / _STAGING_INFO, {"signature": sig})
+    clean_partial(staging)
+    old = _read_json(final / "manifest.json") or {}
+    old_sig = (old.get("extra") or {}).get("extract_signature") if old.get("artifact") == KIND else None
+    reusable_final = old_sig == sig
+    if old_sig is not None and not reusable_final:
+        changed = sorted(k for k in sig if old_sig.get(k) != sig.get(k))
+        say(f"extract settings changed ({', '.join(changed)}): extracting every item again "
+            f"(the current artifact stays as it is until the new one is complete)")
+    prior = _shard_rows(final) if reusable_final else {}
+    prior.update(_shard_rows(staging))
+
+    prints = {m.item_id: _fingerprint(m.path, ecfg.hash) for m in media if m.item_id not in skipped}
+    todo = [m for m in media if m.item_id not in skipped
+            and not _same((prior.get(m.item_id) or {}).get("fingerprint"), prints[m.item_id], ecfg.hash)]
     workers = max(1, ecfg.workers)
     threads = max(1, cpu_count() // workers) if workers > 1 else 0
-    tasks = [Task(m.item_id, m.path, threads) for m in todo]
-    say(f"extract: {len(media)} media file(s), {reused} unchanged, {len(tasks)} to process"
-        + (f", {len(table.rows)} table row(s)" if table else "") + f" -> {out}")
+    used = (complete_shards(final) if reusable_final else []) + complete_shards(staging)
+    return Plan(
+        final=final, staging=staging, inputs=inputs, media=media, table=table, meta_path=meta_path, sig=sig,
+        prints=prints, prior=prior, tasks=[Task(m.item_id, m.path, threads) for m in todo], skipped=skipped,
+        reused=len(media) - len(todo) - len(skipped), next_shard=max(used) + 1 if used else 0, workers=workers,
+        reusable_final=reusable_final,
+    )
 
-    next_shard = (max(complete_shards(out)) + 1) if complete_shards(out) else 0
+
+def run_extract(plan: Plan, cfg: Config, *, progress: Progress | None) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Decode ``plan.tasks`` through the engine into shards in the staging directory.
+
+    Returns ({item_id: new media row with its shard and row}, run stats). Interrupted, the
+    shards already written stay in the staging directory for the next run.
+    """
+    from .engines import EngineFailure, run
+    from .features.audio import audio_feature_names
+    from .features.visual import video_feature_names
+
+    ecfg = cfg.extract
+    tasks = plan.tasks
+    next_shard = plan.next_shard
     new_rows: dict[str, dict[str, Any]] = {}
     buffer: list[ItemFeatures] = []
     stats = {"processed": 0, "media_seconds": 0.0, "wall_seconds": 0.0}
     t_start = time.monotonic()
+    audio_dim, video_dim = len(audio_feature_names(n_mels=ecfg.n_mels)), len(video_feature_names())
 
     def flush() -> None:
         nonlocal next_shard, buffer
         if not buffer:
             return
-        write_shard(out, next_shard, buffer, audio_dim=len(audio_names), video_dim=len(video_names),
+        write_shard(plan.staging, next_shard, buffer, audio_dim=audio_dim, video_dim=video_dim,
                     thumb_size=ecfg.thumb_size, stats={"wall_seconds": round(time.monotonic() - t_start, 3)})
         for r, it in enumerate(buffer):
             new_rows[it.row["item_id"]] = {**it.row, "shard": next_shard, "row": r}
         next_shard += 1
         buffer = []
 
-    audio_names = audio_feature_names(n_mels=ecfg.n_mels)
-    video_names = video_feature_names()
     if progress is not None:
-        progress.start(len(tasks), reused)
+        progress.start(len(tasks), plan.reused)
     buffered_bytes = 0
     try:
-        results = run(cfg.distributed.engine, extract_shard, tasks, ecfg, workers=workers,
+        results = run(cfg.distributed.engine, extract_shard, tasks, ecfg, workers=plan.workers,
                       timeout=ecfg.item_timeout, address=cfg.distributed.address, preload=_PRELOAD)
         with closing(results):  # stops the workers however the loop ends
             for index, res in results:
                 task = tasks[index]
                 if isinstance(res, EngineFailure):
                     res = failed_item(task.item_id, task.path, res.error)
-                res.row["fingerprint"] = prints[task.item_id]
+                res.row["fingerprint"] = plan.prints[task.item_id]
                 buffer.append(res)
                 buffered_bytes += sum(x.nbytes for x in (res.frames, res.audio) if x is not None)
                 stats["processed"] += 1
@@ -396,13 +427,21 @@ def extract(
             progress.close()
     flush()
     stats["wall_seconds"] = round(time.monotonic() - t_start, 3)
+    return new_rows, stats
 
-    # merge: every media item (new or reused row) + text-only table rows, sorted by item_id
+
+def merge_rows(plan: Plan, new_rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every item's row: media (new, reused or skipped) and text-only table rows, by item_id."""
     rows: list[dict[str, Any]] = []
     media_ids = set()
     listing: dict[str, Any] = {}  # each folder listed once for sidecars
-    for m in media:
-        r = new_rows.get(m.item_id) or prior[m.item_id]
+    table = plan.table
+    for m in plan.media:
+        if m.item_id in plan.skipped:
+            r = _base_row(m.item_id, m.path)
+            r.update(status="skipped", error=plan.skipped[m.item_id])
+        else:
+            r = new_rows.get(m.item_id) or plan.prior[m.item_id]
         trow = table.rows.get(m.item_id) if table is not None else None
         rows.append(_merge_text(r, trow, m.path, listing))
         media_ids.add(m.item_id)
@@ -419,9 +458,38 @@ def extract(
                 r.update(status="skipped", error="no media and no text in the metadata row")
             rows.append(r)
     rows.sort(key=lambda r: r["item_id"])
-    write_jsonl(out / "items.jsonl", ({k: r.get(k) for k in ITEM_FIELDS} for r in rows))
-    _drop_unused_shards(out, rows)
+    return [{k: r.get(k) for k in ITEM_FIELDS} for r in rows]
 
+
+def _link_shard(src: Path, dst: Path) -> None:
+    """Put a finished shard of the current artifact into the next one: hard links (no copy;
+    the files never change), or a copy where the filesystem has no hard links."""
+    tmp = dst.parent / f".{dst.name}.tmp-link"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for f in src.iterdir():
+        try:
+            os.link(f, tmp / f.name)
+        except OSError:
+            shutil.copy2(f, tmp / f.name)
+    os.replace(tmp, dst)
+
+
+def write_extract(plan: Plan, rows: list[dict[str, Any]], stats: dict[str, Any], cfg: Config,
+                  libs: dict[str, str]) -> Manifest:
+    """Complete the staging directory as the next artifact: the shards its rows use (this
+    run's, and the current artifact's linked in), items.jsonl, then the manifest."""
+    from .features.audio import audio_feature_names
+    from .features.visual import video_feature_names
+
+    ecfg = cfg.extract
+    used = {r["shard"] for r in rows if r.get("shard") is not None}
+    staged = set(complete_shards(plan.staging))
+    for idx in sorted(used - staged):
+        _link_shard(plan.final / "shards" / shard_name(idx), plan.staging / "shards" / shard_name(idx))
+    for idx in staged - used:  # every item in them was re-extracted or removed
+        shutil.rmtree(plan.staging / "shards" / shard_name(idx), ignore_errors=True)
+    write_jsonl(plan.staging / "items.jsonl", rows)
     counts = {
         "items": len(rows),
         "ok": sum(r["status"] == "ok" for r in rows),
@@ -432,49 +500,120 @@ def extract(
         "text": sum("text" in r["modalities"] for r in rows),
         "text_only": sum(r["modalities"] == ["text"] for r in rows),
         "processed": stats["processed"],
-        "reused": reused,
-        "shards": len(complete_shards(out)),
+        "reused": plan.reused,
+        "shards": len(used),
     }
-    inputs_info: dict[str, Any] = {"paths": [os.path.abspath(i) if i != "-" else "-" for i in inputs]}
-    if meta_path:
-        inputs_info["metadata"] = fingerprint(meta_path)
+    inputs_info: dict[str, Any] = {"paths": [os.path.abspath(i) if i != "-" else "-" for i in plan.inputs]}
+    if plan.meta_path:
+        inputs_info["metadata"] = fingerprint(plan.meta_path)
     manifest = Manifest(
         artifact=KIND,
         config=cfg.to_dict(),
         inputs=inputs_info,
         counts=counts,
-        libs=libs_job.result(),
+        libs=libs,
         extra={
-            "audio_feature_names": audio_names,
-            "video_feature_names": video_names,
+            "audio_feature_names": audio_feature_names(n_mels=ecfg.n_mels),
+            "video_feature_names": video_feature_names(),
             "thumb_size": ecfg.thumb_size,
             "thumb_mode": "centre-crop",
             "audio_sr": ecfg.audio_sr,
             "audio_max_seconds": ecfg.audio_max_seconds,
-            "extract_signature": sig,
+            "extract_signature": plan.sig,
             "run": {**stats, "media_seconds": round(stats["media_seconds"], 3),
                     "realtime_factor": round(stats["media_seconds"] / stats["wall_seconds"], 2)
                     if stats["wall_seconds"] > 0 else None,
-                    "workers": workers, "engine": cfg.distributed.engine},
+                    "workers": plan.workers, "engine": cfg.distributed.engine},
         },
     )
-    write_manifest(out, manifest)
+    with contextlib.suppress(OSError):
+        os.unlink(plan.staging / _STAGING_INFO)
+    write_manifest(plan.staging, manifest)
     return manifest
 
 
-def _drop_unused_shards(out: Path, rows: list[dict[str, Any]]) -> None:
-    """Delete shards no current row points at (every item in them was re-extracted or removed)."""
-    used = {r["shard"] for r in rows if r.get("shard") is not None}
-    for idx in complete_shards(out):
-        if idx not in used:
-            shutil.rmtree(out / "shards" / shard_name(idx), ignore_errors=True)
+def extract(
+    inputs: Iterable[str | Path],
+    out_dir: str | Path,
+    cfg: Config,
+    *,
+    metadata: str | Path | None = None,
+    progress: Progress | None = None,
+    stdin: TextIO | None = None,
+    log: Any = None,
+    strict: bool = False,
+    follow_outside: bool = False,
+) -> Manifest:
+    """Run the extract stage; returns the manifest written to ``out_dir``.
+
+    inputs: media folders, media files, or ``-`` (newline-separated paths on ``stdin``).
+    metadata: a CSV/JSONL table (item_id, title, description, tags[, path]); overrides
+    ``cfg.extract.metadata``. Table rows without media become text-only items.
+    strict: unknown table columns are errors. follow_outside: read files whose real path
+    lies outside the folder (or table folder) that named them.
+    Raises InputError when there is nothing to extract. Failed items are rows; compare
+    ``manifest.counts`` with the limits via :func:`check_failures`.
+    """
+    from .artifacts import transaction
+
+    say = log or (lambda msg: None)
+    out = Path(out_dir)
+    inputs = [str(i) for i in inputs]
+    if any(not i.strip() for i in inputs):
+        raise InputError("an input path is an empty string; pass a media folder, media files, or '-'")
+    meta = metadata or cfg.extract.metadata or None
+    if inputs and cfg.distributed.engine == "local":
+        from .engines.local import prestart
+
+        prestart(_PRELOAD)  # the workers' imports run while the folder is listed and fingerprinted
+    # the manifest's library versions (~40 ms of package metadata) are read while workers run
+    libs_pool = ThreadPoolExecutor(max_workers=1)
+    libs_job = libs_pool.submit(lib_versions)
+    libs_pool.shutdown(wait=False)
+    sources = [i for i in inputs if i != "-"] + ([str(meta)] if meta else [])
+    with transaction(out, kind=KIND, sources=sources, resume=True) as txn:
+        plan = plan_extract(inputs, txn.final, txn.path, cfg, metadata=meta, stdin=stdin, strict=strict,
+                            follow_outside=follow_outside, say=say)
+        say(f"extract: {len(plan.media)} media file(s), {plan.reused} unchanged, {len(plan.tasks)} to process"
+            + (f", {len(plan.skipped)} outside their folder (skipped)" if plan.skipped else "")
+            + (f", {len(plan.table.rows)} table row(s)" if plan.table else "") + f" -> {out}")
+        new_rows, stats = run_extract(plan, cfg, progress=progress)
+        rows = merge_rows(plan, new_rows)
+        current = _read_json(txn.final / "manifest.json")
+        if not plan.tasks and plan.reusable_final and current is not None and _same_rows(txn.final, rows):
+            txn.skip()  # nothing changed: the artifact stays as it is, byte for byte
+            say("extract: nothing changed; the artifact is left as it was")
+            manifest = _as_manifest(current)
+            manifest.counts = {**manifest.counts, "processed": 0, "reused": plan.reused}  # this run's, not on disk
+            return manifest
+        manifest = write_extract(plan, rows, stats, cfg, libs_job.result())
+    return manifest
+
+
+def _same_rows(final: Path, rows: list[dict[str, Any]]) -> bool:
+    try:
+        return read_jsonl(final / "items.jsonl") == rows
+    except AvrecError:
+        return False
+
+
+def _as_manifest(data: dict[str, Any]) -> Manifest:
+    keys = ("artifact", "schema_version", "avrec_version", "created", "config", "inputs", "models", "counts", "libs",
+            "extra", "files", "build_id")
+    return Manifest(**{k: data[k] for k in keys if k in data})
 
 
 def check_failures(manifest: Manifest, max_failed: int) -> None:
-    """Raise TooManyFailures (exit 3) when more than ``max_failed`` items failed (-1: never)."""
-    failed = int(manifest.counts.get("failed", 0))
+    """Raise TooManyFailures (exit 3) when no item succeeded, or when more than
+    ``max_failed`` items failed (-1: no limit on failures)."""
+    c = manifest.counts
+    failed, ok = int(c.get("failed", 0)), int(c.get("ok", 0))
+    if ok == 0:
+        raise TooManyFailures(f"no item succeeded ({failed} failed, {c.get('skipped', 0)} skipped); see 'error' in "
+                              "items.jsonl")
     if max_failed >= 0 and failed > max_failed:
         raise TooManyFailures(f"{failed} item(s) failed, more than --max-failed {max_failed}; see 'error' in items.jsonl")
 
 
-__all__ = ["extract", "extract_item", "extract_shard", "check_failures", "failed_item", "Task", "Progress"]
+__all__ = ["extract", "extract_item", "extract_shard", "check_failures", "failed_item", "Task", "Progress",
+           "plan_extract", "run_extract", "merge_rows", "write_extract"]

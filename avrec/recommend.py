@@ -12,6 +12,7 @@ where the request key is ``user`` (``--user``, ``--all-users``, ``--history`` wi
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -104,6 +105,8 @@ def read_id_lines(lines: Iterable[str]) -> list[tuple[str, float]]:
                 if i == 1:  # a header row such as "item_id,weight"
                     continue
                 raise InputError(f"line {i}: weight {parts[1]!r} is not a number (write item_id,weight)") from None
+            if not math.isfinite(w) or w < 0:
+                raise InputError(f"line {i}: weight {parts[1].strip()!r} must be a finite number >= 0")
         if item:
             out.append((item, w))
     return out
@@ -432,6 +435,22 @@ class Recommender:
         return out
 
     # batch ----------------------------------------------------------------------------------
+    def pin(self) -> None:
+        """Open every file a batch over all users reads, so a later swap of the index
+        cannot mix versions (memory maps keep a replaced file's pages)."""
+        idx = self.index
+        for a in (idx.item_vectors, idx.user_vectors, idx.seen_indptr, idx.seen_indices, idx.popularity):
+            len(a)
+        for m in (idx.items, idx.users):
+            len(m.ids), len(m.sorted), len(m.order)
+        len(idx.titles)
+        if self.opts.filters or self.opts.candidates is not None:
+            self.allowed  # noqa: B018 - evaluated for its side effect: opens the filter columns
+        if self.opts.diversity > 0:
+            len(self.sim_vectors)
+        if not idx.exact_batch or self.opts.explain:
+            idx.annoy() if not idx.exact else None
+
     def all_users(self, *, chunk_cells: int = 1 << 23) -> Iterator[list[dict[str, Any]]]:
         """Every user's recommendations, one list per user, in users.txt order.
 

@@ -50,20 +50,32 @@ def tune_hybrid(seen, content, cfg, *, device: str, progress: Callable[[str], No
 
 def train(
     embeddings_dir: str | Path, interactions_path: str | Path, out_dir: str | Path, cfg, *,
-    tune: bool = False, progress: Callable[[str], None] | None = None,
+    tune: bool = False, strict: bool = False, progress: Callable[[str], None] | None = None,
 ) -> Path:
-    """Fit ``cfg.train.model`` and write the model artifact to ``out_dir``; returns its path."""
-    from .artifacts import Manifest, atomic_dir, fingerprint, save_npy, write_jsonl, write_manifest
-    from .data.embeddings import load_embeddings
+    """Fit ``cfg.train.model`` and write the model artifact to ``out_dir``; returns its path.
+
+    strict: unknown columns in the interactions table are errors, not warnings.
+    """
+    from .artifacts import transaction
+
+    with transaction(out_dir, kind="model", inputs=[embeddings_dir, interactions_path]) as txn:
+        _train(Path(embeddings_dir), interactions_path, txn.path, cfg, tune=tune, strict=strict,
+               progress=progress or (lambda _m: None))
+    return Path(out_dir)
+
+
+def _train(emb: Path, interactions_path: str | Path, tmp: Path, cfg, *, tune: bool, strict: bool,
+           progress: Callable[[str], None]) -> None:
+    from .artifacts import Manifest, fingerprint, save_npy, write_jsonl, write_manifest
     from .config import resolve_device
+    from .data.embeddings import load_embeddings
     from .data.interactions import load_interactions
     from .models.registry import build_model
 
-    progress = progress or (lambda _m: None)
-    emb = Path(embeddings_dir)
     rows, content = load_embeddings(emb)
     ids = [str(r["item_id"]) for r in rows]
-    data = load_interactions(interactions_path, catalogue=ids, min_weight=cfg.train.min_weight)
+    data = load_interactions(interactions_path, catalogue=ids, min_weight=cfg.train.min_weight, strict=strict,
+                             warn=progress)
     for line in data.report.lines(str(interactions_path)):
         progress(line)
     if len(data) == 0:
@@ -85,30 +97,27 @@ def train(
     fit_s = time.perf_counter() - t0
     progress(f"{name}: trained on {len(data)} interactions of {data.n_users} users in {fit_s:.1f}s")
     cold = int((model.popularity == 0).sum())
-    out = Path(out_dir)
-    with atomic_dir(out) as tmp:
-        write_jsonl(tmp / "items.jsonl", rows)
-        data.users.save(tmp / "users.txt")
-        save_npy(tmp / "seen_indptr.npy", seen.indptr.astype(np.int64))
-        save_npy(tmp / "seen_indices.npy", seen.indices.astype(np.int32))
-        save_npy(tmp / "popularity.npy", model.popularity.astype(np.float32))
-        if model.factor_model:
-            for key, arr in model.factors().items():
-                save_npy(tmp / f"{key}.npy", np.asarray(arr, np.float32))
-        projections = model.projections()
-        for key, arr in projections.items():  # what ``avrec index --add`` maps new items' content with
+    write_jsonl(tmp / "items.jsonl", rows)
+    data.users.save(tmp / "users.txt")
+    save_npy(tmp / "seen_indptr.npy", seen.indptr.astype(np.int64))
+    save_npy(tmp / "seen_indices.npy", seen.indices.astype(np.int32))
+    save_npy(tmp / "popularity.npy", model.popularity.astype(np.float32))
+    if model.factor_model:
+        for key, arr in model.factors().items():
             save_npy(tmp / f"{key}.npy", np.asarray(arr, np.float32))
-        model.save(tmp / "weights.npz")
-        train_section = asdict(cfg.train)
-        params = {**(train_section.get(name) or {}), **overrides} if isinstance(train_section.get(name), dict) else {}
-        write_manifest(tmp, Manifest(
-            artifact="model",
-            config=cfg.to_dict(),
-            inputs={"embeddings": str(emb.resolve()), "interactions": fingerprint(interactions_path)},
-            models={"name": name, "params": params, "factor_model": model.factor_model,
-                    "projections": sorted(projections)},
-            counts={"users": data.n_users, "items": data.n_items, "interactions": len(data), "cold_items": cold},
-            extra={"load_report": data.report.to_dict(), "fit_seconds": round(fit_s, 3), "info": model.info,
-                   **({"tuned": overrides} if overrides else {})},
-        ))
-    return out
+    projections = model.projections()
+    for key, arr in projections.items():  # what ``avrec index --add`` maps new items' content with
+        save_npy(tmp / f"{key}.npy", np.asarray(arr, np.float32))
+    model.save(tmp / "weights.npz")
+    train_section = asdict(cfg.train)
+    params = {**(train_section.get(name) or {}), **overrides} if isinstance(train_section.get(name), dict) else {}
+    write_manifest(tmp, Manifest(
+        artifact="model",
+        config=cfg.to_dict(),
+        inputs={"embeddings": str(emb.resolve()), "interactions": fingerprint(interactions_path)},
+        models={"name": name, "params": params, "factor_model": model.factor_model,
+                "projections": sorted(projections)},
+        counts={"users": data.n_users, "items": data.n_items, "interactions": len(data), "cold_items": cold},
+        extra={"load_report": data.report.to_dict(), "fit_seconds": round(fit_s, 3), "info": model.info,
+               **({"tuned": overrides} if overrides else {})},
+    ))

@@ -32,14 +32,16 @@ def test_atomic_dir_keeps_old_artifact_on_failure(tmp_path):
     final = tmp_path / "model"
     with atomic_dir(final) as d:
         (d / "a.txt").write_text("old")
+        write_manifest(d, Manifest(artifact="model"))
     with pytest.raises(RuntimeError):
         with atomic_dir(final) as d:
             (d / "a.txt").write_text("half")
             raise RuntimeError("killed")
     assert (final / "a.txt").read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temp leftovers
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temp or lock leftovers
     with atomic_dir(final) as d:
         (d / "a.txt").write_text("new")
+        write_manifest(d, Manifest(artifact="model"))
     assert (final / "a.txt").read_text() == "new"
 
 
@@ -67,6 +69,16 @@ def test_resolve_input_order(tmp_path, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     with pytest.raises(InputError, match="nothing arrived on stdin"):
         resolve_input("-", stage="embed", work=work)
+    # a real pipe or file that is empty means the upstream failed: an error, not the workspace
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with open(empty) as f:
+        monkeypatch.setattr("sys.stdin", f)
+        with pytest.raises(InputError, match="most likely failed"):
+            resolve_input(None, stage="embed", work=work)
+    with open("/dev/null") as f:  # a CI step with no stdin: the workspace
+        monkeypatch.setattr("sys.stdin", f)
+        assert resolve_input(None, stage="embed", work=work) == work / "features"
     assert str(resolve_input("given", stage="embed", work=work)) == "given"
 
 

@@ -155,15 +155,18 @@ def test_interrupted_run_resumes_and_leaves_no_half_shard(folder, tmp_path):
         def close(self):
             pass
 
-    (out / "shards").mkdir(parents=True)
-    (out / "shards" / ".00007.tmp-left-by-a-kill").mkdir()  # what SIGKILL mid-write leaves
+    staging = tmp_path / ".features.partial"
+    (staging / "shards" / ".00007.tmp-left-by-a-kill").mkdir(parents=True)  # what SIGKILL mid-write leaves
     with pytest.raises(KeyboardInterrupt):
         extract([src], out, cfg, progress=StopAfterTwo())
-    shards = sorted(p.name for p in (out / "shards").iterdir())
-    assert all((out / "shards" / s / "stats.json").exists() for s in shards)  # only complete shards
-    assert len(shards) == 2 and not (out / "items.jsonl").exists()
+    # nothing is published until the run completes; the finished shards wait in the staging folder
+    assert not out.exists()
+    shards = sorted(p.name for p in (staging / "shards").iterdir())
+    assert all((staging / "shards" / s / "stats.json").exists() for s in shards)  # only complete shards
+    assert len(shards) == 2
     resumed = extract([src], out, cfg)
     assert resumed.counts["processed"] == 2 and resumed.counts["reused"] == 2 and resumed.counts["ok"] == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features", "m"]  # no staging, lock or temp left
 
 
 def test_content_hash_ignores_a_touch(folder, tmp_path):

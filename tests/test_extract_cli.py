@@ -127,8 +127,9 @@ def test_killed_run_leaves_only_whole_shards_and_the_next_run_finishes(media, tm
     args = [sys.executable, "-m", "avrec", "extract", str(src), "-o", str(out), "--set", "extract.shard_size=1", *FAST]
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
+    staged = tmp_path / ".features.partial" / "shards"
     while proc.poll() is None and time.monotonic() < deadline:  # kill once the first shard is in place
-        if (out / "shards").exists() and any((p / "stats.json").exists() for p in (out / "shards").iterdir()):
+        if staged.exists() and any((p / "stats.json").exists() for p in staged.iterdir()):
             proc.send_signal(getattr(signal, sig))
             break
         time.sleep(0.05)
@@ -136,13 +137,16 @@ def test_killed_run_leaves_only_whole_shards_and_the_next_run_finishes(media, tm
     assert proc.returncode in (0, 130, -signal.SIGKILL)  # 0: it finished before the signal landed
     if proc.returncode == 130:
         assert err.rstrip().endswith("interrupted")
-    for p in (out / "shards").iterdir():
-        assert p.name.startswith(".") or (p / "stats.json").exists()  # complete, or a temp dir the next run drops
+    if proc.returncode != 0:
+        assert not out.exists()  # nothing half-made is published
+        for p in staged.iterdir():
+            assert p.name.startswith(".") or (p / "stats.json").exists()  # complete, or a temp dir the next run drops
     res = invoke(str(src), "-o", str(out), "--set", "extract.shard_size=1", "-q", *FAST)
     assert res.exit_code == 0
     rows = read_jsonl(out / "items.jsonl")
     assert [r["status"] for r in rows] == ["ok"] * 6
     assert not [p for p in (out / "shards").iterdir() if p.name.startswith(".")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features", "m"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"]["processed"] + manifest["counts"]["reused"] == 6
     if proc.returncode != 0:

@@ -1,4 +1,9 @@
-"""Options shared by every command, error handling and stderr logging.
+"""Options shared by every command, declared once; error handling and stderr logging.
+
+``@command("train", help=HELP, output=True)`` registers a function with the common options
+(``--config``, ``--set``, ``--device``, ``--workdir``, ``--quiet``, ``--debug``, and where
+asked ``-o``, ``--engine``/``--address``, ``--strict``) added to its signature; the function
+receives them as one :class:`Common` and runs inside :func:`handle_errors`.
 
 Kept light: nothing heavy is imported here, so ``avrec recommend`` starts fast.
 """
@@ -6,45 +11,45 @@ Kept light: nothing heavy is imported here, so ``avrec recommend`` starts fast.
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
+import inspect
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Any, Callable, Iterator, Optional
 
 import typer
 
 from ..errors import AvrecError
 
-ConfigOpt = Annotated[
-    Optional[str],
-    typer.Option("--config", "-c", help="YAML config file (or preset name: cpu, cuda).", show_default=False),
-]
-SetOpt = Annotated[
-    Optional[list[str]],
-    typer.Option("--set", help="Override one config key, e.g. --set train.model=ease (repeatable).", show_default=False),
-]
-DeviceOpt = Annotated[
-    Optional[str], typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps.", show_default=False)
-]
-WorkdirOpt = Annotated[
-    Optional[str],
-    typer.Option("--workdir", "-w", help="Workspace holding each stage's default artifact [avrec-work].", show_default=False),
-]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or logs on stderr.")]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
-EngineOpt = Annotated[
-    Optional[str],
-    typer.Option("--engine", help="local (processes on this machine) | ray [distributed.engine].", show_default=False),
-]
-AddressOpt = Annotated[
-    Optional[str],
-    typer.Option("--address", help="Ray cluster to join, e.g. ray://head:10001; none starts a local Ray "
-                 "[distributed.address].", show_default=False),
-]
-OutOpt = Annotated[
-    Optional[str], typer.Option("--output", "-o", help="Output artifact directory [workspace default].", show_default=False)
-]
+_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "config": (Annotated[Optional[str], typer.Option(
+        "--config", "-c", help="YAML config file (or preset name: cpu, cuda).", show_default=False)], None),
+    "sets": (Annotated[Optional[list[str]], typer.Option(
+        "--set", help="Override one config key, e.g. --set train.model=ease (repeatable).", show_default=False)], None),
+    "device": (Annotated[Optional[str], typer.Option(
+        "--device", help="auto | cpu | cuda | cuda:N | mps.", show_default=False)], None),
+    "workdir": (Annotated[Optional[str], typer.Option(
+        "--workdir", "-w", help="Workspace holding each stage's default artifact [avrec-work].", show_default=False)],
+        None),
+    "quiet": (Annotated[bool, typer.Option("--quiet", "-q", help="No progress or logs on stderr.")], False),
+    "debug": (Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")], False),
+}
+_GROUPS: dict[str, dict[str, tuple[Any, Any]]] = {
+    "output": {"output": (Annotated[Optional[str], typer.Option(
+        "--output", "-o", help="Output artifact directory [workspace default].", show_default=False)], None)},
+    "engine": {
+        "engine": (Annotated[Optional[str], typer.Option(
+            "--engine", help="local (processes on this machine) | ray [distributed.engine].", show_default=False)], None),
+        "address": (Annotated[Optional[str], typer.Option(
+            "--address", help="Ray cluster to join, e.g. ray://head:10001; none starts a local Ray "
+            "[distributed.address].", show_default=False)], None),
+    },
+    "strict": {"strict": (Annotated[bool, typer.Option(
+        "--strict", help="Unknown table columns are errors, not warnings.")], False)},
+}
 
 
 @dataclass
@@ -55,13 +60,22 @@ class Common:
     workdir: Optional[str] = None
     quiet: bool = False
     debug: bool = False
+    output: Optional[str] = None
+    engine: Optional[str] = None
+    address: Optional[str] = None
+    strict: bool = False
 
     def load(self):
+        """The resolved config: files, environment, --set, --device, --engine/--address."""
         from ..config import load_config
 
         cfg = load_config(self.config, self.sets or (), self.device)
         if self.workdir:
             cfg.runtime.workdir = self.workdir
+        if self.engine is not None:
+            cfg.distributed.engine = self.engine
+        if self.address is not None:
+            cfg.distributed.address = self.address
         return cfg
 
     def work(self, cfg) -> Path:
@@ -69,13 +83,44 @@ class Common:
 
         return workdir(cfg.runtime.workdir, self.workdir)
 
+    def out(self, cfg, kind: str) -> Path:
+        """-o, else the workspace's default directory of ``kind``."""
+        from ..artifacts import default_output
 
-def set_engine(cfg, engine: Optional[str], address: Optional[str]) -> None:
-    """--engine / --address onto ``cfg.distributed`` (validated with the rest of the config)."""
-    if engine is not None:
-        cfg.distributed.engine = engine
-    if address is not None:
-        cfg.distributed.address = address
+        return default_output(self.output, kind=kind, work=self.work(cfg))
+
+    @property
+    def log(self) -> "Log":
+        return Log(self.quiet)
+
+
+def command(name: str, *, help: Optional[str] = None, output: bool = False, engine: bool = False,
+            strict: bool = False, workdir: bool = True, **kw: Any) -> Callable:
+    """Register ``fn(common: Common, ...)`` as ``avrec NAME`` with the common options added."""
+    from . import app
+
+    groups = {k: v for g, on in (("output", output), ("engine", engine), ("strict", strict)) if on
+              for k, v in _GROUPS[g].items()}
+    options = {k: v for k, v in _OPTIONS.items() if workdir or k != "workdir"}
+    added = {**groups, **options}
+
+    def deco(fn: Callable) -> Callable:
+        sig = inspect.signature(fn, eval_str=True)
+        own = [p for p in sig.parameters.values() if p.name != "common"]
+        params = own + [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
+                        for k, (a, d) in added.items()]
+
+        @functools.wraps(fn)
+        def wrapper(**kwargs: Any) -> Any:
+            common = Common(**{k: kwargs.pop(k) for k in added})
+            with handle_errors(common.debug):
+                return fn(common=common, **kwargs)
+
+        wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return app.command(name, help=help or fn.__doc__, **kw)(wrapper)
+
+    return deco
 
 
 class Log:
@@ -89,9 +134,16 @@ class Log:
             print(msg, file=sys.stderr, flush=True)
 
 
+# OSErrors whose cause is a path the user gave: exit 2 with the path and the reason
+_USER_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.EEXIST,
+                errno.ENAMETOOLONG, errno.ELOOP, errno.EROFS}
+
+
 @contextlib.contextmanager
 def handle_errors(debug: bool = False) -> Iterator[None]:
-    """Turn AvrecError into one line on stderr and its exit code; anything else exits 1."""
+    """One line on stderr and an exit code that means one thing: 2 the user can fix it
+    (input, config, paths), 1 a runtime failure, 3 too many failed items, 130 interrupted."""
+    debug = debug or bool(os.environ.get("AVREC_DEBUG"))
     try:
         yield
     except typer.Exit:
@@ -109,10 +161,35 @@ def handle_errors(debug: bool = False) -> Iterator[None]:
         with contextlib.suppress(Exception):
             sys.stdout = open(os.devnull, "w")
         raise typer.Exit(0) from None
-    except Exception as e:  # noqa: BLE001 - last resort: one line, not a traceback
-        if debug or os.environ.get("AVREC_DEBUG"):
+    except OSError as e:
+        if debug:
             raise
-        print(f"error: {type(e).__name__}: {e} (re-run with --debug for the traceback)", file=sys.stderr)
+        where = f"{e.filename}: " if e.filename else ""
+        if e.errno in _USER_ERRNOS:
+            print(f"error: {where}{e.strerror or e}; check the path and its permissions", file=sys.stderr)
+            raise typer.Exit(2) from None
+        if e.errno == errno.ENOSPC:
+            print(f"error: {where}no space left on the device; free some space and run it again (the previous "
+                  "artifact is intact)", file=sys.stderr)
+            raise typer.Exit(1) from None
+        print(f"error: {where}{e.strerror or e} (re-run with --debug for the traceback)", file=sys.stderr)
+        raise typer.Exit(1) from None
+    except UnicodeDecodeError as e:
+        if debug:
+            raise
+        print(f"error: an input is not UTF-8 text (byte {e.start}); save it as UTF-8", file=sys.stderr)
+        raise typer.Exit(2) from None
+    except MemoryError:
+        if debug:
+            raise
+        print("error: out of memory; use a smaller batch or a machine with more memory", file=sys.stderr)
+        raise typer.Exit(1) from None
+    except Exception as e:  # noqa: BLE001 - last resort: one line, not a traceback
+        if debug:
+            raise
+        text = str(e).strip().splitlines()
+        print(f"error: unexpected failure: {text[0] if text else 'no message'} "
+              "(a bug in avrec; re-run with --debug for the traceback)", file=sys.stderr)
         raise typer.Exit(1) from None
 
 

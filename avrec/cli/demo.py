@@ -9,8 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import app
-from .common import Common, ConfigOpt, DebugOpt, DeviceOpt, Log, QuietOpt, SetOpt, handle_errors
+from .common import Common, Log, command
 
 DEMO_USERS = ("u001", "u002")  # an ocean fan and a city fan in sample_data/interactions.csv
 
@@ -97,15 +96,11 @@ def run_demo(work: Path, data: Path, cfg, log: Log, out=sys.stdout) -> dict:
     return timings
 
 
-@app.command("demo")
+@command("demo", workdir=False)
 def demo_cmd(
+    common: Common,
     workdir: Annotated[str, typer.Option("--workdir", "-w", help="Where the demo writes its artifacts.")] = "avrec-demo",
     data: Annotated[Optional[str], typer.Option("--data", help="Sample data folder [./sample_data].")] = None,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
-    device: DeviceOpt = None,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Run the whole pipeline on the sample catalogue and show what it recommends.
 
@@ -119,7 +114,5 @@ def demo_cmd(
 
         avrec demo -w /tmp/avrec-demo
     """
-    common = Common(config, set_, device, workdir, quiet, debug)
-    with handle_errors(debug):
-        cfg = common.load()
-        run_demo(Path(workdir), find_sample_data(data), cfg, Log(quiet))
+    cfg = common.load()
+    run_demo(Path(workdir), find_sample_data(data), cfg, common.log)

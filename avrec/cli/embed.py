@@ -6,11 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import app
-from .common import (
-    AddressOpt, Common, ConfigOpt, DebugOpt, DeviceOpt, EngineOpt, Log, OutOpt, QuietOpt, SetOpt, WorkdirOpt, emit_path,
-    handle_errors, set_engine,
-)
+from .common import Common, command, emit_path
 
 HELP = """Embed every item of a features artifact with pretrained encoders.
 
@@ -40,11 +36,11 @@ address, actors.
 """
 
 
-@app.command("embed", help=HELP, no_args_is_help=False)
+@command("embed", help=HELP, output=True, engine=True, no_args_is_help=False)
 def embed_cmd(
+    common: Common,
     features: Annotated[Optional[str], typer.Argument(help="Features artifact directory ('-': read the path from stdin).",
                                                       show_default=False)] = None,
-    output: OutOpt = None,
     video: Annotated[Optional[str], typer.Option("--video", help="Video encoder [embed.video], '' disables.",
                                                  show_default=False)] = None,
     audio: Annotated[Optional[str], typer.Option("--audio", help="Audio encoder [embed.audio], '' disables.",
@@ -57,37 +53,25 @@ def embed_cmd(
                                                       "[embed.batch_size].", show_default=False)] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", help="DataLoader worker processes [embed.workers].",
                                                    show_default=False)] = None,
-    engine: EngineOpt = None,
-    address: AddressOpt = None,
     actors: Annotated[Optional[int], typer.Option("--actors", help="Ray actors, each loading the models once, one "
                                                   "GPU each on CUDA [distributed.actors].", show_default=False,
                                                   min=1)] = None,
-    config: ConfigOpt = None,
-    sets: SetOpt = None,
-    device: DeviceOpt = None,
-    workdir: WorkdirOpt = None,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
+    like: Annotated[Optional[str], typer.Option("--like", help="Embed exactly as this embeddings artifact was made "
+                                                "(its encoders, weights, PCA and normalisation statistics), so new "
+                                                "items' vectors match the catalogue's.", show_default=False)] = None,
 ) -> None:
-    common = Common(config, sets, device, workdir, quiet, debug)
-    log = Log(quiet)
-    with handle_errors(debug):
-        from ..artifacts import default_output, resolve_input
-        from ..config import validate
+    from ..artifacts import resolve_input
+    from ..config import validate
+    from ..embed import embed
 
-        cfg = common.load()
-        set_engine(cfg, engine, address)
-        if actors is not None:
-            cfg.distributed.actors = actors
-        for key, value in (("video", video), ("audio", audio), ("text", text), ("speech", speech),
-                           ("batch_size", batch_size), ("workers", workers)):
-            if value is not None:
-                setattr(cfg.embed, key, value)
-        validate(cfg)
-        work = common.work(cfg)
-        src = resolve_input(features, stage="embed", work=work)
-        out = default_output(output, kind="embeddings", work=work)
-        from ..embed import embed
-
-        path = embed(src, out, cfg, progress=log)
-        emit_path(path)
+    cfg = common.load()
+    if actors is not None:
+        cfg.distributed.actors = actors
+    for key, value in (("video", video), ("audio", audio), ("text", text), ("speech", speech),
+                       ("batch_size", batch_size), ("workers", workers)):
+        if value is not None:
+            setattr(cfg.embed, key, value)
+    validate(cfg)
+    src = resolve_input(features, stage="embed", work=common.work(cfg))
+    path = embed(src, common.out(cfg, "embeddings"), cfg, like=like, progress=common.log)
+    emit_path(path)

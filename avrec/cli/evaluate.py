@@ -8,8 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import app
-from .common import Common, ConfigOpt, DebugOpt, DeviceOpt, Log, OutOpt, QuietOpt, SetOpt, WorkdirOpt, handle_errors
+from .common import Common, command
 
 HELP = """Offline evaluation: standard splits, standard metrics, models side by side.
 
@@ -43,8 +42,9 @@ def _csv(value: Optional[str]) -> Optional[list[str]]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-@app.command("evaluate", help=HELP, no_args_is_help=False)
+@command("evaluate", help=HELP, output=True, strict=True, no_args_is_help=False)
 def evaluate_cmd(
+    common: Common,
     embeddings: Annotated[Optional[str], typer.Argument(help="Embeddings artifact directory ('-': read the path from stdin).",
                                                         show_default=False)] = None,
     interactions: Annotated[Optional[str], typer.Option("--interactions", "-i", help="Interactions file (CSV, TSV, JSONL, Parquet).",
@@ -56,52 +56,39 @@ def evaluate_cmd(
     k: Annotated[Optional[str], typer.Option("--k", help="Cut-offs, e.g. 10 or 5,10,20 [evaluate.k].", show_default=False)] = None,
     recs: Annotated[Optional[str], typer.Option("--recs", help="JSON lines of another system's recommendations to score too.",
                                                 show_default=False)] = None,
-    output: OutOpt = None,
-    config: ConfigOpt = None,
-    sets: SetOpt = None,
-    device: DeviceOpt = None,
-    workdir: WorkdirOpt = None,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
-    common = Common(config, sets, device, workdir, quiet, debug)
-    log = Log(quiet)
-    with handle_errors(debug):
-        from ..artifacts import default_output, resolve_input
-        from ..errors import InputError
+    from ..artifacts import resolve_input
+    from ..errors import InputError
+    from ..evaluate import CONTENT_MODELS, evaluate
 
-        cfg = common.load()
-        if not interactions:
-            raise InputError("evaluate needs --interactions FILE (CSV, TSV, JSONL or Parquet with user_id, item_id)")
-        ks = None
-        if k:
-            try:
-                ks = [int(x) for x in _csv(k) or []]
-            except ValueError:
-                raise InputError(f"--k expects integers such as 10 or 5,10,20, got {k!r}") from None
-        work = common.work(cfg)
-        from ..evaluate import CONTENT_MODELS
-
+    cfg = common.load()
+    log = common.log
+    if not interactions:
+        raise InputError("evaluate needs --interactions FILE (CSV, TSV, JSONL or Parquet with user_id, item_id)")
+    ks = None
+    if k:
         try:
-            src = resolve_input(embeddings, stage="evaluate", work=work)
-        except InputError:
-            # models that need no item content can be evaluated from interactions alone
-            if embeddings or any(m in CONTENT_MODELS for m in (_csv(models) or cfg.evaluate.models)):
-                raise
-            src = None
-        out = default_output(output, kind="evaluation", work=work)
-        from ..evaluate import evaluate
-
-        path, rows = evaluate(src, interactions, out, cfg, models=_csv(models), protocols=_csv(protocol), ks=ks,
-                              recs=recs, progress=log)
-        if sys.stdout.isatty():
-            _print_table(rows, sys.stdout)
-        else:
-            for row in rows:
-                print(json.dumps(row), flush=True)
-            if not quiet:
-                _print_table(rows, sys.stderr)
-        log(f"wrote {path}")
+            ks = [int(x) for x in _csv(k) or []]
+        except ValueError:
+            raise InputError(f"--k expects integers such as 10 or 5,10,20, got {k!r}") from None
+    try:
+        src = resolve_input(embeddings, stage="evaluate", work=common.work(cfg))
+    except InputError as e:
+        # models that need no item content can be evaluated from interactions alone, but
+        # never after an upstream failure (an empty pipe)
+        if embeddings or "stdin" in str(e) or any(m in CONTENT_MODELS for m in (_csv(models) or cfg.evaluate.models)):
+            raise
+        src = None
+    path, rows = evaluate(src, interactions, common.out(cfg, "evaluation"), cfg, models=_csv(models),
+                          protocols=_csv(protocol), ks=ks, recs=recs, strict=common.strict, progress=log)
+    if sys.stdout.isatty():
+        _print_table(rows, sys.stdout)
+    else:
+        for row in rows:
+            print(json.dumps(row), flush=True)
+        if not common.quiet:
+            _print_table(rows, sys.stderr)
+    log(f"wrote {path}")
 
 
 def _print_table(rows: list[dict], stream) -> None:

@@ -8,11 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from . import app
-from .common import (
-    AddressOpt, Common, ConfigOpt, DebugOpt, DeviceOpt, EngineOpt, Log, OutOpt, QuietOpt, SetOpt, WorkdirOpt, emit_path,
-    handle_errors, set_engine,
-)
+from .common import Common, Log, command, emit_path
 
 HELP = """Extract features, thumbnails and audio from media files and metadata.
 
@@ -20,8 +16,10 @@ INPUTS are media folders (searched recursively), media files, or '-' to read
 newline-separated paths from stdin. A metadata table (CSV or JSONL: item_id, title,
 description, tags[, path]) joins by item_id or path; rows without media become text-only
 items. Re-running on the same folder only processes new or changed files. Bad files
-become rows with status "failed"; exit 3 when more than --max-failed fail.
-Prints the features directory on stdout.
+become rows with status "failed"; exit 3 when no item succeeds, or when more than
+--max-failed fail. The artifact is built beside the output and swapped in when complete:
+an interrupted run leaves the previous artifact as it was, and the next run goes on
+from the shards already done. Prints the features directory on stdout.
 
 Examples:
 
@@ -108,51 +106,41 @@ def _summary(log: Log, out, manifest) -> None:
             log(f"  ... and {len(failed) - 10} more (status \"failed\" in {out / 'items.jsonl'})")
 
 
-@app.command("extract", help=HELP)
+@command("extract", help=HELP, output=True, engine=True, strict=True)
 def extract_cmd(
+    common: Common,
     inputs: Annotated[Optional[list[str]], typer.Argument(help="Media folders or files; '-' reads paths from stdin.", show_default=False)] = None,
     metadata: Annotated[Optional[str], typer.Option("--metadata", "-m", help="CSV/JSONL table: item_id, title, description, tags[, path].", show_default=False)] = None,
     workers: Annotated[Optional[int], typer.Option("--workers", "-j", help="Worker processes [extract.workers].", show_default=False, min=1)] = None,
     keyframes: Annotated[Optional[bool], typer.Option("--keyframes/--all-frames", help="Decode key frames only (fast, coarser) [extract.keyframes].", show_default=False)] = None,
     max_failed: Annotated[Optional[int], typer.Option("--max-failed", help="Exit 3 when more items fail; -1: never [extract.max_failed].", show_default=False)] = None,
     content_hash: Annotated[Optional[bool], typer.Option("--hash/--no-hash", help="Fingerprint files by sha256 too, not only path, size, mtime [extract.hash].", show_default=False)] = None,
-    output: OutOpt = None,
-    engine: EngineOpt = None,
-    address: AddressOpt = None,
-    config: ConfigOpt = None,
-    sets: SetOpt = None,
-    device: DeviceOpt = None,
-    workdir: WorkdirOpt = None,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
+    follow_outside: Annotated[bool, typer.Option("--follow-outside", help="Read files whose real path lies outside the folder (or the table's folder) that names them, e.g. through a symlink.")] = False,
 ) -> None:
-    common = Common(config, sets, device, workdir, quiet, debug)
-    with handle_errors(debug):
-        from ..artifacts import default_output
-        from ..errors import InputError
-        from ..extract import check_failures, extract
+    from ..errors import InputError
+    from ..extract import check_failures, extract
 
-        cfg = common.load()
-        set_engine(cfg, engine, address)
-        e = cfg.extract
-        if workers is not None:
-            e.workers = workers
-        if keyframes is not None:
-            e.keyframes = keyframes
-        if max_failed is not None:
-            e.max_failed = max_failed
-        if content_hash is not None:
-            e.hash = content_hash
-        from ..config import validate
+    cfg = common.load()
+    e = cfg.extract
+    if workers is not None:
+        e.workers = workers
+    if keyframes is not None:
+        e.keyframes = keyframes
+    if max_failed is not None:
+        e.max_failed = max_failed
+    if content_hash is not None:
+        e.hash = content_hash
+    from ..config import validate
 
-        validate(cfg)
-        if not inputs and not (metadata or e.metadata):
-            raise InputError("no input: pass media folders or files, '-' to read paths from stdin, or --metadata FILE")
-        log = Log(quiet)
-        out = default_output(output, kind="features", work=common.work(cfg))
-        progress = None if quiet else (_RichProgress() if sys.stderr.isatty() else _PlainProgress(log))
-        manifest = extract(inputs or [], out, cfg, metadata=metadata, progress=progress, log=log)
-        if not quiet:
-            _summary(log, out, manifest)
-        emit_path(out)
-        check_failures(manifest, e.max_failed)
+    validate(cfg)
+    if not inputs and not (metadata or e.metadata):
+        raise InputError("no input: pass media folders or files, '-' to read paths from stdin, or --metadata FILE")
+    log = common.log
+    out = common.out(cfg, "features")
+    progress = None if common.quiet else (_RichProgress() if sys.stderr.isatty() else _PlainProgress(log))
+    manifest = extract(inputs or [], out, cfg, metadata=metadata, progress=progress, log=log, strict=common.strict,
+                       follow_outside=follow_outside)
+    if not common.quiet:
+        _summary(log, out, manifest)
+    emit_path(out)
+    check_failures(manifest, e.max_failed)

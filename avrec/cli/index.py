@@ -6,10 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import app
-from .common import (
-    Common, ConfigOpt, DebugOpt, DeviceOpt, Log, OutOpt, QuietOpt, SetOpt, WorkdirOpt, emit_path, handle_errors,
-)
+from .common import Common, command, emit_path
 
 HELP = """Build the serving index from a model artifact.
 
@@ -39,11 +36,11 @@ avrec evaluate only).
 """
 
 
-@app.command("index", help=HELP, no_args_is_help=False)
+@command("index", help=HELP, output=True, no_args_is_help=False)
 def index_cmd(
+    common: Common,
     model: Annotated[Optional[str], typer.Argument(help="Model artifact directory ('-': read the path from stdin).",
                                                    show_default=False)] = None,
-    output: OutOpt = None,
     add: Annotated[Optional[str], typer.Option("--add", help="Embeddings artifact whose new items are added to the index "
                                                "('-': path on stdin).", show_default=False)] = None,
     n_trees: Annotated[Optional[int], typer.Option("--n-trees", help="Annoy trees [index.n_trees].", show_default=False)] = None,
@@ -51,38 +48,28 @@ def index_cmd(
                                                     "[index.search_k].", show_default=False)] = None,
     metric: Annotated[Optional[str], typer.Option("--metric", help="auto | angular | dot [index.metric].",
                                                   show_default=False)] = None,
-    config: ConfigOpt = None,
-    sets: SetOpt = None,
-    device: DeviceOpt = None,
-    workdir: WorkdirOpt = None,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
-    common = Common(config, sets, device, workdir, quiet, debug)
-    log = Log(quiet)
-    with handle_errors(debug):
-        from ..artifacts import default_output, resolve_input
-        from ..config import validate
-        from ..errors import InputError
+    from ..artifacts import resolve_input
+    from ..config import validate
+    from ..errors import InputError
+    from ..index import add_items, build_index
 
-        cfg = common.load()
-        if n_trees is not None:
-            cfg.index.n_trees = n_trees
-        if search_k is not None:
-            cfg.index.search_k = search_k
-        if metric is not None:
-            cfg.index.metric = metric
-        validate(cfg)
-        work = common.work(cfg)
-        out = default_output(output, kind="index", work=work)
-        from ..index import add_items, build_index
-
-        if add is not None:
-            if model is not None:
-                raise InputError("with --add, name the index to update with -o (the positional MODEL is for a build)")
-            emb = resolve_input(add, stage="index --add", work=work, use_stdin=False)
-            path, _ = add_items(out, emb, cfg.index, log=log)
-        else:
-            src = resolve_input(model, stage="index", work=work)
-            path = build_index(src, out, cfg.index, seed=cfg.runtime.seed, log=log)
-        emit_path(path)
+    cfg = common.load()
+    if n_trees is not None:
+        cfg.index.n_trees = n_trees
+    if search_k is not None:
+        cfg.index.search_k = search_k
+    if metric is not None:
+        cfg.index.metric = metric
+    validate(cfg)
+    work = common.work(cfg)
+    out = common.out(cfg, "index")
+    if add is not None:
+        if model is not None:
+            raise InputError("with --add, name the index to update with -o (the positional MODEL is for a build)")
+        emb = resolve_input(add, stage="index --add", work=work, use_stdin=False)
+        path, _ = add_items(out, emb, cfg.index, log=common.log)
+    else:
+        src = resolve_input(model, stage="index", work=work)
+        path = build_index(src, out, cfg.index, seed=cfg.runtime.seed, log=common.log)
+    emit_path(path)

@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from . import app
-from .common import Common, ConfigOpt, DebugOpt, DeviceOpt, QuietOpt, SetOpt, WorkdirOpt, handle_errors
+from .common import Common, command
 
 HELP = """List the encoder backends and the models available on this machine.
 
@@ -28,42 +27,35 @@ Examples:
 """
 
 
-@app.command("models", help=HELP, no_args_is_help=False)
+@command("models", help=HELP, no_args_is_help=False)
 def models_cmd(
+    common: Common,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines (the default when stdout is not a terminal).")] = False,
-    config: ConfigOpt = None,
-    sets: SetOpt = None,
-    device: DeviceOpt = None,
-    workdir: WorkdirOpt = None,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
-    common = Common(config, sets, device, workdir, quiet, debug)
-    with handle_errors(debug):
-        from ..encoders.catalog import backends, models
+    from ..encoders.catalog import backends, models
 
-        cfg = common.load()
-        configured = {m: getattr(cfg.embed, m) for m in ("video", "audio", "text", "speech")}
-        rows = [*backends(), *models(configured)]
-        if as_json or not sys.stdout.isatty():
-            for r in rows:
-                print(json.dumps(r, ensure_ascii=False), flush=True)
-            return
-        from rich.console import Console
-        from rich.table import Table
+    cfg = common.load()
+    configured = {m: getattr(cfg.embed, m) for m in ("video", "audio", "text", "speech")}
+    rows = [*backends(), *models(configured)]
+    if as_json or not sys.stdout.isatty():
+        for r in rows:
+            print(json.dumps(r, ensure_ascii=False), flush=True)
+        return
+    from rich.console import Console
+    from rich.table import Table
 
-        console = Console()
-        t = Table(title="encoder backends", title_justify="left")
-        for col in ("encoder", "modalities", "what it is"):
-            t.add_column(col)
-        for r in rows:
-            if r["kind"] == "backend":
-                t.add_row(r["encoder"], ", ".join(r["modalities"]), r["summary"])
-        console.print(t)
-        t = Table(title="models", title_justify="left")
-        for col in ("encoder", "available", "used for", "revision"):
-            t.add_column(col, overflow="fold")
-        for r in rows:
-            if r["kind"] == "model":
-                t.add_row(r["encoder"], r["available"], ", ".join(r["configured"]), r.get("revision", "") or "")
-        console.print(t)
+    console = Console()
+    t = Table(title="encoder backends", title_justify="left")
+    for col in ("encoder", "modalities", "what it is"):
+        t.add_column(col)
+    for r in rows:
+        if r["kind"] == "backend":
+            t.add_row(r["encoder"], ", ".join(r["modalities"]), r["summary"])
+    console.print(t)
+    t = Table(title="models", title_justify="left")
+    for col in ("encoder", "available", "used for", "revision"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        if r["kind"] == "model":
+            t.add_row(r["encoder"], r["available"], ", ".join(r["configured"]), r.get("revision", "") or "")
+    console.print(t)

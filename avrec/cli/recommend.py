@@ -12,8 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from . import app
-from .common import Common, ConfigOpt, DebugOpt, DeviceOpt, Log, QuietOpt, SetOpt, WorkdirOpt, handle_errors
+from .common import Common, command
 
 HELP = """Recommend items from an index (a path, a piped path, or the workspace's index/).
 
@@ -61,8 +60,9 @@ Exit codes: 2 for an unknown user (unless --fallback popular) or item, or a bad 
 Opt = typer.Option
 
 
-@app.command("recommend", help=HELP, no_args_is_help=False)
+@command("recommend", help=HELP, no_args_is_help=False)
 def recommend_cmd(
+    common: Common,
     index: Annotated[Optional[str], typer.Argument(help="Index directory ('-': read the path from stdin).",
                                                    show_default=False)] = None,
     user: Annotated[Optional[str], Opt("--user", "-u", help="User id.", show_default=False)] = None,
@@ -87,71 +87,81 @@ def recommend_cmd(
     modality: Annotated[Optional[str], Opt("--modality", "-m", help="Content space for --item / --query "
                                            "(video, audio, text).", show_default=False)] = None,
     as_json: Annotated[bool, Opt("--json", help="JSON lines even on a terminal.")] = False,
-    config: ConfigOpt = None,
-    sets: SetOpt = None,
-    device: DeviceOpt = None,
-    workdir: WorkdirOpt = None,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
-    common = Common(config, sets, device, workdir, quiet, debug)
-    log = Log(quiet)
-    with handle_errors(debug):
-        from ..errors import InputError
+    log = common.log
+    from ..errors import AvrecError, InputError
 
-        cfg = common.load()
-        modes = [name for name, on in (("--user", user is not None and history is None and query is None),
-                                       ("--item", item is not None), ("--history", history is not None),
-                                       ("--query", query is not None), ("--all-users", all_users)) if on]
-        if len(modes) != 1:
-            raise InputError("give exactly one of --user, --item, --history, --query, --all-users "
-                             "(--history and --query may add --user)" + (f"; got {' '.join(modes)}" if modes else ""))
-        if history == "-" and candidates == "-":
-            raise InputError("only one of --history and --candidates can read stdin")
-        _limit_threads(cfg.runtime.threads, batch=all_users)
+    cfg = common.load()
+    modes = [name for name, on in (("--user", user is not None and history is None and query is None),
+                                   ("--item", item is not None), ("--history", history is not None),
+                                   ("--query", query is not None), ("--all-users", all_users)) if on]
+    if len(modes) != 1:
+        raise InputError("give exactly one of --user, --item, --history, --query, --all-users "
+                         "(--history and --query may add --user)" + (f"; got {' '.join(modes)}" if modes else ""))
+    if history == "-" and candidates == "-":
+        raise InputError("only one of --history and --candidates can read stdin")
+    _limit_threads(cfg.runtime.threads, batch=all_users)
 
-        from ..artifacts import resolve_input
-        from ..recommend import Options, Recommender, read_id_lines
-        from ..index import Index
+    from ..artifacts import resolve_input
+    from ..recommend import Options, Recommender, read_id_lines
+    from ..index import Index
 
-        work = common.work(cfg)
-        path = resolve_input(index, stage="recommend", work=work, use_stdin=history != "-" and candidates != "-")
-        opts = Options(
-            k=cfg.recommend.k if k is None else k,
-            exclude_seen=cfg.recommend.exclude_seen if exclude_seen is None else exclude_seen,
-            fallback=cfg.recommend.fallback if fallback is None else fallback,
-            filters=list(filters or []),
-            candidates=[i for i, _ in _read_ids(candidates, read_id_lines)] if candidates else None,
-            diversity=cfg.recommend.diversity if diversity is None else diversity,
-            mmr_pool=cfg.recommend.mmr_pool,
-            explain=explain,
-            modality=modality,
-            query_weight=cfg.recommend.query_weight,
-            device=cfg.runtime.device,
-            log=log,
-        )
-        rec = Recommender(Index(path), opts)
-        table = sys.stdout.isatty() and not as_json and not all_users
-        if all_users:
-            _stream(rec.all_users())
-            return
+    work = common.work(cfg)
+    path = resolve_input(index, stage="recommend", work=work, use_stdin=history != "-" and candidates != "-")
+    opts = Options(
+        k=cfg.recommend.k if k is None else k,
+        exclude_seen=cfg.recommend.exclude_seen if exclude_seen is None else exclude_seen,
+        fallback=cfg.recommend.fallback if fallback is None else fallback,
+        filters=list(filters or []),
+        candidates=[i for i, _ in _read_ids(candidates, read_id_lines)] if candidates else None,
+        diversity=cfg.recommend.diversity if diversity is None else diversity,
+        mmr_pool=cfg.recommend.mmr_pool,
+        explain=explain,
+        modality=modality,
+        query_weight=cfg.recommend.query_weight,
+        device=cfg.runtime.device,
+        log=log,
+    )
+    table = sys.stdout.isatty() and not as_json and not all_users
+    hist = None
+    if history is not None:
+        hist = _read_ids(history, read_id_lines)
+        if not hist:
+            raise InputError(f"--history {history}: no item ids found (one id per line)")
+
+    def answer(rec: Recommender) -> list[dict[str, Any]]:
         if item is not None:
-            rows = rec.for_item(item)
-        elif history is not None:
-            hist = _read_ids(history, read_id_lines)
-            if not hist:
-                raise InputError(f"--history {history}: no item ids found (one id per line)")
-            rows = rec.for_history(hist, user_id=user)
-        elif query is not None:
-            rows = rec.for_query(query, user_id=user)
-        else:
-            rows = rec.for_user(user)  # type: ignore[arg-type]
-        if not rows:
-            log("recommend: nothing to recommend (every item was filtered out or seen)")
-        if table:
-            _table(rows)
-        else:
-            _stream([rows])
+            return rec.for_item(item)
+        if hist is not None:
+            return rec.for_history(hist, user_id=user)
+        if query is not None:
+            return rec.for_query(query, user_id=user)
+        return rec.for_user(user)  # type: ignore[arg-type]
+
+    # `index --add` may swap the index in while this runs: answer again from the new one
+    for attempt in range(3):
+        rec = Recommender(Index(path), opts)
+        last = attempt == 2
+        try:
+            if all_users:
+                rec.pin()  # everything a batch reads, opened before the first line is written
+                if not rec.index.current() and not last:
+                    continue
+                _stream(rec.all_users())
+                return
+            rows = answer(rec)
+        except (AvrecError, OSError, ValueError, IndexError):
+            if last or rec.index.current():
+                raise
+            continue
+        if rec.index.current() or last:
+            break
+    if not rows:
+        log("recommend: nothing to recommend (every item was filtered out or seen)")
+    if table:
+        _table(rows)
+    else:
+        _stream([rows])
 
 
 def _limit_threads(threads: int, *, batch: bool) -> None:

@@ -6,10 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import app
-from .common import (
-    Common, ConfigOpt, DebugOpt, DeviceOpt, Log, OutOpt, QuietOpt, SetOpt, WorkdirOpt, emit_path, handle_errors,
-)
+from .common import Common, command, emit_path
 
 HELP = """Train a recommender from interactions and item embeddings.
 
@@ -38,8 +35,9 @@ itemknn.{neighbours, shrink}.
 """
 
 
-@app.command("train", help=HELP, no_args_is_help=False)
+@command("train", help=HELP, output=True, strict=True, no_args_is_help=False)
 def train_cmd(
+    common: Common,
     embeddings: Annotated[Optional[str], typer.Argument(help="Embeddings artifact directory ('-': read the path from stdin).",
                                                         show_default=False)] = None,
     interactions: Annotated[Optional[str], typer.Option("--interactions", "-i", help="Interactions file (CSV, TSV, JSONL, Parquet).",
@@ -47,31 +45,18 @@ def train_cmd(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="popular | itemknn | ease | mf | hybrid [train.model].",
                                                  show_default=False)] = None,
     tune: Annotated[bool, typer.Option("--tune", help="Search the hybrid's main hyperparameters on the validation split first.")] = False,
-    output: OutOpt = None,
-    config: ConfigOpt = None,
-    sets: SetOpt = None,
-    device: DeviceOpt = None,
-    workdir: WorkdirOpt = None,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
-    common = Common(config, sets, device, workdir, quiet, debug)
-    log = Log(quiet)
-    with handle_errors(debug):
-        from ..artifacts import default_output, resolve_input
-        from ..config import validate
-        from ..errors import InputError
+    from ..artifacts import resolve_input
+    from ..config import validate
+    from ..errors import InputError
+    from ..train import train
 
-        cfg = common.load()
-        if model is not None:
-            cfg.train.model = model
-        validate(cfg)
-        if not interactions:
-            raise InputError("train needs --interactions FILE (CSV, TSV, JSONL or Parquet with user_id, item_id)")
-        work = common.work(cfg)
-        src = resolve_input(embeddings, stage="train", work=work)
-        out = default_output(output, kind="model", work=work)
-        from ..train import train
-
-        path = train(src, interactions, out, cfg, tune=tune, progress=log)
-        emit_path(path)
+    cfg = common.load()
+    if model is not None:
+        cfg.train.model = model
+    validate(cfg)
+    if not interactions:
+        raise InputError("train needs --interactions FILE (CSV, TSV, JSONL or Parquet with user_id, item_id)")
+    src = resolve_input(embeddings, stage="train", work=common.work(cfg))
+    path = train(src, interactions, common.out(cfg, "model"), cfg, tune=tune, strict=common.strict, progress=common.log)
+    emit_path(path)

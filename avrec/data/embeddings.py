@@ -14,7 +14,7 @@ def load_embeddings(embeddings_dir: Path) -> tuple[list[dict[str, Any]], np.ndar
     """(items.jsonl rows, fused (n, D) float32) of an embeddings artifact."""
     from ..artifacts import load_npy, read_jsonl, read_manifest
 
-    read_manifest(embeddings_dir, expect="embeddings")
+    read_manifest(embeddings_dir, expect="embeddings", verify="full")
     rows = read_jsonl(embeddings_dir / "items.jsonl")
     fused = embeddings_dir / "fused.npy"
     if not fused.exists():
@@ -33,7 +33,7 @@ def load_aligned(emb_dir: Path, item_ids: list[str], log: Callable[[str], None])
     """
     from ..artifacts import load_npy, read_jsonl, read_manifest
 
-    man = read_manifest(emb_dir, expect="embeddings")
+    man = read_manifest(emb_dir, expect="embeddings", verify="full")
     rows = read_jsonl(emb_dir / "items.jsonl")
     emb_ids = [str(r["item_id"]) for r in rows]
     if emb_ids == item_ids:

@@ -13,13 +13,16 @@ import csv
 import datetime as _dt
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
 from ..errors import InputError
+from ..ids import check_id
+from .columns import match_columns
 from .idmap import IdMap
 
 # accepted spellings of each column (first match wins)
@@ -193,15 +196,10 @@ def _parse_time(v: Any) -> float:
     return d.timestamp()
 
 
-def _columns(header: Iterable[str], source: Path) -> dict[str, str]:
-    names = [h.strip() for h in header if h is not None]
-    lower = {n.lower(): n for n in names}
-    cols: dict[str, str] = {}
-    for key, aliases in ALIASES.items():
-        for a in aliases:
-            if a.lower() in lower:
-                cols[key] = lower[a.lower()]
-                break
+def _columns(header: Iterable[str], source: Path, *, strict: bool = False,
+             warn: Callable[[str], None] = lambda _m: None) -> dict[str, str]:
+    names = [str(h).strip() for h in header if h is not None]
+    cols = match_columns(names, ALIASES, source, strict=strict, warn=warn)
     for key in ("user_id", "item_id"):
         if key not in cols:
             raise InputError(
@@ -211,11 +209,38 @@ def _columns(header: Iterable[str], source: Path) -> dict[str, str]:
     return cols
 
 
+_BINARY_MAGIC = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"PK\x03\x04": "a zip archive",
+                 b"\x1f\x8b": "gzip-compressed data", b"PAR1": "a Parquet file", b"%PDF": "a PDF document"}
+
+
+def _check_text(path: Path, what: str) -> None:
+    """InputError when ``path`` is plainly not a text table (binary bytes at its start)."""
+    with open(path, "rb") as f:
+        head = f.read(8192)
+    for magic, name in _BINARY_MAGIC.items():
+        if head.startswith(magic):
+            hint = " (name it .parquet)" if magic == b"PAR1" else ""
+            raise InputError(f"{path} is {name}, not a {what} table{hint}; pass CSV, TSV, JSONL or Parquet")
+    if b"\x00" in head:
+        raise InputError(f"{path} holds binary data, not a {what} table; pass CSV, TSV, JSONL or Parquet")
+
+
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
     """Yield (line number, record or None when unparseable, error)."""
+    try:
+        yield from _parse(path)
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path} is not UTF-8 text (byte {e.start} of a line); save it as UTF-8") from None
+    except csv.Error as e:
+        raise InputError(f"{path}: {e}; check the quoting of that row") from None
+
+
+def _parse(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
     suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
+    if suffix not in (".parquet", ".pq"):
+        _check_text(path, "interactions")
     if suffix in (".jsonl", ".ndjson", ".json"):
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             for n, line in enumerate(f, 1):
                 if not line.strip():
                     continue
@@ -234,12 +259,17 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
             import pyarrow.parquet as pq
         except ImportError:
             raise InputError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow), or convert to CSV") from None
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except Exception as e:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ...
+            first = str(e).strip().splitlines()[0] if str(e).strip() else "unreadable"
+            raise InputError(f"{path} is not a readable Parquet file ({first}); pass CSV, TSV, JSONL or Parquet") from None
         for n, rec in enumerate(table.to_pylist(), 1):
             yield n, rec, ""
         return
     delimiter = "\t" if suffix in (".tsv", ".tab") else ","
-    with open(path, encoding="utf-8", newline="") as f:
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a long field is data, not an error
+    with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, delimiter=delimiter)
         try:
             header = next(reader)
@@ -259,19 +289,25 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
 
 
 def load_interactions(
-    path: str | Path, *, catalogue: Iterable[str] | None = None, min_weight: float = 0.0,
+    path: str | Path, *, catalogue: Iterable[str] | None = None, min_weight: float = 0.0, strict: bool = False,
+    warn: Callable[[str], None] = lambda _m: None,
 ) -> Interactions:
     """Read an interactions file.
 
     ``catalogue``: the item ids in model order (the embeddings' items.jsonl); rows naming
     other items are counted as unknown and skipped. Without it the items seen in the file
-    form the catalogue, in order of first appearance.
+    form the catalogue, in order of first appearance. Unknown columns are warned about
+    (errors with ``strict``); an id with a control character is a malformed row.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"interactions file not found: {path}")
     if path.is_dir():
         raise InputError(f"{path} is a directory; pass an interactions file (CSV, TSV, JSONL or Parquet)")
+    try:
+        path.open("rb").close()
+    except PermissionError:
+        raise InputError(f"cannot read {path}: permission denied") from None
     report = LoadReport()
     rows: list[tuple[int, str, str, float, float]] = []
     cols: dict[str, str] | None = None
@@ -281,12 +317,13 @@ def load_interactions(
             report.add("malformed", n, err)
             continue
         if cols is None:
-            cols = _columns(rec.keys(), path)
+            cols = _columns(rec.keys(), path, strict=strict, warn=warn)
         try:
             u = rec.get(cols["user_id"])
             i = rec.get(cols["item_id"])
             if u is None or i is None or str(u).strip() == "" or str(i).strip() == "":
                 raise ValueError("empty user_id or item_id")
+            u, i = check_id(u, "user_id"), check_id(i, "item_id")
             w = 1.0
             if "weight" in cols and rec.get(cols["weight"]) not in (None, ""):
                 w = float(rec[cols["weight"]])

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import ModelError
+from .fusion import l2n  # noqa: F401 - the encoders normalise with it
 
 Unit = dict[str, np.ndarray]
 
@@ -49,13 +50,6 @@ class Encoder:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "dim": int(self.dim), "revision": self.revision}
-
-
-def l2n(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Row-wise L2 normalisation; zero rows stay zero. (n, d) -> (n, d) float32."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.maximum(norms, eps)).astype(np.float32)
 
 
 def collate_units(units: list[Unit]) -> dict[str, np.ndarray]:

@@ -2,14 +2,17 @@
 
 Each feature column is standardised over the catalogue (z-score; NaN-safe: a NaN cell is
 ignored in the statistics and becomes 0, the column mean), then each row is L2-normalised,
-so loud, long or bright items do not dominate by scale alone.
+so loud, long or bright items do not dominate by scale alone. The statistics are stored
+with the embeddings and reused for new items (:mod:`avrec.encoders.fusion`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .base import Encoder, l2n
+from .base import Encoder
+from .fusion import fit_standardiser
+from .fusion import standardise as _standardise
 
 
 class BuiltinEncoder(Encoder):
@@ -17,27 +20,12 @@ class BuiltinEncoder(Encoder):
         super().__init__(name="builtin", kind="builtin", dim=0, revision="builtin", modalities=("video", "audio"))
 
 
-def standardise(x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(n, d) raw features with NaN, (n,) bool rows present -> ((n, d) float32 L2 rows, (n,) mask).
-
-    Rows that are absent, or that are exactly the catalogue mean (nothing to tell them
-    apart), come back as zero rows with mask False.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    mask = np.asarray(mask, dtype=bool).copy()
-    out = np.zeros(x.shape, dtype=np.float32)
-    if not mask.any() or x.shape[1] == 0:
-        return out, np.zeros(len(x), dtype=bool)
-    rows = x[mask]
-    finite = np.isfinite(rows)
-    cnt = finite.sum(axis=0)
-    safe = np.where(finite, rows, 0.0)
-    mean = safe.sum(axis=0) / np.maximum(cnt, 1)
-    var = (np.where(finite, rows - mean, 0.0) ** 2).sum(axis=0) / np.maximum(cnt, 1)
-    std = np.sqrt(var)
-    # constant (or all-NaN) columns carry no information: they become 0
-    z = np.where(finite & (std > 1e-12), (rows - mean) / np.where(std > 1e-12, std, 1.0), 0.0)
-    z = l2n(z)
-    out[mask] = z
-    nonzero = np.linalg.norm(out, axis=1) > 0
-    return out, mask & nonzero
+def standardise(x: np.ndarray, mask: np.ndarray, stats: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n, d) raw features with NaN, (n,) bool rows present -> ((n, d) float32 L2 rows,
+    (n,) mask, (2, d) the [mean; std] used): fitted on these rows unless ``stats`` is given
+    (a catalogue's, so new items land in its space)."""
+    if stats is None:
+        stats = fit_standardiser(x, mask)
+    out, ok = _standardise(x, mask, stats)
+    return out, ok, stats

@@ -186,9 +186,10 @@ class FeatureStore:
     _shards: dict[int, Shard] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, path: str | Path) -> "FeatureStore":
+    def open(cls, path: str | Path, *, verify: str = "size") -> "FeatureStore":
+        """verify: as :func:`avrec.artifacts.read_manifest` ("full" for a stage's input)."""
         path = Path(path)
-        manifest = read_manifest(path, KIND)
+        manifest = read_manifest(path, KIND, verify=verify)
         return cls(path=path, manifest=manifest, items=read_jsonl(path / "items.jsonl"))
 
     @property
@@ -226,6 +227,21 @@ class FeatureStore:
             return None
         x = np.asarray(loc[0].video_features[loc[1]])
         return None if np.isnan(x).all() else x
+
+    def feature_matrix(self, items: list[dict[str, Any]], modality: str) -> tuple[np.ndarray, np.ndarray]:
+        """Builtin features of ``items``: ((n, d) float64 with NaN rows where missing, (n,)
+        bool present); d comes from the manifest, so it is known even when no item has it."""
+        names = (self.manifest.get("extra") or {}).get(f"{modality}_feature_names")
+        get = self.video_features if modality == "video" else self.audio_features
+        rows = [get(it) for it in items]
+        d = len(names) if names else next((len(r) for r in rows if r is not None), 0)
+        raw = np.full((len(items), d), np.nan, dtype=np.float64)
+        present = np.zeros(len(items), dtype=bool)
+        for i, r in enumerate(rows):
+            if r is not None and len(r) == d:
+                raw[i] = r
+                present[i] = True
+        return raw, present
 
     def frames(self, item: dict[str, Any]) -> np.ndarray:
         loc = self._loc(item)

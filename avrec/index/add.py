@@ -33,31 +33,102 @@ def add_items(index_dir: str | Path, embeddings_dir: str | Path, cfg: Any, *, se
               log: Callable[[str], None] = lambda s: None) -> tuple[Path, int]:
     """Add the items of ``embeddings_dir`` not yet in the index; rebuild to a temp dir and swap.
 
-    A new item's serving vector is its fused content vector c (D,) through the model's
+    The new items' fused content vectors are made again with the catalogue's recipe (its
+    builtin statistics, blocks, weights and PCA, copied into the index at build): uploads
+    embedded on their own get the vectors they would have had embedded with the catalogue,
+    and a modality they lack (audio-only uploads to a video catalogue) is a zero block.
+    A new item's serving vector is that content vector c (D,) through the model's
     ``content_projection.npy``: c @ P for a (D, d) P, or [c, 1] @ P for a (D+1, d) P whose last
     row is a bias (affine content towers). Its fold-in (history) vector comes the same way from
-    ``history_projection.npy``, or is the serving vector when the model stores none. Both
-    files are copied from the model at build time. Returns (index dir, number of items added).
+    ``history_projection.npy``, or is the serving vector when the model stores none.
+    The whole update holds the index's lock, so a second ``--add`` is refused, not lost.
+    Returns (index dir, number of items added).
     """
-    from ..artifacts import Manifest, atomic_dir, read_jsonl, read_manifest, write_manifest
+    from ..artifacts import read_manifest, transaction
 
     index_dir, embeddings_dir = Path(index_dir), Path(embeddings_dir)
     _check_cfg(cfg)
-    man = read_manifest(index_dir, expect=KIND)
+    read_manifest(index_dir, expect=KIND, verify="none")  # an early, clear error before locking anything
+    with transaction(index_dir, kind=KIND, inputs=[embeddings_dir]) as txn:
+        n_new = _add(index_dir, embeddings_dir, txn.path, cfg, seed=seed, log=log)
+        if n_new == 0:
+            txn.skip()
+    return index_dir, n_new
+
+
+def _new_vectors(idx: Index, recipe: Any, embeddings_dir: Path, new_man: dict[str, Any], rows: list[dict[str, Any]],
+                 is_new: np.ndarray, log: Callable[[str], None]) -> tuple[np.ndarray, dict[str, Any]]:
+    """(fused (m, D), {modality: ((m, d) vectors, (m,) mask)}) of the new items, made with
+    the catalogue's recipe."""
+    from ..artifacts import load_npy
+
+    n_new = int(is_new.sum())
+    vecs: dict[str, np.ndarray] = {}
+    masks: dict[str, np.ndarray] = {}
+    for m, d in recipe.dims.items():
+        vp, mp = embeddings_dir / f"{m}.npy", embeddings_dir / f"{m}_mask.npy"
+        v = np.asarray(load_npy(vp), np.float32)[is_new] if vp.exists() else np.zeros((n_new, 0), np.float32)
+        mask = np.asarray(load_npy(mp), bool)[is_new] if mp.exists() else np.any(v != 0, axis=1)
+        if m in recipe.stats:
+            own = embeddings_dir / f"builtin_{m}_stats.npy"
+            same = own.exists() and np.allclose(np.asarray(load_npy(own, mmap=False)), recipe.stats[m])
+            if not same:
+                v, mask = _restandardise(idx, recipe, m, embeddings_dir, new_man, rows, is_new)
+                log(f"index: the new items' builtin {m} features normalised with the catalogue's statistics "
+                    "(they were embedded on their own)")
+        if v.shape[1] == 0:
+            v, mask = np.zeros((n_new, d), np.float32), np.zeros(n_new, bool)
+        vecs[m], masks[m] = v, mask
+    fused = recipe.fuse(vecs, masks, n_new)
+    return fused, {m: (vecs[m], masks[m]) for m in vecs}
+
+
+def _restandardise(idx: Index, recipe: Any, m: str, embeddings_dir: Path, new_man: dict[str, Any],
+                   rows: list[dict[str, Any]], is_new: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The new items' builtin ``m`` vectors from their raw features (the features artifact
+    their embeddings were made from), standardised with the catalogue's statistics."""
+    from ..encoders.fusion import standardise
+    from ..features.store import FeatureStore
+
+    src = (new_man.get("inputs") or {}).get("features")
+    if not src or not (Path(src) / "manifest.json").exists():
+        raise InputError(
+            f"{embeddings_dir} was embedded with its own builtin statistics and its features artifact "
+            f"({src}) is gone; embed the new items with `avrec embed FEATURES --like <the catalogue's embeddings>`")
+    store = FeatureStore.open(src, verify="full")
+    by_id = {str(it["item_id"]): it for it in store.items}
+    new_rows = [r for r, keep in zip(rows, is_new) if keep]
+    missing = [r["item_id"] for r in new_rows if str(r["item_id"]) not in by_id]
+    if missing:
+        raise InputError(f"{src} lacks the new item {missing[0]!r}; embed the new items with `avrec embed --like`")
+    raw, present = store.feature_matrix([by_id[str(r["item_id"])] for r in new_rows], m)
+    v, mask = standardise(raw, present, recipe.stats[m])
+    return v, mask
+
+
+def _add(index_dir: Path, embeddings_dir: Path, tmp: Path, cfg: Any, *, seed: int | None,
+         log: Callable[[str], None]) -> int:
+    from ..artifacts import Manifest, load_npy, read_jsonl, read_manifest, write_manifest
+    from ..encoders.fusion import Recipe
+
+    man = read_manifest(index_dir, expect=KIND, verify="full")
     extra = man.get("extra") or {}
     idx = Index(index_dir)
-    new_man = read_manifest(embeddings_dir, expect="embeddings")
+    new_man = read_manifest(embeddings_dir, expect="embeddings", verify="full")
     old_models = extra.get("embed_models") or {}
     new_models = new_man.get("models") or {}
-    if old_models:
-        diff = [m for m in set(old_models) | set(new_models)
-                if (old_models.get(m) or {}).get("name") != (new_models.get(m) or {}).get("name")
-                or (old_models.get(m) or {}).get("dim") != (new_models.get(m) or {}).get("dim")]
-        if diff:
-            raise InputError(
-                f"{embeddings_dir} was embedded with other encoders than the index's content "
-                f"(modalities {', '.join(sorted(diff))} differ); embed the new items with the same config"
-            )
+    # a modality the uploads lack (no item has it) is a zero block, not a mismatch
+    diff = [m for m in set(old_models) & set(new_models)
+            if (new_models[m] or {}).get("dim")
+            and ((old_models[m] or {}).get("name") != (new_models[m] or {}).get("name")
+                 or (old_models[m] or {}).get("dim") != (new_models[m] or {}).get("dim"))]
+    if diff:
+        m = sorted(diff)[0]
+        raise InputError(
+            f"{embeddings_dir} was embedded with other encoders than the index's catalogue ({m}: "
+            f"{new_models[m].get('name')}, dim {new_models[m].get('dim')}, against {old_models[m].get('name')}, dim "
+            f"{old_models[m].get('dim')}); embed the new items with `avrec embed FEATURES --like <the catalogue's "
+            "embeddings>`")
     proj = _projection(index_dir / "content_projection.npy")
     if proj is None:
         raise InputError(
@@ -73,11 +144,21 @@ def add_items(index_dir: str | Path, embeddings_dir: str | Path, cfg: Any, *, se
     n_new = int(is_new.sum())
     if n_new == 0:
         log(f"index: all {len(ids)} items of {embeddings_dir} are already indexed; nothing to add")
-        return index_dir, 0
-    fused_path = embeddings_dir / "fused.npy"
-    if not fused_path.exists():
-        raise ArtifactError(f"{embeddings_dir} lacks fused.npy; re-run avrec embed")
-    fused_new = np.load(fused_path, allow_pickle=False)[is_new].astype(np.float32)
+        return 0
+    recipe = Recipe.load(index_dir)
+    if recipe is not None:
+        fused_new, content_new = _new_vectors(idx, recipe, embeddings_dir, new_man, rows, is_new, log)
+    else:  # an index built before recipes were stored: the uploads' own fused vectors
+        log("index: this index stores no fusion recipe (built by an older avrec); using the new items' own "
+            "fused vectors (rebuild the index to normalise them like the catalogue)")
+        fused_path = embeddings_dir / "fused.npy"
+        fused_new = np.asarray(load_npy(fused_path), np.float32)[is_new]
+        content_new = {}
+        for m in idx.content_modalities:
+            vp, mp = embeddings_dir / f"{m}.npy", embeddings_dir / f"{m}_mask.npy"
+            if vp.exists():
+                v = np.asarray(load_npy(vp), np.float32)[is_new]
+                content_new[m] = (v, np.asarray(load_npy(mp), bool)[is_new] if mp.exists() else np.any(v != 0, axis=1))
     if not np.all(np.isfinite(fused_new)):
         raise InputError(f"{embeddings_dir}: fused vectors of new items contain NaN or inf")
     new_vecs = _apply_projection(fused_new, proj, "content_projection.npy")
@@ -107,36 +188,33 @@ def add_items(index_dir: str | Path, embeddings_dir: str | Path, cfg: Any, *, se
     if hist_proj is not None:
         arrays["history_projection"] = hist_proj
     emb: dict[str, Any] = {"manifest": {}, "rows": None, "modalities": {}, "fused": None}
-    if (index_dir / "content_fused.npy").exists():
-        emb["fused"] = np.vstack([np.load(index_dir / "content_fused.npy", mmap_mode="r"), fused_new])
+    if idx.content_fused is not None:
+        emb["fused"] = np.vstack([idx.content_fused, fused_new])
     for m in idx.content_modalities:
         v_old, mask_old = idx.content(m), idx.content_mask(m)
-        vp, mp = embeddings_dir / f"{m}.npy", embeddings_dir / f"{m}_mask.npy"
-        if vp.exists():
-            v_new = np.load(vp, allow_pickle=False)[is_new].astype(np.float32)
-            m_new = np.load(mp, allow_pickle=False)[is_new].astype(bool) if mp.exists() else np.any(v_new != 0, axis=1)
-        else:
-            v_new = np.zeros((n_new, v_old.shape[1]), np.float32)
-            m_new = np.zeros(n_new, bool)
+        v_new, m_new = content_new.get(m, (np.zeros((n_new, 0), np.float32), np.zeros(n_new, bool)))
+        if v_new.shape[1] != v_old.shape[1]:
+            v_new, m_new = np.zeros((n_new, v_old.shape[1]), np.float32), np.zeros(n_new, bool)
         emb["modalities"][m] = (np.vstack([v_old, v_new]), np.concatenate([mask_old, m_new]))
     users = [idx.users.id(u) for u in range(idx.n_users)]
     seed = int(extra.get("seed", 0)) if seed is None else seed
-    with atomic_dir(index_dir) as tmp:
-        new_extra = _write_index(tmp, arrays=arrays, items=items, users=users, emb=emb, cfg=cfg, seed=seed, log=log)
-        new_extra.update({
-            "model_name": extra.get("model_name"),
-            "text_spaces": extra.get("text_spaces") or {},
-            "embed_models": old_models or new_models,
-            "added": list(extra.get("added") or []) + [{"embeddings": str(embeddings_dir.resolve()), "items": n_new,
-                                                         "first_row": n_old}],
-        })
-        write_manifest(tmp, Manifest(
-            artifact=KIND,
-            config={"index": _cfg_dict(cfg), "seed": seed},
-            inputs={**(man.get("inputs") or {}), "added": [a["embeddings"] for a in new_extra["added"]]},
-            models=man.get("models") or {},
-            counts={"items": n_old + n_new, "users": idx.n_users, "content_modalities": len(new_extra["content"]),
-                    "added_items": sum(a["items"] for a in new_extra["added"])},
-            extra=new_extra,
-        ))
-    return index_dir, n_new
+    new_extra = _write_index(tmp, arrays=arrays, items=items, users=users, emb=emb, cfg=cfg, seed=seed, log=log)
+    if recipe is not None:
+        recipe.save(tmp)
+    new_extra.update({
+        "model_name": extra.get("model_name"),
+        "text_spaces": extra.get("text_spaces") or {},
+        "embed_models": old_models or new_models,
+        "added": list(extra.get("added") or []) + [{"embeddings": str(embeddings_dir.resolve()), "items": n_new,
+                                                     "first_row": n_old}],
+    })
+    write_manifest(tmp, Manifest(
+        artifact=KIND,
+        config={"index": _cfg_dict(cfg), "seed": seed},
+        inputs={**(man.get("inputs") or {}), "added": [a["embeddings"] for a in new_extra["added"]]},
+        models=man.get("models") or {},
+        counts={"items": n_old + n_new, "users": idx.n_users, "content_modalities": len(new_extra["content"]),
+                "added_items": sum(a["items"] for a in new_extra["added"])},
+        extra=new_extra,
+    ))
+    return n_new

@@ -160,7 +160,7 @@ def _emb_path(model_manifest: dict[str, Any], model_dir: Path) -> Path | None:
 def _load_model(model_dir: Path) -> dict[str, Any]:
     from ..artifacts import load_npy, read_jsonl, read_manifest
 
-    man = read_manifest(model_dir, expect="model")
+    man = read_manifest(model_dir, expect="model", verify="full")
     name = str((man.get("models") or {}).get("name", ""))
     if name in NOT_SERVED:
         raise InputError(
@@ -325,11 +325,20 @@ def build_index(model_dir: str | Path, out_dir: str | Path, cfg: Any, *, seed: i
 
     Returns the index directory.
     """
-    from ..artifacts import Manifest, atomic_dir, fingerprint, load_npy, write_manifest
+    from ..artifacts import transaction
 
     model_dir = Path(model_dir)
     out_dir = Path(out_dir)
     _check_cfg(cfg)
+    with transaction(out_dir, kind=KIND, inputs=[model_dir]) as txn:
+        _build(model_dir, txn.path, cfg, seed=seed, log=log)
+    return out_dir
+
+
+def _build(model_dir: Path, tmp: Path, cfg: Any, *, seed: int, log: Callable[[str], None]) -> None:
+    from ..artifacts import Manifest, fingerprint, load_npy, write_manifest
+    from ..encoders.fusion import Recipe
+
     model = _load_model(model_dir)
     item_ids = [str(r["item_id"]) for r in model["items"]]
     emb_dir = _emb_path(model["manifest"], model_dir)
@@ -343,28 +352,29 @@ def build_index(model_dir: str | Path, out_dir: str | Path, cfg: Any, *, seed: i
     for name in ("content_projection", "history_projection"):
         if (model_dir / f"{name}.npy").exists():
             arrays[name] = load_npy(model_dir / f"{name}.npy", mmap=False)
-    with atomic_dir(out_dir) as tmp:
-        extra = _write_index(tmp, arrays=arrays, items=model["items"], users=model["users"], emb=emb,
-                             cfg=cfg, seed=seed, log=log)
-        emb_man = emb["manifest"] if emb else {}
-        extra.update({
-            "model_name": model["name"],
-            "text_spaces": dict((emb_man.get("extra") or {}).get("text_spaces") or {}),
-            "embed_models": emb_man.get("models") or {},
-            "added": [],
-        })
-        write_manifest(tmp, Manifest(
-            artifact=KIND,
-            config={"index": _cfg_dict(cfg), "seed": seed},
-            inputs={"model": str(model_dir.resolve()),
-                    "model_fingerprint": fingerprint(model_dir / "item_vectors.npy"),
-                    "embeddings": str(emb_dir.resolve()) if emb is not None and emb_dir else None},
-            models={"name": model["name"], "dim": extra["dim"]},
-            counts={"items": len(item_ids), "users": len(model["users"]),
-                    "content_modalities": len(extra["content"])},
-            extra=extra,
-        ))
-    return out_dir
+    extra = _write_index(tmp, arrays=arrays, items=model["items"], users=model["users"], emb=emb,
+                         cfg=cfg, seed=seed, log=log)
+    emb_man = emb["manifest"] if emb else {}
+    recipe = Recipe.load(emb_dir) if emb is not None and emb_dir else None
+    if recipe is not None:  # how new items' content becomes fused vectors (index --add)
+        recipe.save(tmp)
+    extra.update({
+        "model_name": model["name"],
+        "text_spaces": dict((emb_man.get("extra") or {}).get("text_spaces") or {}),
+        "embed_models": emb_man.get("models") or {},
+        "added": [],
+    })
+    write_manifest(tmp, Manifest(
+        artifact=KIND,
+        config={"index": _cfg_dict(cfg), "seed": seed},
+        inputs={"model": str(model_dir.resolve()),
+                "model_fingerprint": fingerprint(model_dir / "item_vectors.npy"),
+                "embeddings": str(emb_dir.resolve()) if emb is not None and emb_dir else None},
+        models={"name": model["name"], "dim": extra["dim"]},
+        counts={"items": len(item_ids), "users": len(model["users"]),
+                "content_modalities": len(extra["content"])},
+        extra=extra,
+    ))
 
 
 def _check_cfg(cfg: Any) -> None:

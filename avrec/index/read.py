@@ -160,16 +160,33 @@ def _npy(path: Path) -> np.ndarray:
 
 
 class Index:
-    """Read side of an index directory: numpy memory maps and annoy, loaded on first use."""
+    """Read side of an index directory: numpy memory maps and annoy, loaded on first use.
+
+    Opening checks the manifest and the size of every file it lists. ``index --add``
+    replaces the whole directory in one rename while readers may hold it open: a reader
+    asks :meth:`current` after answering, and answers again from a fresh :class:`Index`
+    when the directory was replaced meanwhile (its files could mix two versions).
+    """
 
     def __init__(self, path: str | Path):
         from ..artifacts import read_manifest  # stdlib only: keeps this path light
 
         self.path = Path(path)
         self.manifest = read_manifest(self.path, KIND)
+        self.build_id = self.manifest.get("build_id")
         self.extra: dict[str, Any] = self.manifest.get("extra") or {}
         self.transform: str = self.extra.get("transform", "none")
         self._ann: dict[str, Any] = {}
+
+    def current(self) -> bool:
+        """True while ``path`` still holds the version this object opened."""
+        import json
+
+        try:
+            data = json.loads((self.path / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(data, dict) and data.get("build_id") == self.build_id
 
     # arrays -------------------------------------------------------------------------
     @cached_property
@@ -274,7 +291,8 @@ class Index:
                 f = int(self.extra["content"][name[len("content_"):]]["dim"])
             p = self.path / f"{name}.ann"
             if not p.exists():
-                raise ArtifactError(f"{p} is missing; re-run avrec index")
+                raise ArtifactError(f"{p} is missing; rebuild it with `avrec index`")
+            check_annoy(p, f, self.manifest)
             ann = AnnoyIndex(f, "angular")
             ann.load(str(p))
             self._ann[name] = ann
@@ -293,6 +311,33 @@ class Index:
     def exact_batch(self) -> bool:
         """--all-users scores chunks of users with one exact matrix product."""
         return self.extra.get("serving_batch", self.extra.get("serving", "exact")) == "exact"
+
+
+def check_annoy(path: Path, f: int, manifest: dict[str, Any]) -> None:
+    """Refuse an annoy file annoy would crash on (it aborts the process, SIGABRT, on a
+    damaged file): its size against the manifest and its node size, and its roots.
+
+    An angular node is n_descendants (int32), two children (int32) and f float32s; the
+    roots are the trailing nodes that cover every item, and their children must be nodes.
+    """
+    from ..artifacts import verify_files
+
+    verify_files(path.parent, manifest, only=[path.name])
+    size = path.stat().st_size
+    node = 12 + 4 * f
+    bad = f"{path} is damaged ({{}}); rebuild it with `avrec index`"
+    if size == 0 or size % node:
+        raise ArtifactError(bad.format(f"{size} bytes is not a whole number of {node}-byte nodes"))
+    nodes = np.memmap(path, dtype=np.int32, mode="r").reshape(-1, node // 4)
+    n_nodes = len(nodes)
+    tail = np.asarray(nodes[-min(n_nodes, 4096):, :3])
+    n_items = int(tail[-1, 0])
+    roots = tail[tail[:, 0] == n_items]
+    if n_items < 1 or n_items > n_nodes:
+        raise ArtifactError(bad.format(f"its roots claim {n_items} items in {n_nodes} nodes"))
+    if n_items > node // 4 - 1:  # a root of a bigger tree splits: both children are nodes
+        if roots[:, 1:3].min() < 0 or roots[:, 1:3].max() >= n_nodes:
+            raise ArtifactError(bad.format("a root points outside the file"))
 
 
 def search(

@@ -5,6 +5,11 @@ item_id = path relative to the input folder, without extension, with posix slash
 identified by its path relative to the working directory when it lies below it, else by
 its stem. Two media files that would share an id (``a.mp4`` and ``a.wav``) keep their
 extension in the id, so no item silently replaces another.
+
+A file reached twice (through a symlink and directly, or named twice) is one item: files
+are deduplicated by their real path. A symlink inside a folder that points out of it is
+not read unless ``follow_outside`` (``--follow-outside``): it becomes a skipped row, so a
+link to /etc or to another user's files is never decoded by accident.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class MediaFile:
     item_id: str
     path: str  # absolute, symlinks not resolved (a dangling link is still a row)
     kind: str  # "video" | "audio" | "unknown": a guess from the extension; probing decides
+    outside: str | None = None  # the input folder this file's real path lies outside of (not read)
 
 
 def media_kind(path: str | Path) -> str:
@@ -70,8 +76,14 @@ def read_path_list(stream: TextIO | None = None) -> list[str]:
     return [ln.strip() for ln in stream.read().splitlines() if ln.strip()]
 
 
+def inside(path: str, root: str) -> bool:
+    """``path`` is ``root`` or below it (both real paths)."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
 def discover(
-    inputs: Iterable[str | Path], *, recursive: bool = True, stdin: TextIO | None = None
+    inputs: Iterable[str | Path], *, recursive: bool = True, stdin: TextIO | None = None,
+    follow_outside: bool = False,
 ) -> list[MediaFile]:
     """Media files named by ``inputs`` (folders, files, or ``-`` for a list on stdin).
 
@@ -79,37 +91,47 @@ def discover(
     whatever its extension (probing will say if it is not media). A named path that does
     not exist is an InputError, except for a dangling symlink, which becomes a failed row.
     """
-    found: list[tuple[str, Path]] = []
+    found: list[tuple[str, Path, str | None]] = []
+
+    def folder(p: Path) -> None:
+        root = os.path.realpath(p)
+        for f in _walk(p, recursive):
+            # (a dangling link reads nothing: it stays a row that says it is broken)
+            out = None if follow_outside or not os.path.exists(f) or inside(os.path.realpath(f), root) else str(p)
+            found.append((_id_from(f.relative_to(p)), f, out))
+
     for arg in inputs:
+        if not str(arg).strip():
+            raise InputError("an input path is an empty string; pass a media folder, media files, or '-'")
         if str(arg) == "-":
             for line in read_path_list(stdin):
                 p = Path(line)
                 if p.is_dir():
-                    found.extend((_id_from(f.relative_to(p)), f) for f in _walk(p, recursive))
+                    folder(p)
                 else:
-                    found.append((_explicit_id(p), p))  # missing ones become failed rows
+                    found.append((_explicit_id(p), p, None))  # missing ones become failed rows
             continue
         p = Path(arg)
         if p.is_dir():
-            found.extend((_id_from(f.relative_to(p)), f) for f in _walk(p, recursive))
+            folder(p)
         elif p.exists() or p.is_symlink():
-            found.append((_explicit_id(p), p))
+            found.append((_explicit_id(p), p, None))
         else:
             raise InputError(f"input not found: {p} (pass a media folder, media files, or '-' for a list on stdin)")
-    # the same file named twice counts once
+    # one item per file, whichever way it was reached: by real path
     seen: set[str] = set()
-    unique: list[tuple[str, Path]] = []
-    for iid, p in found:
-        key = os.path.abspath(p)
+    unique: list[tuple[str, Path, str | None]] = []
+    for iid, p, out in found:
+        key = os.path.realpath(p)
         if key not in seen:
             seen.add(key)
-            unique.append((iid, p))
+            unique.append((iid, p, out))
     counts: dict[str, int] = {}
-    for iid, _ in unique:
+    for iid, _, _ in unique:
         counts[iid] = counts.get(iid, 0) + 1
-    out = []
-    for iid, p in unique:
+    files = []
+    for iid, p, out in unique:
         if counts[iid] > 1:  # a.mp4 + a.wav: keep both, told apart by extension
             iid = iid + p.suffix.lower()
-        out.append(MediaFile(item_id=iid, path=os.path.abspath(p), kind=media_kind(p)))
-    return out
+        files.append(MediaFile(item_id=iid, path=os.path.abspath(p), kind=media_kind(p), outside=out))
+    return files

@@ -1,32 +1,51 @@
-"""Metadata tables (CSV / TSV / JSONL): item_id, title, description, tags, optional path."""
+"""Metadata tables (CSV / TSV / JSONL): item_id, title, description, tags, optional path.
+
+Columns are matched by name, case-insensitively, through :data:`COLUMNS` (``name`` is a
+title, ``genres`` are tags, ...). A column matching nothing is a warning naming the closest
+known column (an error with ``strict``): a misspelt ``titel`` would otherwise leave every
+title empty without a word. An empty table, a header without rows and an item_id on two
+rows are errors. Relative paths in the ``path`` column are relative to the table's folder.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from ..data.columns import match_columns
 from ..errors import InputError
+from ..ids import check_id
 from .sidecars import normalise_tags
 
 TEXT_FIELDS = ("title", "description", "tags")
+# accepted spellings of each column, case-insensitive (first match wins)
+COLUMNS = {
+    "item_id": ("item_id", "id", "itemid", "item", "video_id", "track_id", "episode_id", "movieid"),
+    "title": ("title", "name", "headline"),
+    "description": ("description", "desc", "summary", "synopsis", "overview", "abstract"),
+    "tags": ("tags", "tag", "genres", "genre", "keywords", "categories", "labels"),
+    "path": ("path", "file", "filename", "filepath", "media", "media_path"),
+}
 
 
 @dataclass
 class MetadataTable:
-    """Rows keyed by item_id, plus a lookup by absolute media path."""
+    """Rows keyed by item_id, plus a lookup by the real path of each media file."""
 
     path: Path
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # item_id -> row
-    by_path: dict[str, str] = field(default_factory=dict)  # abs path -> item_id
+    by_path: dict[str, str] = field(default_factory=dict)  # real path -> item_id
     order: list[str] = field(default_factory=list)
+    columns: dict[str, str] = field(default_factory=dict)  # field -> column name in the file
 
     def lookup(self, item_id: str, media_path: str) -> tuple[str, dict[str, Any]] | None:
         """The table row for a media file: by path first (explicit), then by item_id."""
-        iid = self.by_path.get(os.path.abspath(media_path))
+        iid = self.by_path.get(os.path.realpath(media_path))
         if iid is not None:
             return iid, self.rows[iid]
         if item_id in self.rows:
@@ -40,7 +59,10 @@ def _read_rows(p: Path) -> list[dict[str, Any]]:
         if suffix in (".jsonl", ".ndjson", ".json"):
             text = p.read_text(encoding="utf-8-sig")
             if suffix == ".json" and text.lstrip().startswith("["):
-                rows = json.loads(text)
+                try:
+                    rows = json.loads(text)
+                except json.JSONDecodeError as e:
+                    raise InputError(f"{p}: not valid JSON (line {e.lineno}: {e.msg})") from None
             else:
                 rows = []
                 for n, line in enumerate(text.splitlines(), 1):
@@ -52,8 +74,11 @@ def _read_rows(p: Path) -> list[dict[str, Any]]:
             if not all(isinstance(r, dict) for r in rows):
                 raise InputError(f"{p}: every line must be a JSON object with item_id, title, ...")
             return rows
+        csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long descriptions are data, not errors
         with open(p, newline="", encoding="utf-8-sig") as f:
             sample = f.read(4096)
+            if "\x00" in sample:
+                raise InputError(f"metadata table {p} is a binary file, not CSV/TSV text; pass a CSV, TSV or JSONL table")
             f.seek(0)
             delim = "\t" if suffix == ".tsv" or (sample.count("\t") > sample.count(",")) else ","
             return list(csv.DictReader(f, delimiter=delim))
@@ -61,48 +86,60 @@ def _read_rows(p: Path) -> list[dict[str, Any]]:
         raise InputError(f"cannot read metadata table {p}: {e.strerror}") from None
     except UnicodeDecodeError:
         raise InputError(f"metadata table {p} is not UTF-8 text; save it as UTF-8 CSV or JSONL") from None
+    except csv.Error as e:
+        raise InputError(f"metadata table {p}: {e}") from None
 
 
-def load_metadata(path: str | Path) -> MetadataTable:
-    """Load a table; ``item_id`` (or, failing that, ``path``) must be a column.
-
-    Relative paths in the ``path`` column are taken relative to the table's folder.
-    """
+def load_metadata(path: str | Path, *, strict: bool = False, warn: Callable[[str], None] = lambda _m: None
+                  ) -> MetadataTable:
+    """Load a table; ``item_id`` (or, failing that, ``path``) must be a column."""
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"metadata table {p} is a directory; pass a CSV or JSONL file to --metadata")
     if not p.is_file():
         raise InputError(f"metadata table not found: {p} (pass a CSV or JSONL file to --metadata)")
     raw = _read_rows(p)
-    table = MetadataTable(path=p)
     if not raw:
-        return table
-    cols = {k.strip().lower() for r in raw for k in r.keys() if k}
+        raise InputError(f"metadata table {p} has no rows (an empty file or a header alone); add rows or leave "
+                         "--metadata out")
+    names = list(dict.fromkeys(str(k) for r in raw for k in r.keys() if k is not None))
+    cols = match_columns(names, COLUMNS, p, strict=strict, warn=warn)
     if "item_id" not in cols and "path" not in cols:
         raise InputError(
-            f"{p}: missing column 'item_id' (columns found: {', '.join(sorted(cols)) or 'none'}); "
+            f"{p}: missing column 'item_id' (columns found: {', '.join(names) or 'none'}); "
             "a metadata table needs item_id (or path), title, description, tags"
         )
-    for n, r in enumerate(raw, 2):
-        r = {str(k).strip().lower(): v for k, v in r.items() if k is not None}
-        media = str(r.get("path") or "").strip()
-        abs_media = ""
+    table = MetadataTable(path=p, columns=cols)
+    first_row: dict[str, int] = {}
+    get = lambda r, key: r.get(cols[key]) if key in cols else None  # noqa: E731
+    for n, r in enumerate(raw, 2 if p.suffix.lower() not in (".jsonl", ".ndjson", ".json") else 1):
+        media = str(get(r, "path") or "").strip()
+        given = real = ""
         if media:
             mp = Path(media).expanduser()
-            abs_media = os.path.abspath(mp if mp.is_absolute() else p.parent / mp)
-        iid = str(r.get("item_id") or "").strip()
+            given = os.path.abspath(mp if mp.is_absolute() else p.parent / mp)
+            real = os.path.realpath(given)
+        iid = str(get(r, "item_id") or "").strip()
         if not iid:
             if not media:
                 raise InputError(f"{p}: row {n} has neither item_id nor path")
             iid = Path(media).with_suffix("").as_posix()
-        row = {
+        try:
+            iid = check_id(iid, "item_id")
+        except ValueError as e:
+            raise InputError(f"{p}: row {n}: {e}") from None
+        if iid in table.rows:
+            raise InputError(f"{p}: item_id {iid!r} is on rows {first_row[iid]} and {n}; give each item one row")
+        first_row[iid] = n
+        table.order.append(iid)
+        table.rows[iid] = {
             "item_id": iid,
-            "title": str(r.get("title") or "").strip(),
-            "description": str(r.get("description") or "").strip(),
-            "tags": normalise_tags(r.get("tags")),
-            "path": abs_media or None,
+            "title": str(get(r, "title") or "").strip(),
+            "description": str(get(r, "description") or "").strip(),
+            "tags": normalise_tags(get(r, "tags")),
+            "path": given or None,  # as written (a dangling link stays a row); looked up by its real path
+            "relative": bool(media) and not Path(media).expanduser().is_absolute(),
         }
-        if iid not in table.rows:
-            table.order.append(iid)
-        table.rows[iid] = row  # a later duplicate row wins
-        if abs_media:
-            table.by_path[abs_media] = iid
+        if real:
+            table.by_path[real] = iid
     return table

@@ -116,14 +116,14 @@ def test_windows_and_resample():
 def test_builtin_standardise_is_nan_safe():
     x = np.array([[1.0, 10.0, 5.0], [3.0, np.nan, 5.0], [np.nan] * 3, [2.0, 30.0, 5.0]])
     present = np.array([True, True, False, True])
-    z, mask = standardise(x, present)
+    z, mask, _ = standardise(x, present)
     assert mask.tolist() == [True, True, False, True]
     assert np.allclose(np.linalg.norm(z[mask], axis=1), 1) and np.all(z[2] == 0)
     assert np.all(z[:, 2] == 0)  # a constant column carries nothing
     assert z[1, 1] == 0  # a NaN cell becomes the column mean
     # standardising first: a column on a huge scale does not dominate
     big = np.array([[1.0, 1000.0], [2.0, 3000.0], [3.0, 2000.0]])
-    zb, _ = standardise(big, np.ones(3, bool))
+    zb, _, _ = standardise(big, np.ones(3, bool))
     ref = (big - big.mean(0)) / big.std(0)
     assert np.allclose(zb, ref / np.linalg.norm(ref, axis=1, keepdims=True), atol=1e-6)
     assert abs(zb[0, 0]) > 0.5  # without z-scoring, column 0 would be ~0.001 of the row

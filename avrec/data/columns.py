@@ -1,0 +1,48 @@
+"""Matching a table's columns to the fields avrec reads, the same way for every table.
+
+Names match case-insensitively through a table of accepted spellings (first match wins).
+A column that matches nothing is a warning naming the closest known spelling, or an error
+with ``strict`` (``--strict``): a misspelt ``titel`` or ``user`` for ``userid`` must not
+silently leave a field empty.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ..errors import InputError
+
+
+def match_columns(names: Iterable[str], aliases: dict[str, tuple[str, ...]], source: str | Path, *,
+                  strict: bool = False, warn: Callable[[str], None] = lambda _m: None) -> dict[str, str]:
+    """{field: column name as in the file} for the fields found among ``names``."""
+    lower: dict[str, str] = {}
+    for n in names:
+        if n is not None and str(n).strip():
+            lower.setdefault(str(n).strip().lower(), str(n).strip())
+    cols: dict[str, str] = {}
+    for key, spellings in aliases.items():
+        for a in spellings:
+            if a.lower() in lower:
+                cols[key] = lower[a.lower()]
+                break
+    used = {c.lower() for c in cols.values()}
+    known = {a.lower(): key for key, spellings in aliases.items() for a in spellings}
+    problems = []
+    for low, name in lower.items():
+        if low in used:
+            continue
+        if low in known:  # a second spelling of a field already matched
+            problems.append(f"column {name!r} is not used ({cols[known[low]]!r} already gives {known[low]})")
+            continue
+        close = difflib.get_close_matches(low, list(known), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r} ({known[close[0]]})?" if close else f"known: {', '.join(aliases)}"
+        problems.append(f"unknown column {name!r} is ignored ({hint})")
+    if problems:
+        msg = f"{source}: " + "; ".join(problems)
+        if strict:
+            raise InputError(msg + " [--strict]")
+        warn("warning: " + msg + " (--strict makes this an error)")
+    return cols
