@@ -317,7 +317,8 @@ def report_text(results: dict[str, Any], ks: list[int]) -> str:
 
 
 def plot(results: dict[str, Any], ks: list[int], path: Path) -> str | None:
-    """Recall and NDCG against K, one line per model, one row of panels per protocol.
+    """Recall and NDCG against K, one line per model, one row of panels per protocol; with
+    a single K, bars per model (a line through one point shows nothing).
     Returns a note when matplotlib is missing (the plot is then skipped)."""
     try:
         import matplotlib
@@ -325,7 +326,8 @@ def plot(results: dict[str, Any], ks: list[int], path: Path) -> str | None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return "plot.png skipped: matplotlib is not installed (pip install matplotlib)"
+        return ('plot.png skipped: matplotlib is not installed; pip install "avrec[plot]" (or matplotlib) '
+                "to get it; metrics.json and report.txt hold every number")
     protos = [p for p in results if results[p]["models"]]
     if not protos:
         return None
@@ -333,7 +335,18 @@ def plot(results: dict[str, Any], ks: list[int], path: Path) -> str | None:
     for row, p in enumerate(protos):
         for col, metric in enumerate(("recall", "ndcg")):
             ax = axes[row][col]
-            for m, r in results[p]["models"].items():
+            models = results[p]["models"]
+            if len(ks) == 1:
+                k = ks[0]
+                names = list(models)
+                vals = [models[m]["metrics"][k][metric] for m in names]
+                bars = ax.bar(range(len(names)), vals, color=[f"C{i}" for i in range(len(names))])
+                ax.bar_label(bars, fmt="%.3f", fontsize=8)
+                ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
+                ax.set_title(f"{p}: {metric}@{k}")
+                ax.grid(alpha=0.3, axis="y")
+                continue
+            for m, r in models.items():
                 ax.plot(ks, [r["metrics"][k][metric] for k in ks], marker="o", label=m)
             ax.set_title(f"{p}: {metric}@K")
             ax.set_xlabel("K")

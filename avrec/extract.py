@@ -82,6 +82,7 @@ def extract_item(task: Task, ecfg: ExtractConfig) -> ItemFeatures:
     try:
         info = probe(task.path)
         errors: list[str] = []
+        ends: list[float] = []  # how far each decoded stream reaches, seconds
         audio_job = None
         if info.has_audio and info.has_video:
             # the audio (decode, resample, features) runs on a thread beside the video decoding:
@@ -123,23 +124,34 @@ def extract_item(task: Task, ecfg: ExtractConfig) -> ItemFeatures:
             if vf is not None and not ecfg.keyframes and vd and last_t is not None and last_t < 0.5 * vd - 1.0:
                 # the container promises far more than decodes: a truncated or corrupt file
                 raise MediaError(f"truncated or corrupt: video decodes to {last_t:.1f} s of {vd:.1f} s")
+            if vf is not None and last_t is not None:
+                # key frames can be 10 s apart: the last one decoded says the video reaches about that far
+                ends.append(last_t + (10.0 if ecfg.keyframes else 1.0 / ecfg.fps))
             if vf is not None:
                 out.video_features = vf
                 out.frames, out.frame_times = acc.thumbnails()
                 row["modalities"].append("video")
         if info.has_audio:
             try:
-                samples, feats, duration = audio_job.result() if audio_job else _audio_part(task.path, ecfg)
+                samples, feats, duration, reached = audio_job.result() if audio_job else _audio_part(task.path, ecfg)
                 if feats is not None:
                     out.audio_features, out.audio = feats, samples
                     row["modalities"].append("audio")
+                    ends.append(reached)
                 if info.duration is None and duration:
                     info.duration = duration
             except MediaError as e:
                 errors.append(f"audio: {e}")
         if not row["modalities"]:
             raise MediaError("; ".join(errors) or "no decodable audio or video")
+        promised = info.duration
+        if promised and ends and max(ends) < 0.5 * promised - 1.0:
+            # no stream gets near the length the header promises (a WebM cut off after 5 of 30 s)
+            raise MediaError(f"truncated or corrupt: decodes to {max(ends):.1f} s of the {promised:.1f} s "
+                             "its header promises")
         dur = info.duration
+        if promised and ends and max(ends) < 0.9 * promised:
+            dur = max(ends)  # record what decodes, not what the header claims
         if dur is None and out.frame_times is not None and len(out.frame_times):
             dur = float(out.frame_times[-1])
         row["duration"] = round(float(dur), 3) if dur is not None else None
@@ -152,22 +164,28 @@ def extract_item(task: Task, ecfg: ExtractConfig) -> ItemFeatures:
     return out
 
 
-def _audio_part(path: str, ecfg: ExtractConfig) -> tuple[np.ndarray | None, np.ndarray | None, float | None]:
-    """(int16 PCM kept for embed, audio features, stream duration) of ``path``; MediaError if none."""
+def _audio_part(path: str, ecfg: ExtractConfig
+                ) -> tuple[np.ndarray | None, np.ndarray | None, float | None, float]:
+    """(int16 PCM kept for embed, audio features, stream duration, seconds decoded: infinite
+    when decoding stopped at the cap) of ``path``; MediaError if none."""
     from .features.audio import audio_features
     from .media.audio import load_audio
 
     keep = int(ecfg.audio_max_seconds * ecfg.audio_sr)
     feat_n = int(ecfg.feature_audio_seconds * ecfg.audio_sr)
-    audio = load_audio(path, sr=ecfg.audio_sr, max_seconds=max(ecfg.audio_max_seconds, ecfg.feature_audio_seconds))
+    cap = max(ecfg.audio_max_seconds, ecfg.feature_audio_seconds)
+    audio = load_audio(path, sr=ecfg.audio_sr, max_seconds=cap)
+    reached = len(audio.samples) / ecfg.audio_sr
+    if reached >= cap - 0.5:
+        reached = float("inf")  # read up to the cap: says nothing about the rest
     if not len(audio.samples):
-        return None, None, audio.duration
+        return None, None, audio.duration, 0.0
     if not np.isfinite(audio.samples).all():  # a broken float stream: keep what is a number
         audio.samples = np.nan_to_num(audio.samples, nan=0.0, posinf=1.0, neginf=-1.0)
     feats = audio_features(audio.samples[:feat_n], sr=ecfg.audio_sr, n_mels=ecfg.n_mels)
     # int16 as stored: half the bytes through the pipe and in the shard buffer
     pcm = (np.clip(audio.samples[:keep], -1.0, 1.0) * 32767.0).astype(np.int16)
-    return pcm, feats, audio.duration
+    return pcm, feats, audio.duration, reached
 
 
 def failed_item(item_id: str, path: str | None, error: str) -> ItemFeatures:

@@ -53,13 +53,19 @@ def _context(preload: Sequence[str] = ()) -> mp.context.BaseContext:
 # cores, and OpenBLAS's idle threads spin: 4 one-minute clips took 1.85 s instead of 1.55 s
 # with one worker on 2 cores. Worker processes start with these set, before numpy loads.
 _ONE_THREAD_ENV = {k: "1" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+# The fork server starts as `python -c ...`, which puts the working directory first on
+# sys.path: a folder named `avrec` (or `numpy`) where the user runs extract would then be
+# imported instead of the installed package, and every worker would die on it. Python 3.11+
+# leaves the working directory out with PYTHONSAFEPATH (the -P flag).
+_SAFE_PATH_ENV = {"PYTHONSAFEPATH": "1"}
 
 
 @contextmanager
 def _worker_env() -> Iterator[None]:
     """os.environ as worker processes (or the fork server) should inherit it, for the duration."""
-    saved = {k: os.environ.get(k) for k in _ONE_THREAD_ENV}
-    os.environ.update({k: v for k, v in _ONE_THREAD_ENV.items() if saved[k] is None})  # the user's settings win
+    env = {**_ONE_THREAD_ENV, **_SAFE_PATH_ENV}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update({k: v for k, v in env.items() if saved[k] is None})  # the user's settings win
     try:
         yield
     finally:
