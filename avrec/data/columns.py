@@ -16,8 +16,12 @@ from ..errors import InputError
 
 
 def match_columns(names: Iterable[str], aliases: dict[str, tuple[str, ...]], source: str | Path, *,
-                  strict: bool = False, warn: Callable[[str], None] = lambda _m: None) -> dict[str, str]:
-    """{field: column name as in the file} for the fields found among ``names``."""
+                  strict: bool = False, warn: Callable[[str], None] = lambda _m: None,
+                  required: Iterable[str] = (), what: str = "a table") -> dict[str, str]:
+    """{field: column name as in the file} for the fields found among ``names``.
+
+    A missing ``required`` field is an InputError (before any warning about the others).
+    """
     lower: dict[str, str] = {}
     for n in names:
         if n is not None and str(n).strip():
@@ -28,6 +32,12 @@ def match_columns(names: Iterable[str], aliases: dict[str, tuple[str, ...]], sou
             if a.lower() in lower:
                 cols[key] = lower[a.lower()]
                 break
+    for key in required:
+        if key not in cols:
+            found = ", ".join(lower.values()) or "none"
+            raise InputError(f"{source}: no '{key}' column (found: {found}); {what} needs "
+                             f"{' and '.join(required)} columns (also accepted for {key}: "
+                             f"{', '.join(a for a in aliases[key] if a != key)})")
     used = {c.lower() for c in cols.values()}
     known = {a.lower(): key for key, spellings in aliases.items() for a in spellings}
     problems = []

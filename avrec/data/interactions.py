@@ -199,14 +199,8 @@ def _parse_time(v: Any) -> float:
 def _columns(header: Iterable[str], source: Path, *, strict: bool = False,
              warn: Callable[[str], None] = lambda _m: None) -> dict[str, str]:
     names = [str(h).strip() for h in header if h is not None]
-    cols = match_columns(names, ALIASES, source, strict=strict, warn=warn)
-    for key in ("user_id", "item_id"):
-        if key not in cols:
-            raise InputError(
-                f"{source}: no '{key}' column (found: {', '.join(names) or 'none'}); "
-                "interactions need user_id and item_id columns"
-            )
-    return cols
+    return match_columns(names, ALIASES, source, strict=strict, warn=warn, required=("user_id", "item_id"),
+                         what="an interactions table")
 
 
 _BINARY_MAGIC = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"PK\x03\x04": "a zip archive",

@@ -103,12 +103,13 @@ def load_metadata(path: str | Path, *, strict: bool = False, warn: Callable[[str
         raise InputError(f"metadata table {p} has no rows (an empty file or a header alone); add rows or leave "
                          "--metadata out")
     names = list(dict.fromkeys(str(k) for r in raw for k in r.keys() if k is not None))
-    cols = match_columns(names, COLUMNS, p, strict=strict, warn=warn)
-    if "item_id" not in cols and "path" not in cols:
+    lower = {n.strip().lower() for n in names}
+    if not lower & set(COLUMNS["item_id"] + COLUMNS["path"]):
         raise InputError(
             f"{p}: missing column 'item_id' (columns found: {', '.join(names) or 'none'}); "
             "a metadata table needs item_id (or path), title, description, tags"
         )
+    cols = match_columns(names, COLUMNS, p, strict=strict, warn=warn)
     table = MetadataTable(path=p, columns=cols)
     first_row: dict[str, int] = {}
     get = lambda r, key: r.get(cols[key]) if key in cols else None  # noqa: E731
