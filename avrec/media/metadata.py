@@ -77,7 +77,9 @@ def _read_rows(p: Path) -> list[dict[str, Any]]:
         csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long descriptions are data, not errors
         with open(p, newline="", encoding="utf-8-sig") as f:
             sample = f.read(4096)
-            if "\x00" in sample:
+            # UTF-16 text or binary decodes with a NUL every few characters; a NUL or two in a
+            # text table is a bad value, which the row it is on names (an id, a path)
+            if sample.count("\x00") * 20 > len(sample):
                 raise InputError(f"metadata table {p} is a binary file, not CSV/TSV text; pass a CSV, TSV or JSONL table")
             f.seek(0)
             delim = "\t" if suffix == ".tsv" or (sample.count("\t") > sample.count(",")) else ","
@@ -115,6 +117,8 @@ def load_metadata(path: str | Path, *, strict: bool = False, warn: Callable[[str
     get = lambda r, key: r.get(cols[key]) if key in cols else None  # noqa: E731
     for n, r in enumerate(raw, 2 if p.suffix.lower() not in (".jsonl", ".ndjson", ".json") else 1):
         media = str(get(r, "path") or "").strip()
+        if "\x00" in media:
+            raise InputError(f"{p}: row {n}: path {media[:40]!r} contains a NUL byte; a path may not hold one")
         given = real = ""
         if media:
             mp = Path(media).expanduser()
