@@ -146,5 +146,9 @@ def load_metadata(path: str | Path, *, strict: bool = False, warn: Callable[[str
             "relative": bool(media) and not Path(media).expanduser().is_absolute(),
         }
         if real:
+            if real in table.by_path:  # one file is one item (the second row would read as "not found")
+                other = table.by_path[real]
+                raise InputError(f"{p}: rows {first_row[other]} and {n} both name the file {media} "
+                                 f"(item_id {other!r} and {iid!r}); give each file one row")
             table.by_path[real] = iid
     return table
