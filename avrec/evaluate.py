@@ -331,6 +331,7 @@ def plot(results: dict[str, Any], ks: list[int], path: Path) -> str | None:
     protos = [p for p in results if results[p]["models"]]
     if not protos:
         return None
+    colour = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(m for p in protos for m in results[p]["models"]))}
     fig, axes = plt.subplots(len(protos), 2, figsize=(9, 3.2 * len(protos)), squeeze=False)
     for row, p in enumerate(protos):
         for col, metric in enumerate(("recall", "ndcg")):
@@ -340,14 +341,14 @@ def plot(results: dict[str, Any], ks: list[int], path: Path) -> str | None:
                 k = ks[0]
                 names = list(models)
                 vals = [models[m]["metrics"][k][metric] for m in names]
-                bars = ax.bar(range(len(names)), vals, color=[f"C{i}" for i in range(len(names))])
+                bars = ax.bar(range(len(names)), vals, color=[colour[m] for m in names])
                 ax.bar_label(bars, fmt="%.3f", fontsize=8)
                 ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
                 ax.set_title(f"{p}: {metric}@{k}")
                 ax.grid(alpha=0.3, axis="y")
                 continue
             for m, r in models.items():
-                ax.plot(ks, [r["metrics"][k][metric] for k in ks], marker="o", label=m)
+                ax.plot(ks, [r["metrics"][k][metric] for k in ks], marker="o", label=m, color=colour[m])
             ax.set_title(f"{p}: {metric}@K")
             ax.set_xlabel("K")
             ax.grid(alpha=0.3)
