@@ -73,7 +73,14 @@ def read_path_list(stream: TextIO | None = None) -> list[str]:
     stream = sys.stdin if stream is None else stream
     if stream is None or stream.closed:
         return []
-    return [ln.strip() for ln in stream.read().splitlines() if ln.strip()]
+    paths = []
+    for n, line in enumerate(stream.read().splitlines(), 1):
+        if "\x00" in line:
+            raise InputError(f"stdin line {n} ({line.strip()[:40]!r}) holds a NUL byte, which no path can; "
+                             "pass one path per line (`find -print0` output: convert the NULs to newlines)")
+        if line.strip():
+            paths.append(line.strip())
+    return paths
 
 
 def inside(path: str, root: str) -> bool:
