@@ -65,13 +65,17 @@ def _worker_env() -> Iterator[None]:
     """os.environ as worker processes (or the fork server) should inherit it, for the duration."""
     env = {**_ONE_THREAD_ENV, **_SAFE_PATH_ENV}
     saved = {k: os.environ.get(k) for k in env}
-    os.environ.update({k: v for k, v in env.items() if saved[k] is None})  # the user's settings win
+    # the user's settings win; set but empty is unset to Python and BLAS (PYTHONSAFEPATH= in a
+    # CI template would otherwise let a folder named avrec in the working directory kill every worker)
+    os.environ.update({k: v for k, v in env.items() if not saved[k]})
     try:
         yield
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def prestart(preload: Sequence[str] = ()) -> None:
