@@ -579,6 +579,8 @@ def extract(
     inputs = [str(i) for i in inputs]
     if any(not i.strip() for i in inputs):
         raise InputError("an input path is an empty string; pass a media folder, media files, or '-'")
+    if metadata is not None and not str(metadata).strip():  # `--metadata "$UNSET"`: not "no table"
+        raise InputError("the metadata table path is an empty string; pass a CSV or JSONL file to --metadata")
     meta = metadata or cfg.extract.metadata or None
     if inputs and cfg.distributed.engine == "local":
         from .engines.local import prestart

@@ -133,6 +133,8 @@ def extract_cmd(
     from ..config import validate
 
     validate(cfg)
+    if metadata is not None and not metadata.strip():
+        raise InputError("--metadata is an empty string; pass a CSV or JSONL file")
     if not inputs and not (metadata or e.metadata):
         raise InputError("no input: pass media folders or files, '-' to read paths from stdin, or --metadata FILE")
     log = common.log
