@@ -420,8 +420,9 @@ def run_extract(plan: Plan, cfg: Config, *, progress: Progress | None) -> tuple[
         progress.start(len(tasks), plan.reused)
     buffered_bytes = 0
     try:
+        limit = ecfg.item_timeout if 0 < ecfg.item_timeout < float("inf") else None  # 0 or inf: no limit
         results = run(cfg.distributed.engine, extract_shard, tasks, ecfg, workers=plan.workers,
-                      timeout=ecfg.item_timeout, address=cfg.distributed.address, preload=_PRELOAD)
+                      timeout=limit, address=cfg.distributed.address, preload=_PRELOAD)
         with closing(results):  # stops the workers however the loop ends
             for index, res in results:
                 task = tasks[index]
