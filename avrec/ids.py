@@ -15,6 +15,7 @@ import unicodedata
 
 MAX_ID_BYTES = 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _NAMES = {"\n": "a newline", "\r": "a carriage return", "\t": "a tab", "\x00": "a NUL byte"}
 
 
@@ -27,6 +28,9 @@ def id_problem(value: str) -> str | None:
         ch = bad.group(0)
         name = _NAMES.get(ch) or f"the control character U+{ord(ch):04X} ({unicodedata.name(ch, 'unnamed')})"
         return f"contains {name}"
+    bad = _SURROGATE.search(value)
+    if bad:  # from a JSON escape such as "\\ud800": not text, no file can hold it as UTF-8
+        return f"contains the unpaired surrogate U+{ord(bad.group(0)):04X}, which is not text"
     if len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
         return f"is longer than {MAX_ID_BYTES} bytes"
     return None

@@ -41,6 +41,8 @@ EVENT_WEIGHTS = {
     "share": 3.0, "purchase": 3.0, "buy": 3.0,
 }
 MAX_REPORTED = 20  # line numbers kept per problem kind
+_F32_MAX = float(np.finfo(np.float32).max)  # weights are stored as float32
+_F32_ZERO = float(np.finfo(np.float32).smallest_subnormal) / 2  # this and below round to 0.0
 
 
 @dataclass
@@ -240,8 +242,8 @@ def _parse(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
                     continue
                 try:
                     rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    yield n, None, f"invalid JSON: {e.msg}"
+                except (ValueError, RecursionError) as e:  # also a number past int's 4300 digits
+                    yield n, None, f"invalid JSON: {getattr(e, 'msg', None) or e}"
                     continue
                 if not isinstance(rec, dict):
                     yield n, None, "not a JSON object"
@@ -272,8 +274,10 @@ def _parse(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
         if delimiter == "," and len(header) == 1 and "\t" in header[0]:
             raise InputError(f"{path}: looks tab-separated; name it .tsv")
         header = [h.strip() for h in header]
+        start = reader.line_num + 1
         for row in reader:
-            n = reader.line_num
+            # a quoted field may span lines: report the line the row starts on
+            n, start = start, reader.line_num + 1
             if not row or all(not c.strip() for c in row):
                 continue
             if len(row) != len(header):
@@ -305,13 +309,22 @@ def load_interactions(
     report = LoadReport()
     rows: list[tuple[int, str, str, float, float]] = []
     cols: dict[str, str] | None = None
+    keys: dict[str, None] = {}  # JSON lines may each name other fields: the columns seen so far
+    warned: set[str] = set()
+
+    def warn_once(msg: str) -> None:
+        if msg not in warned:
+            warned.add(msg)
+            warn(msg)
+
     for n, rec, err in _records(path):
         report.rows += 1
         if rec is None:
             report.add("malformed", n, err)
             continue
-        if cols is None:
-            cols = _columns(rec.keys(), path, strict=strict, warn=warn)
+        if cols is None or any(k not in keys for k in rec):
+            keys.update(dict.fromkeys(rec))
+            cols = _columns(keys, path, strict=strict, warn=warn_once)
         try:
             u = rec.get(cols["user_id"])
             i = rec.get(cols["item_id"])
@@ -329,13 +342,13 @@ def load_interactions(
             elif "watch_seconds" in cols and rec.get(cols["watch_seconds"]) not in (None, ""):
                 # diminishing returns: a minute counts 1, an hour about 4
                 w = math.log1p(max(float(rec[cols["watch_seconds"]]), 0.0) / 60.0) / math.log(2.0)
-            if not math.isfinite(w):
-                raise ValueError(f"weight {w} is not finite")
+            if not math.isfinite(w) or abs(w) > _F32_MAX:
+                raise ValueError(f"weight {w} is not finite" if not math.isfinite(w) else f"weight {w} is too large")
             t = _parse_time(rec.get(cols["timestamp"])) if "timestamp" in cols else math.nan
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:  # OverflowError: a JSON integer past float
             report.add("malformed", n, str(e))
             continue
-        if w < min_weight or w <= 0:
+        if w < min_weight or w <= _F32_ZERO:  # stored as float32: a weight that rounds to 0 is 0
             report.below_min_weight += 1
             continue
         rows.append((n, str(u).strip(), str(i).strip(), w, t))
@@ -378,5 +391,6 @@ def _build(rows, *, catalogue, report: LoadReport) -> Interactions:
     return Interactions(
         users=users, items=items,
         user=np.asarray(uu, np.int32), item=np.asarray(ii, np.int32),
-        weight=np.asarray(ww, np.float32), timestamp=np.asarray(tt, np.float64), report=report,
+        weight=np.minimum(np.asarray(ww, np.float64), _F32_MAX).astype(np.float32),  # a sum may pass float32
+        timestamp=np.asarray(tt, np.float64), report=report,
     )
