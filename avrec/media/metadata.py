@@ -83,7 +83,17 @@ def _read_rows(p: Path) -> list[dict[str, Any]]:
                 raise InputError(f"metadata table {p} is a binary file, not CSV/TSV text; pass a CSV, TSV or JSONL table")
             f.seek(0)
             delim = "\t" if suffix == ".tsv" or (sample.count("\t") > sample.count(",")) else ","
-            return list(csv.DictReader(f, delimiter=delim))
+            # strict: a quote opened and never closed is an error, not one field swallowing every later row
+            reader = csv.DictReader(f, delimiter=delim, strict=True)
+            rows, line = [], 1
+            try:
+                for r in reader:
+                    rows.append(r)
+                    line = reader.line_num
+            except csv.Error as e:
+                hint = " (a quote opened there is never closed)" if "end of data" in str(e) else ""
+                raise InputError(f"metadata table {p}: bad CSV in the row starting on line {line + 1}: {e}{hint}") from None
+            return rows
     except OSError as e:
         raise InputError(f"cannot read metadata table {p}: {e.strerror}") from None
     except UnicodeDecodeError:
