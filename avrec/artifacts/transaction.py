@@ -235,8 +235,10 @@ def transaction(final: str | Path, *, kind: str | None, inputs: Sequence[str | P
         try:
             yield txn
         except BaseException:
-            if not resume:
+            if not resume or not any(tmp.iterdir()):
                 shutil.rmtree(tmp, ignore_errors=True)
+            elif not (tmp / "shards").is_dir() or not any((tmp / "shards").iterdir()):
+                shutil.rmtree(tmp, ignore_errors=True)  # nothing worth resuming from
             raise
         if txn.committed:
             swap_into_place(tmp, final)

@@ -68,7 +68,10 @@ class Common:
     def load(self):
         """The resolved config: files, environment, --set, --device, --engine/--address."""
         from ..config import load_config
+        from ..errors import ConfigError
 
+        if self.config is not None and not self.config.strip():
+            raise ConfigError("--config is an empty string; pass a YAML file or a preset name (cpu, cuda)")
         cfg = load_config(self.config, self.sets or (), self.device)
         if self.workdir:
             cfg.runtime.workdir = self.workdir

@@ -126,6 +126,9 @@ def load_metadata(path: str | Path, *, strict: bool = False, warn: Callable[[str
     first_row: dict[str, int] = {}
     get = lambda r, key: r.get(cols[key]) if key in cols else None  # noqa: E731
     for n, r in enumerate(raw, 2 if p.suffix.lower() not in (".jsonl", ".ndjson", ".json") else 1):
+        for key in ("item_id", "title", "description", "path"):
+            if isinstance(get(r, key), (dict, list)):
+                raise InputError(f"{p}: row {n}: {key} is a JSON {type(get(r, key)).__name__}; give it as text")
         media = str(get(r, "path") or "").strip()
         if "\x00" in media:
             raise InputError(f"{p}: row {n}: path {media[:40]!r} contains a NUL byte; a path may not hold one")
