@@ -10,7 +10,9 @@ An unknown key is a :class:`~avrec.errors.ConfigError` naming the closest valid 
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 import difflib
+import math
 import os
 import types
 import typing
@@ -204,11 +206,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value  # exact: through float, 10**30 + 1 would land as 1000000000000000019884624838656
         try:
             f = float(value)
         except ValueError:
             raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
-        if f != int(f):
+        if not math.isfinite(f) or f != int(f):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return int(f)
     if tp is float:
@@ -216,7 +220,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         try:
             return float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past float
             raise ConfigError(f"{where}: expected a number, got {value!r}") from None
     if tp is str:
         if value is None:
@@ -269,7 +273,8 @@ def _all_keys(obj: Any, prefix: str = "") -> list[str]:
 
 
 def apply_set(cfg: Config, assignment: str) -> None:
-    """Apply one ``--set section.key=value``; the value is parsed as YAML."""
+    """Apply one ``--set section.key=value``; the value is parsed as YAML, except that a text
+    key takes a number, boolean or date as it was typed."""
     if "=" not in assignment:
         raise ConfigError(f"--set expects key=value, got {assignment!r} (e.g. --set train.model=ease)")
     key, raw = assignment.split("=", 1)
@@ -278,9 +283,14 @@ def apply_set(cfg: Config, assignment: str) -> None:
 
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, *_YAML_BUGS):
         value = raw
     parts = key.split(".")
+    if _is_str(_target_type(cfg, parts)) and isinstance(value, (bool, int, float, _dt.date)):
+        # a text key takes the text as typed: workdir=017 is "017", not 15; speech=no is "no"
+        node = yaml.compose(raw)
+        if isinstance(node, yaml.ScalarNode):
+            value = node.value
     nested: Any = value
     for p in reversed(parts):
         nested = {p: nested}
@@ -291,6 +301,25 @@ def apply_set(cfg: Config, assignment: str) -> None:
             hint = _closest(key, _all_keys(cfg))
             raise ConfigError(f"unknown config key '{key}'; did you mean '{hint}'?") from None
         raise
+
+
+# what PyYAML's constructors raise besides YAMLError on a bad scalar: "2001-13-45" (a date
+# past December), "!!int abc", "!!bool maybe", "!!timestamp x", "!!int ''", 5000 digits, deep [[[
+_YAML_BUGS = (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError)
+
+
+def _target_type(cfg: Config, parts: list[str]) -> Any:
+    """The declared type of the dotted key ``parts`` (None when it names no field)."""
+    obj: Any = cfg
+    for p in parts[:-1]:
+        obj = getattr(obj, p, None) if dataclasses.is_dataclass(obj) and p in _hints(type(obj)) else None
+    if not dataclasses.is_dataclass(obj):
+        return None
+    return _hints(type(obj)).get(parts[-1])
+
+
+def _is_str(tp: Any) -> bool:
+    return tp is str or typing.get_args(tp) == (str, type(None))
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -313,6 +342,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"invalid YAML in {p}{where}: {getattr(e, 'problem', e)}") from None
+    except _YAML_BUGS as e:
+        raise ConfigError(f"invalid YAML in {p}: {type(e).__name__}: {e}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -470,7 +501,8 @@ def validate(cfg: Config) -> None:
         if value not in choices:
             raise ConfigError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
     dev = cfg.runtime.device
-    if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+    n = dev[5:] if dev.startswith("cuda:") else ""
+    if not (dev in ("auto", "cpu", "cuda", "mps") or (n.isascii() and n.isdigit())):  # not "cuda:²": int() refuses it
         raise ConfigError(f"runtime.device must be auto, cpu, cuda, cuda:N or mps; got {dev!r}")
     for key, bounds in RANGES.items():
         value = _get(cfg, key)
@@ -478,7 +510,7 @@ def validate(cfg: Config) -> None:
             ((str(i), v) for i, v in enumerate(value)) if isinstance(value, list) else [(None, value)]
         for sub, v in values:
             where = key if sub is None else (f"{key}.{sub}" if isinstance(value, dict) else f"{key}[{sub}]")
-            if not _in_range(float(v), *bounds):
+            if not _in_range(v, *bounds):  # not float(v): an int may be past float
                 raise ConfigError(f"{where} must be {range_text(*bounds)}; got {v!r}")
     if cfg.index.search_k == 0:
         raise ConfigError("index.search_k must be >= 1, or -1 for annoy's default; got 0")
