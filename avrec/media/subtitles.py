@@ -8,6 +8,13 @@ from pathlib import Path
 
 _TIMING = re.compile(r"^\s*(\d{1,2}:)?\d{1,2}:\d{2}[.,]\d{1,3}\s*-->\s*(\d{1,2}:)?\d{1,2}:\d{2}[.,]\d{1,3}")
 _TAG = re.compile(r"<[^>]*>|\{\\[^}]*\}")  # <i>, <c.colour>, <00:01.000>, {\an8}
+_DECIMAL_REF = re.compile(r"&#0*([0-9]+)(;?)")
+
+
+def _unescape(s: str) -> str:
+    """html.unescape, but a decimal reference of over 7 digits (past U+10FFFF, so U+FFFD as
+    html gives it) does not reach int(): past 4300 digits that raises ValueError."""
+    return html.unescape(_DECIMAL_REF.sub(lambda m: "\ufffd" if len(m[1]) > 7 else f"&#{m[1]}{m[2]}", s))
 
 
 def subtitle_text(text: str) -> str:
@@ -31,7 +38,7 @@ def subtitle_text(text: str) -> str:
         if idx is None:
             continue  # not a cue
         for ln in lines[idx + 1 :]:
-            clean = html.unescape(_TAG.sub("", ln)).strip()
+            clean = _unescape(_TAG.sub("", ln)).strip()
             if clean and (not out or out[-1] != clean):
                 out.append(clean)
     return " ".join(out)
