@@ -588,9 +588,7 @@ def extract(
 
         prestart(_PRELOAD)  # the workers' imports run while the folder is listed and fingerprinted
     # the manifest's library versions (~40 ms of package metadata) are read while workers run
-    libs_pool = ThreadPoolExecutor(max_workers=1)
-    libs_job = libs_pool.submit(lib_versions)
-    libs_pool.shutdown(wait=False)
+    libs_job = _Background(lib_versions)
     sources = [i for i in inputs if i != "-"] + ([str(meta)] if meta else [])
     with transaction(out, kind=KIND, sources=sources, resume=True) as txn:
         plan = plan_extract(inputs, txn.final, txn.path, cfg, metadata=meta, stdin=stdin, strict=strict,
@@ -609,6 +607,38 @@ def extract(
             return manifest
         manifest = write_extract(plan, rows, stats, cfg, libs_job.result())
     return manifest
+
+
+class _Background:
+    """``fn()`` on a daemon thread; :meth:`result` waits for it, and does it itself when the
+    thread is stuck. A Ctrl-C that lands in CPython's import machinery of the main thread
+    (a module lock's weakref callback) can leave the global import lock taken by the main
+    thread for good, so the thread's next import never returns: waiting for it (the result,
+    or a ThreadPoolExecutor's join at exit) hung the run forever."""
+
+    def __init__(self, fn: Any):
+        import threading
+
+        self._fn = fn
+        self._done = threading.Event()
+        self._value: Any = None
+        self._error: BaseException | None = None
+        threading.Thread(target=self._run, args=(fn,), name="avrec-extract-background", daemon=True).start()
+
+    def _run(self, fn: Any) -> None:
+        try:
+            self._value = fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller of result()
+            self._error = e
+        finally:
+            self._done.set()
+
+    def result(self, stuck_after: float = 10.0) -> Any:
+        if not self._done.wait(stuck_after):  # normally done long ago (it takes ~40 ms)
+            return self._fn()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def _same_rows(final: Path, rows: list[dict[str, Any]]) -> bool:
