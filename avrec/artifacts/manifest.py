@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,7 +140,7 @@ def read_manifest(directory: str | Path, expect: str | tuple[str, ...] | None = 
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: also a number past 4300 digits
         raise ArtifactError(f"cannot read {path} ({getattr(e, 'msg', None) or e}); the manifest is damaged, "
                             "re-run the stage that wrote it") from None
     if not isinstance(data, dict):
@@ -172,12 +173,24 @@ def verify_files(directory: Path, manifest: dict[str, Any], *, checksums: bool =
         entry = files[rel]
         p = directory / rel
         try:
-            size = p.stat().st_size
+            st = p.stat()
+            size = st.st_size
         except OSError:
             raise ArtifactError(f"{p} is missing from the artifact; rebuild it with `{rebuild}`") from None
+        except ValueError:  # a NUL or a lone surrogate: no file can have that name
+            raise ArtifactError(f"{directory / MANIFEST} lists {rel!r}, which is not a file name (damaged); "
+                                f"rebuild it with `{rebuild}`") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise ArtifactError(f"{p} is not a file (a folder or device in its place); rebuild it with `{rebuild}`")
         want = entry.get("size") if isinstance(entry, dict) else None
         if want is not None and size != want:
             raise ArtifactError(f"{p} has {size} bytes but the manifest lists {want} (truncated or overwritten); "
                                 f"rebuild it with `{rebuild}`")
-        if checksums and isinstance(entry, dict) and entry.get("sha256") and sha256_file(p) != entry["sha256"]:
-            raise ArtifactError(f"{p} does not match its checksum in the manifest (damaged); rebuild it with `{rebuild}`")
+        if checksums and isinstance(entry, dict) and entry.get("sha256"):
+            try:
+                digest = sha256_file(p)
+            except OSError as e:  # a folder where the file was, or unreadable
+                raise ArtifactError(f"{p} cannot be read ({e.strerror}); rebuild it with `{rebuild}`") from None
+            if digest != entry["sha256"]:
+                raise ArtifactError(f"{p} does not match its checksum in the manifest (damaged); "
+                                    f"rebuild it with `{rebuild}`")
