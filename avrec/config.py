@@ -42,7 +42,7 @@ class ExtractConfig:
     feature_audio_seconds: float = 120.0  # audio analysed for builtin features
     n_mels: int = 64
     workers: int = 1
-    item_timeout: float = 300.0  # seconds per item before it is recorded as failed
+    item_timeout: float = 300.0  # seconds per item before it is recorded as failed; 0: no limit
     max_failed: int = -1  # -1: failures are reported, never fatal; N: exit 3 when more fail
     shard_size: int = 64  # items per shard
     hash: bool = False  # fingerprint by content hash as well as path, size, mtime
@@ -467,15 +467,15 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
 
 
 def range_text(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
-    """'> 0', '>= 1', 'in [0, 1)'."""
+    """'> 0', '>= 1', 'in [0, 1)' (always finite)."""
     f = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
     if hi is None:
-        return f"{'>' if lo_open else '>='} {f(lo)}"
+        return f"a finite number {'>' if lo_open else '>='} {f(lo)}"
     return f"in {'(' if lo_open else '['}{f(lo)}, {f(hi)}{')' if hi_open else ']'}"
 
 
 def _in_range(v: float, lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> bool:
-    if v != v:  # NaN
+    if v != v or v in (float("inf"), float("-inf")):  # a limit of "no limit" is spelt 0 or -1 where it exists
         return False
     if lo is not None and (v <= lo if lo_open else v < lo):
         return False

@@ -171,6 +171,10 @@ def verify_files(directory: Path, manifest: dict[str, Any], *, checksums: bool =
     rebuild = MADE_BY.get(str(manifest.get("artifact")), "the stage that wrote it")
     for rel in (files if only is None else [r for r in only if r in files]):
         entry = files[rel]
+        parts = Path(str(rel)).parts
+        if not parts or Path(str(rel)).is_absolute() or ".." in parts:
+            raise ArtifactError(f"{directory / MANIFEST} lists {rel!r}, which lies outside the artifact (damaged); "
+                                f"rebuild it with `{rebuild}`")
         p = directory / rel
         try:
             st = p.stat()

@@ -265,8 +265,10 @@ def test_an_out_of_range_setting_names_its_range(media, tmp_path, setting):
     assert not (tmp_path / "f").exists()
 
 
-def test_no_time_limit_spelt_inf_runs(media, tmp_path):
-    res = invoke(str(media["mixed"]), "-o", str(tmp_path / "f"), "-q", "--set", "extract.item_timeout=inf", *FAST)
+def test_no_time_limit_is_spelt_0_and_inf_is_refused(media, tmp_path):
+    line = error_line(invoke(str(media["mixed"]), "-o", str(tmp_path / "g"), "-q", "--set", "extract.item_timeout=inf"), 2)
+    assert "extract.item_timeout" in line and "finite" in line
+    res = invoke(str(media["mixed"]), "-o", str(tmp_path / "f"), "-q", "--set", "extract.item_timeout=0", *FAST)
     assert res.exit_code == 0, res.stderr
     assert {i: r["status"] for i, r in rows_of(tmp_path / "f").items()} == {"tone": "ok", "noise": "failed"}
 
