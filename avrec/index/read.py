@@ -159,6 +159,21 @@ def _npy(path: Path) -> np.ndarray:
     return np.load(path, mmap_mode="r", allow_pickle=False).view(np.ndarray)
 
 
+_UNREADABLE = object()
+
+
+def _build_id(path: Path) -> Any:
+    """The build_id of the index at ``path`` now; when its manifest cannot be read, a
+    sentinel equal to no build_id."""
+    import json
+
+    try:
+        data = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return _UNREADABLE
+    return data.get("build_id") if isinstance(data, dict) else _UNREADABLE
+
+
 class Index:
     """Read side of an index directory: numpy memory maps and annoy, loaded on first use.
 
@@ -169,10 +184,19 @@ class Index:
     """
 
     def __init__(self, path: str | Path):
-        from ..artifacts import read_manifest  # stdlib only: keeps this path light
+        from ..artifacts import read_manifest, verify_files  # stdlib only: keeps this path light
 
         self.path = Path(path)
-        self.manifest = read_manifest(self.path, KIND)
+        for attempt in range(3):
+            self.manifest = read_manifest(self.path, KIND, verify="none")
+            try:
+                verify_files(self.path, self.manifest)
+                break
+            except ArtifactError:
+                # swapped between reading the manifest and checking the files: those were the
+                # next version's (sizes that differ from this manifest's); open that one instead
+                if attempt == 2 or _build_id(self.path) == self.manifest.get("build_id"):
+                    raise
         self.build_id = self.manifest.get("build_id")
         self.extra: dict[str, Any] = self.manifest.get("extra") or {}
         self.transform: str = self.extra.get("transform", "none")
@@ -180,13 +204,7 @@ class Index:
 
     def current(self) -> bool:
         """True while ``path`` still holds the version this object opened."""
-        import json
-
-        try:
-            data = json.loads((self.path / "manifest.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False
-        return isinstance(data, dict) and data.get("build_id") == self.build_id
+        return _build_id(self.path) == self.build_id
 
     # arrays -------------------------------------------------------------------------
     @cached_property
