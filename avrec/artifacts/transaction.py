@@ -19,6 +19,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -67,7 +68,14 @@ def hold_lock(final: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            holder = _holder(path)
+            # the holder writes its pid just after it takes the lock: read in between, the file
+            # is empty and the refusal would name nobody, so give it a moment
+            holder = _holder_of(fd)
+            for _ in range(50):
+                if holder.get("pid"):
+                    break
+                time.sleep(0.02)
+                holder = _holder_of(fd)
             os.close(fd)
             raise _locked(final, holder) from None
         # the previous holder unlinks the file as it lets go: make sure ours is still the one named
@@ -96,6 +104,15 @@ def _holder(path: Path) -> dict:
         return json.loads(path.read_text(encoding="utf-8") or "{}")
     except (OSError, ValueError):
         return {}
+
+
+def _holder_of(fd: int) -> dict:
+    """What the lock file open at ``fd`` says about its holder (the inode we failed to lock)."""
+    try:
+        data = json.loads(os.pread(fd, 4096, 0).decode("utf-8") or "{}")
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _alive(pid: int) -> bool:
