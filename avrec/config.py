@@ -9,16 +9,19 @@ An unknown key is a :class:`~avrec.errors.ConfigError` naming the closest valid 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import difflib
 import math
 import os
+import signal
+import threading
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .errors import ConfigError, DeviceError
 
@@ -519,12 +522,27 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{key} is empty; list at least one")
 
 
+@contextlib.contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C back until the block is done (then it arrives): for imports of native
+    libraries that crash, rather than raise, when interrupted half-way."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def resolve_device(spec: str) -> str:
     """Resolve ``auto | cpu | cuda | cuda:N | mps`` to a concrete torch device string.
 
     Imports torch, so call it only on stages that use torch.
     """
-    import torch
+    with sigint_deferred():  # a Ctrl-C inside torch's C++ start-up aborts the process (SIGABRT)
+        import torch
 
     if spec == "auto":
         if torch.cuda.is_available():

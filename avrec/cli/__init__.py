@@ -41,7 +41,22 @@ def _register() -> None:
 
 
 def main() -> None:
-    app()
+    """The console script. An interrupt exits 130 for certain: CPython may otherwise die by
+    the signal itself (-2 to a parent process) when the interrupt landed inside an import,
+    and one before avrec's own handler is in place would print a traceback."""
+    import os
+    import sys
+
+    try:
+        app()
+    except SystemExit as e:
+        if e.code == 130:
+            sys.stderr.flush()
+            os._exit(130)
+        raise
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr, flush=True)
+        os._exit(130)
 
 
 _register()
