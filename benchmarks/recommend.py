@@ -18,6 +18,7 @@ Writes benchmarks/results/recommend.json and recommend.md.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -174,7 +175,9 @@ def main() -> None:
             "avrec recommend --user U (default path, no bytecode cache)": lambda u: (
                 [*avrec_cmd(), "recommend", str(idx), "--user", u, "--json"], ENV_NOCACHE),
             "python -c 'import typer'": lambda u: [sys.executable, "-c", "import typer"],
-            "python -c 'import typer, pydantic'": lambda u: [sys.executable, "-c", "import typer, pydantic"],
+            # typer >= 0.29 would import pydantic on every command: timed where it is installed
+            **({"python -c 'import typer, pydantic'": lambda u: [sys.executable, "-c", "import typer, pydantic"]}
+               if importlib.util.find_spec("pydantic") else {}),
             "library only: python -c '<Index + Recommender.for_user>' (default path)": lambda u: [
                 sys.executable, "-c",
                 "import sys; from avrec.index import Index; from avrec.recommend import Options, Recommender; "
