@@ -116,3 +116,10 @@ def test_stage_input_of_the_wrong_kind_is_named(sample_data, tmp_path):
     bad = run_avrec("train", str(tmp_path / "f"), "--interactions", str(sample_data / "interactions.csv"))
     assert bad.returncode == 2
     assert "'features' artifact" in bad.stderr and "embeddings" in bad.stderr
+
+
+def test_version():
+    from avrec import __version__
+
+    proc = run_avrec("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"avrec {__version__}"
