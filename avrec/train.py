@@ -84,7 +84,9 @@ def _train(emb: Path, interactions_path: str | Path, tmp: Path, cfg, *, tune: bo
             "(item_id values must be the embeddings' item ids)"
         )
     name = cfg.train.model
-    device = resolve_device(cfg.runtime.device) if name == "hybrid" else "cpu"
+    device = "cpu"
+    if name == "hybrid" or (name == "mf" and cfg.runtime.device.startswith("cuda")):  # mf on auto: implicit's CPU
+        device = resolve_device(cfg.runtime.device)
     seen = data.to_csr()
     overrides: dict[str, Any] = {}
     if tune:

@@ -38,7 +38,7 @@ def build_model(name: str, train_cfg: Any = None, *, seed: int = 0, device: str 
             params.update(dataclasses.asdict(section))
     if name in ("mf", "hybrid"):
         params["seed"] = seed
-    if name == "hybrid":
+    if name in ("hybrid", "mf"):
         params["device"] = device
         if train_cfg is not None:
             params.setdefault("validation", train_cfg.validation)
