@@ -75,7 +75,7 @@ class EmbedConfig:
 
 @dataclass
 class HybridConfig:
-    solver: str = "closed"  # closed: content-regularised EASE factorised to rank dim; sgd: towers by AdamW
+    solver: str = "auto"  # auto: closed when its dense solve is small (closed_max), else als; closed | als | sgd
     dim: int = 384  # rank of the served vectors
     l2: float = 200.0  # closed: L2 penalty of the item-item solve
     content_prior: float = 30.0  # closed: weight of item content similarity added to the item Gram matrix
@@ -95,6 +95,11 @@ class HybridConfig:
     eval_k: int = 20  # validation NDCG@eval_k drives early stopping
     eval_every: int = 5  # epochs between validation checks
     refit: bool = True  # after early stopping, retrain on all training data for the best epoch count
+    closed_max: int = 12000  # auto: the closed form's dense solve side (min(items, users + content dims)) up to which it is used
+    als_factors: int = 64  # als: factors
+    als_iterations: int = 15  # als: ALS iterations
+    als_reg: float = 0.01  # als: L2 regularisation
+    als_alpha: float = 10.0  # als: confidence 1 + alpha * weight
 
 
 @dataclass
@@ -395,7 +400,7 @@ _CHOICES = {
     "embed.pooling": ("mean", "max", "attention"),
     "embed.precision": ("fp32", "fp16", "bf16"),
     "train.model": ("popular", "itemknn", "ease", "mf", "hybrid"),
-    "train.hybrid.solver": ("closed", "sgd"),
+    "train.hybrid.solver": ("auto", "closed", "als", "sgd"),
     "index.metric": ("auto", "angular", "dot"),
     "recommend.fallback": ("none", "popular"),
     "distributed.engine": ("local", "ray"),
@@ -445,6 +450,11 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "train.hybrid.content_dim": (0, 1 << 16, False, False),
     "train.hybrid.eval_k": (1, 100000, False, False),
     "train.hybrid.eval_every": (1, 1 << 20, False, False),
+    "train.hybrid.closed_max": (0, 1 << 20, False, False),
+    "train.hybrid.als_factors": (1, 1 << 12, False, False),
+    "train.hybrid.als_iterations": (1, 10000, False, False),
+    "train.hybrid.als_reg": (0, _INF, False, False),
+    "train.hybrid.als_alpha": (0, _INF, False, False),
     "train.mf.factors": (1, 1 << 16, False, False),
     "train.mf.epochs": (1, 100000, False, False),
     "train.mf.reg": (0, _INF, False, False),

@@ -15,6 +15,7 @@ from .errors import InputError
 # the small search run by ``avrec train --tune`` (hybrid only), scored on the validation split
 TUNE_GRID = {
     "closed": {"l2": (100.0, 200.0, 400.0), "content_prior": (0.0, 30.0, 100.0), "dim": (256, 384)},
+    "als": {"als_factors": (64, 128), "als_reg": (0.01, 0.1, 1.0), "als_alpha": (1.0, 10.0)},
     "sgd": {"dim": (64, 128, 256), "dropout": (0.1, 0.3, 0.5), "weight_decay": (0.0, 1e-4)},
 }
 
@@ -30,12 +31,19 @@ def tune_hybrid(seen, content, cfg, *, device: str, progress: Callable[[str], No
         raise InputError("--tune needs a validation split: set train.validation above 0")
     fit, held = _holdout(seen, cfg.train.validation, cfg.runtime.seed)
     users = np.flatnonzero(np.diff(held.indptr) > 0)
-    grid = TUNE_GRID[cfg.train.hybrid.solver]
+    from .models.hybrid import choose_solver
+
+    hc = cfg.train.hybrid
+    k = 0 if content is None else (min(hc.content_dim, content.shape[1]) if hc.content_dim else content.shape[1])
+    solver, why = choose_solver({"solver": hc.solver, "closed_max": hc.closed_max}, n_users=seen.shape[0],
+                                n_active=int((np.diff(seen.tocsc().indptr) > 0).sum()), content_dim=k)
+    progress(f"tune: searching the {solver} solver ({why})")
+    grid = TUNE_GRID[solver]
     keys = list(grid)
     best: tuple[float, dict[str, Any]] = (-1.0, {})
     for values in itertools.product(*(grid[k] for k in keys)):
         over = dict(zip(keys, values))
-        m = build_model("hybrid", cfg.train, seed=cfg.runtime.seed, device=device, refit=False, **over)
+        m = build_model("hybrid", cfg.train, seed=cfg.runtime.seed, device=device, refit=False, solver=solver, **over)
         m.fit(fit, content)
         scores = m.score(users)
         h = fit[users]
@@ -45,7 +53,7 @@ def tune_hybrid(seen, content, cfg, *, device: str, progress: Callable[[str], No
         if score > best[0]:
             best = (score, over)
     progress(f"tune: best {best[1]} (validation NDCG {best[0]:.4f})")
-    return best[1]
+    return {"solver": solver, **best[1]}
 
 
 def train(

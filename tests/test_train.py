@@ -151,7 +151,7 @@ def test_tune_searches_on_the_validation_split(taste, tmp_path):
     lines: list[str] = []
     out = train(emb, ev, tmp_path / "m", cfg, tune=True, progress=lines.append)
     tuned = read_manifest(out)["extra"]["tuned"]
-    assert set(tuned) == set(TUNE_GRID["closed"])
+    assert tuned.pop("solver") == "closed" and set(tuned) == set(TUNE_GRID["closed"])
     assert sum(line.startswith("tune: {") for line in lines) == np.prod([len(v) for v in TUNE_GRID["closed"].values()])
 
 

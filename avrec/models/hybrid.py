@@ -19,6 +19,19 @@ by ``cold_scale`` (< 1: new items do not crowd out well-evidenced ones in mixed 
 positive scale leaves how new items rank among themselves unchanged). Ranks the
 way EASE does (shown in the tests), with content as extra evidence of item similarity.
 
+``als``: implicit-feedback ALS (through ``implicit``, as the mf model) for the warm items'
+factors: score(u, i) = x_u . y_i. Its memory grows with nnz + (users + items) x dim and its
+time with nnz x dim per iteration, so it trains at platform sizes where the closed form's
+dense items x items (or users x users) solve cannot. ``user_vectors`` are the trained x_u;
+``history_vectors`` P = Y (Y'Y + reg I)^-1 fold a fresh history in linearly (the ALS user
+solve without its confidence term: a positive rescaling of the mean leaves the ranking
+unchanged). Items without interactions get y = W c from content, W by ridge regression
+from content to the warm items' factors (as the closed form does), times ``cold_scale``.
+
+``auto`` (default) picks closed when its dense solve is small: min(items with interactions,
+users + content dims) <= ``closed_max``; else als. The choice and the reason are in
+``info["solver"]`` and the model manifest.
+
 ``sgd``: towers trained by gradient descent (AdamW, early stopping on a validation split):
 
     P_j = E_j + A(c_j)      history side: free id embedding + projected content
@@ -38,6 +51,22 @@ from typing import Any, Iterator
 import numpy as np
 
 from .base import Progress, Recommender
+
+
+SOLVERS = ("auto", "closed", "als", "sgd")
+
+
+def choose_solver(params: dict[str, Any], *, n_users: int, n_active: int, content_dim: int) -> tuple[str, str]:
+    """(solver, why) for ``solver: auto``; an explicit solver is kept as given."""
+    if params["solver"] != "auto":
+        return params["solver"], "train.hybrid.solver"
+    r = n_users + content_dim
+    side = min(n_active, r)
+    if side <= params["closed_max"]:
+        return "closed", (f"auto: its dense solve is {side} x {side} (min of {n_active} items, {n_users} users + "
+                          f"{content_dim} content dims) <= closed_max {params['closed_max']}")
+    return "als", (f"auto: a closed form would solve {side} x {side} densely (> closed_max {params['closed_max']}); "
+                   "ALS grows with the interactions instead")
 
 
 def _holdout(seen, ratio: float, seed: int):
@@ -76,17 +105,20 @@ class Hybrid(Recommender):
     factor_model = True
 
     def __init__(
-        self, solver: str = "closed", dim: int = 384, l2: float = 200.0, content_prior: float = 30.0,
+        self, solver: str = "auto", dim: int = 384, l2: float = 200.0, content_prior: float = 30.0,
         ridge: float = 1.0, cold_scale: float = 0.5, epochs: int = 300, lr: float = 0.01, weight_decay: float = 0.0,
         batch_size: int = 512, negatives: int = 0, content_weight: float = 1.0, dropout: float = 0.3,
         patience: int = 20, mask_ratio: float = 0.25, content_hidden: int = 0, content_dim: int = 128,
         validation: float = 0.1, eval_k: int = 20, eval_every: int = 5, refit: bool = True, seed: int = 0,
-        device: str = "cpu", **params: Any,
+        closed_max: int = 12000, als_factors: int = 64, als_iterations: int = 15, als_reg: float = 0.01,
+        als_alpha: float = 10.0, device: str = "cpu", **params: Any,
     ):
-        if solver not in ("closed", "sgd"):
+        if solver not in SOLVERS:
             from ..errors import ConfigError
 
-            raise ConfigError(f"train.hybrid.solver must be closed or sgd; got {solver!r}")
+            raise ConfigError(f"train.hybrid.solver must be one of {', '.join(SOLVERS)}; got {solver!r}")
+        params.update(closed_max=int(closed_max), als_factors=int(als_factors), als_iterations=int(als_iterations),
+                      als_reg=float(als_reg), als_alpha=float(als_alpha))
         super().__init__(
             solver=solver, dim=int(dim), l2=float(l2), content_prior=float(content_prior), ridge=float(ridge),
             cold_scale=float(cold_scale), epochs=int(epochs), lr=float(lr), weight_decay=float(weight_decay),
@@ -108,8 +140,14 @@ class Hybrid(Recommender):
         active = np.flatnonzero(np.diff(seen.tocsc().indptr) > 0)
         c, self._prep = self._prepare_content(content, active)
         self.projections_ = {}
-        if self.params["solver"] == "closed":
+        solver, why = choose_solver(self.params, n_users=seen.shape[0], n_active=len(active),
+                                    content_dim=0 if c is None else c.shape[1])
+        self.info["solver"] = {"chosen": solver, "reason": why}
+        progress(f"hybrid: solver {solver} ({why})")
+        if solver == "closed":
             self._fit_closed(seen, c, content, progress=progress)
+        elif solver == "als":
+            self._fit_als(seen, c, content, progress=progress)
         else:
             self._fit_sgd(seen, c, content, progress=progress)
         self._prep = None
@@ -191,6 +229,35 @@ class Hybrid(Recommender):
         self.history_vectors = hist.astype(np.float32)
         self.item_vectors = item.astype(np.float32)
         self.user_vectors = self._fold(seen)
+
+    def _fit_als(self, seen, c, raw, *, progress: Progress) -> None:
+        from .mf import fit_als
+
+        p = self.params
+        n = seen.shape[1]
+        active = np.flatnonzero(np.diff(seen.tocsc().indptr) > 0)
+        t0 = time.perf_counter()
+        x, y = fit_als(seen, factors=p["als_factors"], iterations=p["als_iterations"], reg=p["als_reg"],
+                       alpha=p["als_alpha"], seed=p["seed"], device=self.device)
+        d = y.shape[1]
+        progress(f"hybrid: ALS over {len(active)} items, {d} factors, {p['als_iterations']} iterations in "
+                 f"{time.perf_counter() - t0:.1f}s")
+        ya = y[active].astype(np.float64)
+        g_inv = np.linalg.inv(ya.T @ ya + p["als_reg"] * np.eye(d))  # the linear fold-in's (Y'Y + reg I)^-1
+        pa, qa = ya @ g_inv, ya
+        hist = np.hstack([np.zeros((n, d)), np.ones((n, 1))])
+        item = np.zeros((n, d + 1))
+        if c is not None:
+            ca = c[active].astype(np.float64)
+            w = np.linalg.solve(ca.T @ ca + p["ridge"] * np.eye(ca.shape[1]), ca.T @ qa)  # content -> y
+            self._set_projections(w @ g_inv, w * p["cold_scale"], np.zeros(w.shape[0]), 0.0)
+            hist, item = self._cold_rows(raw)
+        hist[active, :d], item[active, :d] = pa, qa
+        self.history_vectors = hist.astype(np.float32)
+        self.item_vectors = item.astype(np.float32)
+        self.user_vectors = np.hstack([x, np.ones((x.shape[0], 1), np.float32)]).astype(np.float32)
+        empty = np.diff(seen.indptr) == 0
+        self.user_vectors[empty] = 0.0  # no history: nothing to go on
 
     def _set_projections(self, wp: np.ndarray, wq: np.ndarray, wb: np.ndarray, b0: float) -> None:
         """Cold items' vectors as affine maps of the raw content vector x (D,), stored as

@@ -55,5 +55,5 @@ def test_out_of_range_values_name_the_key_and_the_range(assignment, shown):
 
 
 def test_an_unknown_choice_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match="train.hybrid.solver must be one of closed, sgd"):
+    with pytest.raises(ConfigError, match="train.hybrid.solver must be one of auto, closed, als, sgd"):
         load_config(None, ["train.hybrid.solver=magic"], env={})

@@ -1,0 +1,96 @@
+"""The hybrid's solvers: auto picks by size and says why; als learns the planted taste,
+serves items without interactions from content exactly through its projection, and folds
+a history in through its history vectors."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+from taste import make_taste  # noqa: E402
+
+from avrec.data import cold_item_split, from_arrays, random_split  # noqa: E402
+from avrec.evaluate import evaluate_scorer  # noqa: E402
+from avrec.models import build_model  # noqa: E402
+from avrec.models.hybrid import choose_solver  # noqa: E402
+
+ALS = {"solver": "als", "als_factors": 16, "als_iterations": 10, "als_reg": 0.1, "als_alpha": 10.0, "content_dim": 8}
+
+
+@pytest.fixture(scope="module")
+def taste():
+    return make_taste(n_users=120, items_per_cluster=30, per_user=12)
+
+
+def _data(t):
+    return from_arrays([r[0] for r in t.rows], [r[1] for r in t.rows], timestamps=[r[3] for r in t.rows],
+                       catalogue=t.item_ids)
+
+
+def test_auto_picks_closed_while_its_dense_solve_is_small_and_says_why():
+    params = {"solver": "auto", "closed_max": 12000}
+    solver, why = choose_solver(params, n_users=600, n_active=9700, content_dim=128)  # MovieLens-small-sized
+    assert solver == "closed" and "728" in why
+    solver, why = choose_solver(params, n_users=100_000, n_active=20_000, content_dim=128)
+    assert solver == "als" and "20000" in why and "closed_max" in why
+    assert choose_solver({**params, "solver": "sgd"}, n_users=10**6, n_active=10**6, content_dim=0)[0] == "sgd"
+
+
+def test_the_choice_is_recorded(taste):
+    m = build_model("hybrid", None, seed=0, closed_max=10, als_factors=8, als_iterations=3).fit(_data(taste), taste.content)
+    assert m.info["solver"]["chosen"] == "als" and "closed_max 10" in m.info["solver"]["reason"]
+    m = build_model("hybrid", None, seed=0, dim=8).fit(_data(taste), taste.content)
+    assert m.info["solver"]["chosen"] == "closed"
+
+
+def test_als_learns_the_taste_and_beats_popular(taste):
+    split = random_split(_data(taste), ratio=0.25, seed=0)
+    got = {}
+    for name, params in (("popular", {}), ("hybrid", ALS)):
+        m = build_model(name, None, seed=0, **params).fit(split.train, taste.content if params else None)
+        got[name] = evaluate_scorer(split, m.score, [10])["metrics"][10]["ndcg"]
+    assert got["hybrid"] > 1.5 * got["popular"], got
+
+
+def test_als_serves_cold_items_from_content_through_the_projection(taste):
+    split = cold_item_split(_data(taste), ratio=0.25, seed=0)
+    m = build_model("hybrid", None, seed=0, **ALS).fit(split.train, taste.content)
+    cold = split.cold_items
+    proj = m.projections()
+    x = np.hstack([taste.content[cold].astype(np.float64), np.ones((len(cold), 1))])
+    np.testing.assert_allclose(m.item_vectors[cold], x @ proj["content_projection"], atol=1e-5)
+    np.testing.assert_allclose(m.history_vectors[cold], x @ proj["history_projection"], atol=1e-5)
+    # the cold items are ranked by content: users find their own cluster's new items
+    r = evaluate_scorer(split, m.score, [10])["metrics"][10]["ndcg"]
+    assert r > 0.5, r
+
+
+def test_als_fold_in_is_the_linear_als_solution(taste):
+    data = _data(taste)
+    m = build_model("hybrid", None, seed=0, **ALS).fit(data, taste.content)
+    seen = data.to_csr()
+    y = m.item_vectors[:, :-1].astype(np.float64)
+    active = np.flatnonzero(np.asarray(seen.sum(axis=0)).ravel() > 0)
+    g = y[active].T @ y[active] + ALS["als_reg"] * np.eye(y.shape[1])
+    u = 3
+    h = seen[u].indices
+    want = np.linalg.solve(g, y[h].sum(axis=0))  # (Y'Y + reg I)^-1 Y' h: ALS without its confidence term
+    folded = np.asarray(m.history_vectors[h, :-1], np.float64).sum(axis=0)
+    np.testing.assert_allclose(folded, want, rtol=1e-4, atol=1e-6)
+    # and the fold-in ranks this user's unseen items much as the trained vector does
+    s_fold = m.score_history(seen[[u]])[0]
+    s_user = m.score(np.array([u]))[0]
+    s_fold[h], s_user[h] = -np.inf, -np.inf
+    top = lambda s: set(np.argsort(-s)[:10].tolist())  # noqa: E731
+    assert len(top(s_fold) & top(s_user)) >= 6
+
+
+def test_closed_fold_in_equals_the_trained_user_vectors(taste):
+    data = _data(taste)
+    m = build_model("hybrid", None, seed=0, solver="closed", dim=16).fit(data, taste.content)
+    seen = data.to_csr()
+    np.testing.assert_allclose(m.score_history(seen[:20]), m.score(np.arange(20)), rtol=1e-5, atol=1e-6)
