@@ -140,6 +140,7 @@ class IndexConfig:
     exact_below: int = 200000  # exact matrix product is as fast as annoy below this many items
     exact_single_below: int = 50000  # one request at a time (--user/--item): exact scan below this many items, annoy above
     recall_sample: int = 200  # queries used to report recall@10 against exact search
+    target_recall: float = 0.95  # search_k is raised until annoy's recall@10 on the model's vectors reaches this; below it, exact search serves
 
 
 @dataclass
@@ -467,6 +468,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "index.exact_below": (0, _INF, False, False),
     "index.exact_single_below": (0, _INF, False, False),
     "index.recall_sample": (0, 1000000, False, False),
+    "index.target_recall": (0, 1, False, False),
     "recommend.k": (1, 100000, False, False),
     "recommend.diversity": (0, 1, False, False),
     "recommend.mmr_pool": (1, 100000, False, False),

@@ -220,3 +220,32 @@ def test_topk_batch_matches_a_full_sort(c, n, k):
         ref = ref[np.isfinite(s[i][ref])]
         assert idx[i][np.isfinite(val[i])].tolist() == ref.tolist()
         np.testing.assert_array_equal(val[i][: len(ref)], s[i][ref])
+
+
+def test_search_k_is_raised_until_the_served_recall_reaches_the_target(tmp_path):
+    """On the model's own vectors, not on random ones: search_k doubles until annoy's
+    recall@10 reaches index.target_recall, and where it cannot, exact search serves (loudly)."""
+    model = make_model(tmp_path, n_items=3000, n_users=300)
+    logs: list[str] = []
+    cfg = IndexConfig(n_trees=2, search_k=20, exact_single_below=0, exact_below=0, recall_sample=100)
+    idx = build_index(model, tmp_path / "a", cfg, log=logs.append)
+    extra = Index(idx).extra
+    assert extra["search_k"] > 20 and extra["search_k_tried"][0][0] == 20
+    if extra["serving"] == "annoy":
+        assert extra["recall_at_10"] >= 0.95 and extra["served_recall_at_10"] == extra["recall_at_10"]
+    else:
+        assert any(m.startswith("warning:") for m in logs)
+
+    # an index annoy cannot make good enough (its recall pinned at 0.5): exact search serves
+    import avrec.index.build as build
+
+    logs.clear()
+    orig = build.exact_recall_at_10
+    build.exact_recall_at_10 = lambda *a, **k: 0.5 if k.get("transform") != "none" else orig(*a, **k)
+    try:
+        extra = Index(build_index(model, tmp_path / "b", cfg, log=logs.append)).extra
+    finally:
+        build.exact_recall_at_10 = orig
+    assert extra["serving"] == extra["serving_batch"] == "exact" and extra["served_recall_at_10"] == 1.0
+    assert extra["search_k"] == 1280 and [k for k, _ in extra["search_k_tried"]][:3] == [20, 40, 80]
+    assert any(m.startswith("warning:") and "target_recall" in m for m in logs)

@@ -275,13 +275,28 @@ def _write_index(
         f"{cfg.n_trees} trees)")
     build_annoy(served, out / "items.ann", n_trees=cfg.n_trees, seed=seed)
     queries = _query_sample(cfg.recall_sample, user_vectors=arrays["user_vectors"], item_vectors=x, seed=seed)
-    recall = exact_recall_at_10(x, queries, out / "items.ann", transform=transform, search_k=cfg.search_k)
+    # search_k is chosen from the measured recall: doubled until the model's own vectors reach
+    # the target, up to where a search inspects half the items (an exact scan is cheaper then)
+    search_k = cfg.search_k if cfg.search_k > 0 else cfg.n_trees * 10
+    recall = exact_recall_at_10(x, queries, out / "items.ann", transform=transform, search_k=search_k)
+    tried = [(search_k, round(recall, 4))]
+    while recall < cfg.target_recall and search_k * 2 <= max(n // 2, cfg.search_k):
+        search_k *= 2
+        recall = exact_recall_at_10(x, queries, out / "items.ann", transform=transform, search_k=search_k)
+        tried.append((search_k, round(recall, 4)))
     # a batch of users amortises one matrix product; a single request is a matrix-vector scan,
     # which annoy beats at fewer items (exact_below also bounds it, so 0 forces annoy everywhere)
     serving_batch = "exact" if n < cfg.exact_below else "annoy"
     serving = "exact" if n < min(cfg.exact_single_below, cfg.exact_below) else "annoy"
+    if recall < cfg.target_recall and len(queries):
+        log(f"warning: annoy reaches recall@10 {recall:.3f} on this model's vectors at most (search_k up to "
+            f"{search_k}, {cfg.n_trees} trees), below index.target_recall {cfg.target_recall}: every request is "
+            "served by exact search instead (more --n-trees may let annoy reach it)")
+        serving = serving_batch = "exact"
+    served = {"exact": 1.0, "annoy": round(float(recall), 4)}
     log(f"index: recall@10 against exact search = {recall:.3f} over {len(queries)} queries "
-        f"(search_k={cfg.search_k}); single requests served by {serving} search, batches by {serving_batch}")
+        f"(search_k={search_k}); single requests served by {serving} search (recall {served[serving]}), "
+        f"batches by {serving_batch}")
 
     content: dict[str, Any] = {}
     if emb is not None:
@@ -306,7 +321,10 @@ def _write_index(
         "max_norm": max_norm,
         "dim": int(d),
         "n_trees": int(cfg.n_trees),
-        "search_k": int(cfg.search_k),
+        "search_k": int(search_k),
+        "search_k_tried": tried,
+        "target_recall": float(cfg.target_recall),
+        "served_recall_at_10": served[serving],
         "seed": int(seed),
         "exact_below": int(cfg.exact_below),
         "exact_single_below": int(cfg.exact_single_below),
