@@ -542,7 +542,9 @@ def _embed(store: FeatureStore, items: list[dict[str, Any]], tmp: Path, cfg: Con
         elif prefix == "npy":
             enc = encoders[name]
             x, mask = enc.lookup(ids)
-            info = enc.describe()
+            info = {**enc.describe(), "unused_ids": int(getattr(enc, "unused", 0))}
+            if info["unused_ids"]:
+                say(f"embed {m}: {info['unused_ids']} id(s) of {name} are not in this catalogue (not used)")
         else:
             x, mask, info = part["vectors"][m], part["masks"][m], part["models"][m]
             if prefix in ("text", "clip", "clap"):

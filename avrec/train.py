@@ -92,6 +92,9 @@ def _train(emb: Path, interactions_path: str | Path, tmp: Path, cfg, *, tune: bo
             "(item_id values must be the embeddings' item ids)"
         )
     name = cfg.train.model
+    if name == "hybrid" and not np.any(content):
+        raise InputError(f"{emb} holds no usable content: every item's fused vector is zero (no modality gave "
+                         "vectors; see embed's log); the hybrid needs content, or train --model mf / ease without it")
     device = "cpu"
     if name == "hybrid" or (name == "mf" and cfg.runtime.device.startswith("cuda")):  # mf on auto: implicit's CPU
         device = resolve_device(cfg.runtime.device)

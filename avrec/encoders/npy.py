@@ -44,7 +44,8 @@ class NpyVectors(Encoder):
         if len(ids) != mat.shape[0]:
             raise InputError(f"npy:{ref}: {mat.shape[0]} rows but {len(ids)} ids in {ids_path.name}; they must match")
         if len(set(ids)) != len(ids):
-            dup = next(i for i in ids if ids.count(i) > 1)
+            seen: set[str] = set()
+            dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
             raise InputError(f"npy:{ref}: item id {dup!r} appears more than once in {ids_path.name}")
         self.matrix = mat
         self.row = {item_id: r for r, item_id in enumerate(ids)}
@@ -54,15 +55,28 @@ class NpyVectors(Encoder):
                          modalities=("video", "audio", "text"), meta={"path": str(path.resolve())})
 
     def lookup(self, item_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """n item ids -> ((n, d) float32 L2 rows, (n,) bool found); missing/NaN rows are zeros."""
+        """n item ids -> ((n, d) float32 L2 rows, (n,) bool found); missing/NaN rows are zeros.
+
+        InputError when no item gets a vector: the ids file names other ids than the
+        catalogue's (a wrong file, or ids spelt otherwise), which would leave the modality empty.
+        """
         out = np.zeros((len(item_ids), self.dim), dtype=np.float32)
         found = np.zeros(len(item_ids), dtype=bool)
+        matched = 0
         for i, item_id in enumerate(item_ids):
             r = self.row.get(str(item_id))
             if r is None:
                 continue
+            matched += 1
             v = np.asarray(self.matrix[r], dtype=np.float32)
             if np.isfinite(v).all() and np.any(v):
                 out[i] = v
                 found[i] = True
+        if item_ids and not found.any():
+            have = next(iter(self.row), None)
+            why = (f"none of its {len(self.row)} ids is a catalogue item id (it has {have!r}, the catalogue "
+                   f"{str(item_ids[0])!r})" if not matched else f"all {matched} matching rows are zero or not finite")
+            raise InputError(f"{self.name}: no item gets a vector: {why}; the ids file must list the item ids "
+                             "extract gave (see the features' items.jsonl)")
+        self.unused = len(self.row) - matched  # ids of items not in this catalogue (a superset is fine)
         return l2n(out), found

@@ -126,3 +126,20 @@ def test_no_ok_item_is_exit_2_and_nothing_is_written(tmp_path):
     proc = run_avrec("embed", str(tmp_path / "f"), "-o", str(tmp_path / "e"))
     assert proc.returncode == 2 and "no items with status ok" in _one_line(proc)
     assert not (tmp_path / "e").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bad", "f"]
+
+
+def test_npy_vectors_whose_ids_match_no_item_are_an_error(tmp_path):
+    work = workspace(tmp_path / "work")
+    vec = tmp_path / "v.npy"
+    np.save(vec, np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32))
+    (tmp_path / "v.npy.ids.txt").write_text("item_1\nitem_2\nitem_3\n")  # another id scheme
+    proc = run_avrec("embed", "-w", str(work), "-o", str(tmp_path / "e"), "--video", f"npy:{vec}", "-q", *NO_TEXT)
+    assert proc.returncode == 2 and "no item gets a vector" in _one_line(proc) and "item_1" in proc.stderr
+    assert not (tmp_path / "e").exists()
+    # a superset of the catalogue is fine: the unused ids are counted
+    ids = [json.loads(line)["item_id"] for line in (work / "features" / "items.jsonl").read_text().splitlines()]
+    np.save(vec, np.random.default_rng(0).normal(size=(len(ids) + 2, 8)).astype(np.float32))
+    (tmp_path / "v.npy.ids.txt").write_text("".join(f"{i}\n" for i in ids + ["elsewhere-1", "elsewhere-2"]))
+    proc = run_avrec("embed", "-w", str(work), "-o", str(tmp_path / "e"), "--video", f"npy:{vec}", *NO_TEXT)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "e" / "manifest.json").read_text())["models"]["video"]["unused_ids"] == 2

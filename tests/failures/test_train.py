@@ -111,3 +111,22 @@ def test_train_never_writes_over_another_artifact_or_its_input(work, tmp_path):
     proc = _train(work, SAMPLE / "interactions.csv", out=tmp_path / "plain")
     assert proc.returncode == 2 and "not an avrec artifact" in _one_line(proc)
     assert (tmp_path / "plain" / "notes.txt").read_text() == "mine"
+
+
+def test_a_hybrid_with_no_usable_content_is_an_error(work, tmp_path):
+    import numpy as np
+
+    from avrec.artifacts import Manifest, save_npy, write_jsonl, write_manifest
+
+    emb = tmp_path / "emb"
+    emb.mkdir()
+    ids = sorted({i for _, i in _rows(200)})
+    write_jsonl(emb / "items.jsonl", [{"item_id": i} for i in ids])
+    save_npy(emb / "fused.npy", np.zeros((len(ids), 4), np.float32))
+    write_manifest(emb, Manifest(artifact="embeddings", counts={"items": len(ids)}))
+    proc = run_avrec("train", str(emb), "--interactions", str(SAMPLE / "interactions.csv"), "-o", str(tmp_path / "m"),
+                     "-q")
+    assert proc.returncode == 2 and "no usable content" in _one_line(proc)
+    ok = run_avrec("train", str(emb), "--interactions", str(SAMPLE / "interactions.csv"), "-o", str(tmp_path / "m"),
+                   "--model", "ease", "-q")
+    assert ok.returncode == 0, ok.stderr
