@@ -125,7 +125,8 @@ def run_size(name: str, skip: set[str], log) -> dict:
         res["index"] = timed([*AVREC, "index", str(work / "model"), "-o", str(work / "index"), "-q"])
         extra = json.loads((work / "index" / "manifest.json").read_text())["extra"]
         res["index"].update(recall_at_10=extra["recall_at_10"], serving=extra["serving"],
-                            serving_batch=extra["serving_batch"])
+                            serving_batch=extra["serving_batch"], search_k=extra.get("search_k"),
+                            served_recall_at_10=extra.get("served_recall_at_10"))
         res["recommend_user"] = timed([*AVREC, "recommend", str(work / "index"), "--user", "u1", "--json"])
         res["recommend_all"] = timed([*AVREC, "recommend", str(work / "index"), "--all-users", "--k", "10"])
         res["recommend_all"]["ms_per_user"] = round(1000 * res["recommend_all"]["seconds"] / n_users, 3)
@@ -163,7 +164,7 @@ def report(results: list[dict], info: str) -> str:
     lines = ["# avrec at scale, against implicit in the same run", "", f"Machine: {info}.", "",
              "Reproduce: `python benchmarks/scale.py --sizes " + ",".join(r["size"] for r in results) + "`.", "",
              "| size | items | users | interactions | load avrec s (MB) | load pyarrow s | train avrec s (MB), solver | "
-             "implicit ALS fit s | index s, recall@10 | recommend --user s | --all-users ms/user | implicit batch ms/user |",
+             "implicit ALS fit s | index s, annoy recall@10 (search_k), served by, served recall | recommend --user s | --all-users ms/user | implicit batch ms/user |",
              "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
     for r in results:
         g = lambda k, f: f(r[k]) if k in r else "–"  # noqa: E731
@@ -174,7 +175,8 @@ def report(results: list[dict], info: str) -> str:
             g("load_avrec", lambda x: f"{x['seconds']} ({x['peak_mb']:.0f})"), g("load_pyarrow", lambda x: str(x["seconds"])),
             g("train_avrec", lambda x: f"{x['seconds']} ({x['peak_mb']:.0f}), {solver}"),
             str(imp.get("fit_seconds", "–")),
-            g("index", lambda x: f"{x['seconds']}, {x['recall_at_10']}"),
+            g("index", lambda x: f"{x['seconds']}, {x['recall_at_10']} ({x.get('search_k')}), {x['serving']}, "
+                                 f"{x.get('served_recall_at_10', '–')}"),
             g("recommend_user", lambda x: str(x["seconds"])),
             g("recommend_all", lambda x: str(x["ms_per_user"])),
             f"{1000 * imp['recommend_all_seconds'] / imp['users']:.3f}" if imp else "–",
