@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -142,21 +141,12 @@ def run_size(name: str, skip: set[str], log) -> dict:
 
 
 def machine() -> str:
-    import numpy
+    """The machine as movielens.py describes it (one description for every benchmark report)."""
+    from movielens import machine as describe
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    from importlib.metadata import version
-
-    return (f"{cpu}, {os.cpu_count()} cores, {mem:.1f} GiB RAM; python {platform.python_version()}, numpy "
-            f"{numpy.__version__}, implicit {version('implicit')}, torch {version('torch')}; load average at start "
+    m = describe()
+    libs = ", ".join(f"{k} {v}" for k, v in m["libs"].items())
+    return (f"{m['cpu']}, {m['cores']} cores, {m['ram']} RAM; python {m['python']}, {libs}; load average at start "
             f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
