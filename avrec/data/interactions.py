@@ -306,6 +306,11 @@ def load_interactions(
         path.open("rb").close()
     except PermissionError:
         raise InputError(f"cannot read {path}: permission denied") from None
+    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
+    if suffix in (".csv", ".tsv", ".tab", ".parquet", ".pq"):
+        fast = _columnar(path, suffix, catalogue=catalogue, min_weight=min_weight, strict=strict, warn=warn)
+        if fast is not None:
+            return fast
     report = LoadReport()
     rows: list[tuple[int, str, str, float, float]] = []
     cols: dict[str, str] | None = None
@@ -355,6 +360,21 @@ def load_interactions(
     if report.rows == 0:
         raise InputError(f"{path}: no interactions (empty file)")
     return _build(rows, catalogue=catalogue, report=report)
+
+
+def _columnar(path: Path, suffix: str, *, catalogue, min_weight: float, strict: bool,
+              warn: Callable[[str], None]) -> Interactions | None:
+    """The whole-column reader (``avrec.data.columnar``), or None when the file needs this
+    module's row-by-row one (or pyarrow is not installed)."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return None
+    from .columnar import load_columnar
+
+    return load_columnar(path, suffix, catalogue=None if catalogue is None else [str(c) for c in catalogue],
+                         min_weight=min_weight, strict=strict, warn=warn, columns=_columns,
+                         event_weights=EVENT_WEIGHTS, f32_max=_F32_MAX, f32_zero=_F32_ZERO)
 
 
 def _build(rows, *, catalogue, report: LoadReport) -> Interactions:
