@@ -94,3 +94,17 @@ def test_closed_fold_in_equals_the_trained_user_vectors(taste):
     m = build_model("hybrid", None, seed=0, solver="closed", dim=16).fit(data, taste.content)
     seen = data.to_csr()
     np.testing.assert_allclose(m.score_history(seen[:20]), m.score(np.arange(20)), rtol=1e-5, atol=1e-6)
+
+
+def test_tune_searches_the_grid_of_the_solver_auto_picks(taste):
+    from avrec.config import Config
+    from avrec.train import TUNE_GRID, tune_hybrid
+
+    cfg = Config()
+    cfg.train.hybrid.closed_max = 0  # this catalogue is "large": auto picks als
+    cfg.train.hybrid.als_iterations = 3
+    cfg.train.hybrid.content_dim = 8
+    logs: list[str] = []
+    best = tune_hybrid(_data(taste).to_csr(), taste.content, cfg, device="cpu", progress=logs.append)
+    assert best.pop("solver") == "als" and set(best) == set(TUNE_GRID["als"])
+    assert any("searching the als solver" in m for m in logs)
