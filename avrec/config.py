@@ -70,6 +70,7 @@ class EmbedConfig:
     precision: str = "fp32"  # fp32 | fp16 | bf16 (fp16/bf16 on GPU only)
     max_text_tokens: int = 256
     pca_dim: int = 0  # 0: no PCA on the fused vector
+    centre: bool = True  # centre each modality on its catalogue mean (stored, applied to new items and queries)
     workers: int = 0  # DataLoader workers decoding stored frames/audio
 
 

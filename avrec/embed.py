@@ -442,7 +442,7 @@ def _device_and_precision(cfg: Config, needs_torch: bool, progress: Progress | N
 
 # the embed keys --like takes from the reference artifact: what decides the vectors, not how
 # fast they are made (batch_size, workers, precision stay this run's)
-LIKE_KEYS = ("video", "audio", "text", "speech", "weights", "pooling", "max_text_tokens", "pca_dim")
+LIKE_KEYS = ("video", "audio", "text", "speech", "weights", "pooling", "max_text_tokens", "pca_dim", "centre")
 
 
 def _apply_like(cfg: Config, like: Path, say: Progress) -> Recipe:
@@ -556,6 +556,8 @@ def _embed(store: FeatureStore, items: list[dict[str, Any]], tmp: Path, cfg: Con
 
     if recipe is None:  # fit the recipe on these items: the catalogue
         recipe = Recipe(blocks=blocks_for({m: x.shape[1] for m, x in vectors.items()}, weights), stats=stats)
+        if ec.centre:
+            recipe.fit_means(vectors, masks)
         fused = recipe.fuse(vectors, masks, n)
         empty = int((np.linalg.norm(fused, axis=1) == 0).sum())
         if ec.pca_dim > 0:
@@ -607,7 +609,7 @@ def _embed(store: FeatureStore, items: list[dict[str, Any]], tmp: Path, cfg: Con
             "engine": "ray" if on_ray else "local", **({"actors": part["actors"]} if on_ray else {}),
             "pca_dim": int(recipe.pca["components"].shape[0]) if recipe.pca is not None else 0,
             "recipe": {"fitted_on": "these items" if like is None else str(Path(like).resolve()),
-                       "builtin_stats": sorted(recipe.stats)},
+                       "builtin_stats": sorted(recipe.stats), "centred": sorted(recipe.means)},
             **({"speech": speech_info} if speech else {}),
             "seconds": timings,
             "errors": dict(list(errors.items())[:MAX_ERRORS_KEPT]),

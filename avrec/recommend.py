@@ -407,6 +407,9 @@ class Recommender:
         if qv.shape[0] != vectors.shape[1]:
             raise InputError(f"query encoder {encoder} gives {qv.shape[0]} dims but the {m} index has {vectors.shape[1]}; "
                              "rebuild the index from embeddings made with the same encoder")
+        mu = idx.centre(m)
+        if mu is not None and mu.shape == qv.shape:
+            qv = qv / (float(np.linalg.norm(qv)) or 1.0) - mu  # in the space the items were centred in
         qv = qv / (float(np.linalg.norm(qv)) or 1.0)
         mask = np.asarray(idx.content_mask(m), dtype=bool)
         allowed = mask if self.allowed is None else self.allowed & mask

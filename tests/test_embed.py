@@ -91,8 +91,13 @@ def test_pca_is_fitted_and_stored(features, tmp_path):
     assert np.allclose(pca["components"] @ pca["components"].T, np.eye(4), atol=1e-5)
     assert np.all(np.diff(pca["explained_variance_ratio"]) <= 1e-7)
     assert manifest["extra"]["pca_dim"] == 4 and manifest["extra"]["weights"] == {"video": 1.0, "audio": 0.5}
-    # the stored transform reproduces fused.npy from the per-modality blocks
-    v, a = np.load(out / "video.npy"), np.load(out / "audio.npy")
+    # the stored recipe reproduces fused.npy from the per-modality blocks: each centred on its
+    # stored catalogue mean and L2-normalised, weighted, concatenated, L2, then the PCA
+    def block(m):
+        x = np.where(np.load(out / f"{m}_mask.npy")[:, None], np.load(out / f"{m}.npy") - np.load(out / f"centre_{m}.npy"), 0)
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    v, a = block("video"), block("audio")
     raw = np.concatenate([v, a * np.sqrt(0.5)], axis=1)[:8]
     raw /= np.linalg.norm(raw, axis=1, keepdims=True)
     y = (raw - pca["mean"]) @ pca["components"].T
@@ -189,9 +194,10 @@ def test_cli_embeds_with_minilm_and_prints_only_the_path(features, tmp_path, avr
     assert manifest["extra"]["text_spaces"] == {"text": "text:sentence-transformers/all-MiniLM-L6-v2"}
     text, mask = np.load(out / "text.npy"), np.load(out / "text_mask.npy")
     assert text.shape == (10, 384) and mask.tolist() == [True] * 9 + [False]
-    # t0 has only text, yet its fused vector is its text vector
+    # t0 has only text, yet its fused vector is its text vector (centred on the catalogue's text mean)
     fused = np.load(out / "fused.npy")
-    assert np.allclose(fused[8, -384:], text[8], atol=1e-5) and np.allclose(np.linalg.norm(fused[8]), 1)
+    want = text[8] - np.load(out / "centre_text.npy")
+    assert np.allclose(fused[8, -384:], want / np.linalg.norm(want), atol=1e-5) and np.allclose(np.linalg.norm(fused[8]), 1)
 
 
 def test_cli_reads_the_features_path_from_stdin_and_the_workspace(features, tmp_path):

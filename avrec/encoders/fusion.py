@@ -7,9 +7,15 @@ on their own batch: a batch of 10 uploads has other column means, and its vector
 be comparable with the catalogue's (cosine 0.2-0.9 between the two for the same file).
 ``embed --like`` and ``index --add`` therefore apply a stored recipe.
 
-Files (in an embeddings artifact, copied into the index): ``fusion.json`` {blocks, dims,
-weights}, ``builtin_<modality>_stats.npy`` (2, d) float64 [mean; std], ``pca.npz``.
-numpy only: the index imports this.
+Each modality is also centred on its catalogue mean before it is fused, indexed or searched:
+x -> L2(x - mean). Encoder vectors share a large common direction (a mean pairwise cosine of
+0.97 for some audio models, against 0.5 for MiniLM), which would otherwise make every
+item look alike in that modality, win every "most alike in" explanation and carry the
+fused vector's norm without telling items apart.
+
+Files (in an embeddings artifact, copied into the index): ``fusion.json`` {blocks, stats,
+centred, pca}, ``builtin_<modality>_stats.npy`` (2, d) float64 [mean; std],
+``centre_<modality>.npy`` (d,) float32, ``pca.npz``. numpy only: the index imports this.
 """
 
 from __future__ import annotations
@@ -105,6 +111,20 @@ class Recipe:
     blocks: list[dict[str, Any]]  # [{modality, start, end, weight}] in fused order
     stats: dict[str, np.ndarray] = field(default_factory=dict)  # builtin modality -> (2, d)
     pca: dict[str, np.ndarray] | None = None  # {mean, components, explained_variance_ratio}
+    means: dict[str, np.ndarray] = field(default_factory=dict)  # modality -> (d,) catalogue mean
+
+    def fit_means(self, vectors: dict[str, np.ndarray], masks: dict[str, np.ndarray]) -> None:
+        """Each modality's mean over the items that have it (the catalogue's)."""
+        self.means = {m: np.asarray(x[masks[m]].mean(axis=0), np.float32) for m, x in vectors.items()
+                      if x.shape[1] and masks[m].any()}
+
+    def centre(self, m: str, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(n, d) modality rows -> L2(x - mean) where ``mask``, zero elsewhere (as they are
+        without a stored mean)."""
+        mu = self.means.get(m)
+        if mu is None or x.shape[1] != mu.shape[0]:
+            return np.where(np.asarray(mask)[:, None], x, 0.0).astype(np.float32)
+        return l2n(np.where(np.asarray(mask)[:, None], x - mu, 0.0))
 
     @property
     def dims(self) -> dict[str, int]:
@@ -123,7 +143,7 @@ class Recipe:
             if x.shape[1] != d:
                 raise ArtifactError(f"modality {m} has {x.shape[1]} dims, the catalogue's has {d}; "
                                     "embed the new items with the catalogue's encoders (avrec embed --like)")
-            parts.append(np.where(masks[m][:, None], x, 0.0).astype(np.float32) * np.float32(np.sqrt(b["weight"])))
+            parts.append(self.centre(m, x, masks[m]) * np.float32(np.sqrt(b["weight"])))
         fused = l2n(np.concatenate(parts, axis=1)) if parts else np.zeros((n, 0), np.float32)
         if self.pca is not None:
             fused = apply_pca(fused, self.pca["mean"], self.pca["components"])
@@ -134,9 +154,11 @@ class Recipe:
         from ..artifacts import save_npy, write_json
 
         write_json(directory / "fusion.json", {"blocks": self.blocks, "stats": sorted(self.stats),
-                                               "pca": self.pca is not None})
+                                               "centred": sorted(self.means), "pca": self.pca is not None})
         for m, st in self.stats.items():
             save_npy(directory / f"builtin_{m}_stats.npy", np.asarray(st, np.float64))
+        for m, mu in self.means.items():
+            save_npy(directory / f"centre_{m}.npy", np.asarray(mu, np.float32))
         if self.pca is not None:
             np.savez(directory / "pca.npz", **self.pca)
 
@@ -153,11 +175,12 @@ class Recipe:
         except (OSError, ValueError):
             raise ArtifactError(f"{p} is damaged; rebuild it with `avrec embed`") from None
         stats = {m: np.asarray(load_npy(directory / f"builtin_{m}_stats.npy", mmap=False)) for m in meta.get("stats", [])}
+        means = {m: np.asarray(load_npy(directory / f"centre_{m}.npy", mmap=False)) for m in meta.get("centred", [])}
         pca = None
         if meta.get("pca"):
             with np.load(directory / "pca.npz", allow_pickle=False) as z:
                 pca = {k: z[k] for k in z.files}
-        return cls(blocks=list(meta["blocks"]), stats=stats, pca=pca)
+        return cls(blocks=list(meta["blocks"]), stats=stats, pca=pca, means=means)
 
 
 def blocks_for(dims: dict[str, int], weights: dict[str, float]) -> list[dict[str, Any]]:

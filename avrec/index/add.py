@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import ArtifactError, InputError
-from .build import _cfg_dict, _check_cfg, _write_index
+from .build import _cfg_dict, _check_cfg, _write_index, centred
 from .read import KIND, Index
 
 
@@ -80,7 +80,7 @@ def _new_vectors(idx: Index, recipe: Any, embeddings_dir: Path, new_man: dict[st
             v, mask = np.zeros((n_new, d), np.float32), np.zeros(n_new, bool)
         vecs[m], masks[m] = v, mask
     fused = recipe.fuse(vecs, masks, n_new)
-    return fused, {m: (vecs[m], masks[m]) for m in vecs}
+    return fused, {m: centred(recipe, m, vecs[m], masks[m]) for m in vecs}
 
 
 def _restandardise(idx: Index, recipe: Any, m: str, embeddings_dir: Path, new_man: dict[str, Any],

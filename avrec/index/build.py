@@ -370,10 +370,13 @@ def _build(model_dir: Path, tmp: Path, cfg: Any, *, seed: int, log: Callable[[st
     for name in ("content_projection", "history_projection"):
         if (model_dir / f"{name}.npy").exists():
             arrays[name] = load_npy(model_dir / f"{name}.npy", mmap=False)
+    recipe = Recipe.load(emb_dir) if emb is not None and emb_dir else None
+    if recipe is not None:
+        # content spaces are searched centred on the catalogue's means, as they were fused
+        emb["modalities"] = {m: centred(recipe, m, v, mask) for m, (v, mask) in emb["modalities"].items()}
     extra = _write_index(tmp, arrays=arrays, items=model["items"], users=model["users"], emb=emb,
                          cfg=cfg, seed=seed, log=log)
     emb_man = emb["manifest"] if emb else {}
-    recipe = Recipe.load(emb_dir) if emb is not None and emb_dir else None
     if recipe is not None:  # how new items' content becomes fused vectors (index --add)
         recipe.save(tmp)
     extra.update({
@@ -393,6 +396,13 @@ def _build(model_dir: Path, tmp: Path, cfg: Any, *, seed: int, log: Callable[[st
                 "content_modalities": len(extra["content"])},
         extra=extra,
     ))
+
+
+def centred(recipe: Any, m: str, v: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A content modality as the index stores it: centred on the catalogue mean, L2 rows; a row
+    that was exactly the mean has nothing to tell it apart and drops out of the mask."""
+    c = recipe.centre(m, v, mask)
+    return c, np.asarray(mask, bool) & (np.linalg.norm(c, axis=1) > 0)
 
 
 def _check_cfg(cfg: Any) -> None:

@@ -274,6 +274,11 @@ class Index:
     def content_mask(self, m: str) -> np.ndarray:
         return _npy(self.path / f"content_{m}_mask.npy")
 
+    def centre(self, m: str) -> np.ndarray | None:
+        """(d,) the catalogue mean modality ``m`` is centred on (a text query is centred with it too)."""
+        p = self.path / f"centre_{m}.npy"
+        return np.asarray(_npy(p), np.float32) if p.exists() else None
+
     @cached_property
     def content_fused(self) -> np.ndarray | None:
         p = self.path / "content_fused.npy"
