@@ -127,6 +127,9 @@ class TrainConfig:
     model: str = "hybrid"  # popular | itemknn | ease | mf | hybrid
     validation: float = 0.1  # fraction of each user's interactions for early stopping; 0: none
     min_weight: float = 0.0  # interactions with weight below this are ignored
+    tune: str = "auto"  # auto: choose the hybrid's solver, hyperparameters and modality weights on a validation split | off
+    tune_budget_s: float = 60.0  # seconds the auto search may spend (a fit that would overrun it is not started)
+    tune_max_interactions: int = 1000000  # above this, the search runs on a random subset of users holding about this many
     hybrid: HybridConfig = field(default_factory=HybridConfig)
     mf: MFConfig = field(default_factory=MFConfig)
     ease: EASEConfig = field(default_factory=EASEConfig)
@@ -403,6 +406,7 @@ _CHOICES = {
     "embed.precision": ("fp32", "fp16", "bf16"),
     "train.model": ("popular", "itemknn", "ease", "mf", "hybrid"),
     "train.hybrid.solver": ("auto", "closed", "als", "sgd"),
+    "train.tune": ("auto", "off"),
     "index.metric": ("auto", "angular", "dot"),
     "recommend.fallback": ("none", "popular"),
     "distributed.engine": ("local", "ray"),
@@ -434,6 +438,8 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "embed.workers": (0, 1024, False, False),
     "train.validation": (0, 1, False, True),
     "train.min_weight": (0, _INF, False, False),
+    "train.tune_budget_s": (0, _INF, True, False),
+    "train.tune_max_interactions": (1000, _INF, False, False),
     "train.hybrid.dim": (1, 1 << 16, False, False),
     "train.hybrid.l2": (0, _INF, True, False),
     "train.hybrid.content_prior": (0, _INF, False, False),
@@ -510,6 +516,9 @@ def _get(cfg: Config, key: str) -> Any:
 def validate(cfg: Config) -> None:
     """Every choice among its values and every number in its range, or a ConfigError
     naming the key, the valid values and what was given."""
+    # YAML 1.1 reads a bare ``tune: off`` as false
+    cfg.train.tune = {"false": "off", "no": "off", "true": "auto", "yes": "auto"}.get(str(cfg.train.tune).lower(),
+                                                                                    cfg.train.tune)
     for key, choices in _CHOICES.items():
         if choices is None:
             continue

@@ -157,12 +157,12 @@ def _load_content(embeddings_dir: Path | None):
 
 
 def run_protocol(
-    data, protocol: str, model_names: list[str], cfg, *, content=None, ks: list[int], out_dir: Path | None = None,
+    data, protocol: str, model_names: list[str], cfg, *, content=None, blocks=None, ks: list[int], out_dir: Path | None = None,
     recs: str | Path | None = None, progress: Callable[[str], None] = lambda _m: None,
 ) -> dict[str, Any]:
     """Split, train each model on the train part, score the test part."""
     from .data.splits import make_split, write_split
-    from .models.registry import build_model
+    from .train import fit_model
 
     ev = cfg.evaluate
     split = make_split(data, protocol, ratio=ev.test_ratio, cold_ratio=ev.cold_ratio, seed=cfg.runtime.seed, last_n=ev.last_n)
@@ -188,9 +188,10 @@ def run_protocol(
             continue
         if name in CONTENT_MODELS and content is None:
             raise InputError(f"model {name} needs item content: pass an embeddings artifact")
-        model = build_model(name, cfg.train, seed=cfg.runtime.seed, device=device)
         t0 = time.perf_counter()
-        model.fit(train_csr, content if name in CONTENT_MODELS else None, progress=progress)
+        # as train fits it (the hybrid tunes itself on a validation split of this train part)
+        model, _, tuned = fit_model(name, train_csr, content if name in CONTENT_MODELS else None, cfg,
+                                    device=device, progress=progress, blocks=blocks)
         fit_s = time.perf_counter() - t0
         t1 = time.perf_counter()
         r = evaluate_scorer(split, model.score, ks, content=content)
@@ -198,6 +199,8 @@ def run_protocol(
         r["score_seconds"] = round(time.perf_counter() - t1, 3)
         if model.info:
             r["info"] = model.info
+        if tuned:
+            r["tuned"] = {k: v for k, v in tuned.items() if k != "tried"}
         res["models"][name] = r
         progress(f"{protocol}/{name}: NDCG@{ks[0]} {r['metrics'][ks[0]]['ndcg']:.4f} (fit {fit_s:.1f}s)")
     if recs is not None:
@@ -247,6 +250,11 @@ def evaluate(
         raise InputError("--k must be positive integers, e.g. --k 10 or --k 5,10,20")
     emb = Path(embeddings_dir) if embeddings_dir is not None else None
     items, content = _load_content(emb)
+    blocks = None
+    if emb is not None:
+        from .data.embeddings import fusion_blocks
+
+        blocks = fusion_blocks(Path(emb))
     out_dir = Path(out_dir)
     results: dict[str, Any] = {}
     inputs = [interactions_path, *([emb] if emb else []), *([recs] if recs else [])]
@@ -259,7 +267,7 @@ def evaluate(
         if len(data) == 0:
             raise InputError(f"{interactions_path}: no usable interactions (see the counts above)")
         for p in protocols:
-            results[p] = run_protocol(data, p, models, cfg, content=content, ks=ks, out_dir=tmp, recs=recs, progress=progress)
+            results[p] = run_protocol(data, p, models, cfg, content=content, blocks=blocks, ks=ks, out_dir=tmp, recs=recs, progress=progress)
         payload = {"k": ks, "protocols": results, "interactions": data.report.to_dict()}
         write_json(tmp / "metrics.json", payload)
         rows = table_rows(results, ks)

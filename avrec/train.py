@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -12,48 +11,34 @@ import numpy as np
 
 from .errors import InputError
 
-# the small search run by ``avrec train --tune`` (hybrid only), scored on the validation split
-TUNE_GRID = {
-    "closed": {"l2": (100.0, 200.0, 400.0), "content_prior": (0.0, 30.0, 100.0), "dim": (256, 384)},
-    "als": {"als_factors": (64, 128), "als_reg": (0.01, 0.1, 1.0), "als_alpha": (1.0, 10.0)},
-    "sgd": {"dim": (64, 128, 256), "dropout": (0.1, 0.3, 0.5), "weight_decay": (0.0, 1e-4)},
-}
-
-
-def tune_hybrid(seen, content, cfg, *, device: str, progress: Callable[[str], None]) -> dict[str, Any]:
-    """Grid search over the hybrid's main hyperparameters: fit on the training part less a
-    validation holdout (``train.validation`` of each user's items), score NDCG@eval_k there."""
-    from .metrics import ndcg_at_k
-    from .models.hybrid import _holdout
+def fit_model(name: str, seen, content, cfg, *, device: str, progress: Callable[[str], None],
+              blocks: list[dict[str, Any]] | None = None, tune: bool = False) -> tuple[Any, dict[str, Any], dict[str, Any] | None]:
+    """Fit model ``name`` the way ``avrec train`` does: the hybrid first chooses its solver,
+    hyperparameters and modality weights on a validation split of ``seen`` (``train.tune:
+    auto``, within ``train.tune_budget_s``; ``tune``: the whole search, no budget). evaluate
+    calls this too, so what it measures is what train ships. Returns (model, the parameters
+    chosen, the search's report or None)."""
     from .models.registry import build_model
+    from .tune import tune_hybrid
 
-    if cfg.train.validation <= 0:
-        raise InputError("--tune needs a validation split: set train.validation above 0")
-    fit, held = _holdout(seen, cfg.train.validation, cfg.runtime.seed)
-    users = np.flatnonzero(np.diff(held.indptr) > 0)
-    from .models.hybrid import choose_solver
-
-    hc = cfg.train.hybrid
-    k = 0 if content is None else (min(hc.content_dim, content.shape[1]) if hc.content_dim else content.shape[1])
-    solver, why = choose_solver({"solver": hc.solver, "closed_max": hc.closed_max}, n_users=seen.shape[0],
-                                n_active=int((np.diff(seen.tocsc().indptr) > 0).sum()), content_dim=k)
-    progress(f"tune: searching the {solver} solver ({why})")
-    grid = TUNE_GRID[solver]
-    keys = list(grid)
-    best: tuple[float, dict[str, Any]] = (-1.0, {})
-    for values in itertools.product(*(grid[k] for k in keys)):
-        over = dict(zip(keys, values))
-        m = build_model("hybrid", cfg.train, seed=cfg.runtime.seed, device=device, refit=False, solver=solver, **over)
-        m.fit(fit, content)
-        scores = m.score(users)
-        h = fit[users]
-        scores[np.repeat(np.arange(len(users)), np.diff(h.indptr)), h.indices] = -np.inf
-        score = ndcg_at_k(scores, held[users], m.params["eval_k"])
-        progress(f"tune: {over} -> validation NDCG@{m.params['eval_k']} {score:.4f}")
-        if score > best[0]:
-            best = (score, over)
-    progress(f"tune: best {best[1]} (validation NDCG {best[0]:.4f})")
-    return {"solver": solver, **best[1]}
+    overrides: dict[str, Any] = {"content_blocks": blocks} if name == "hybrid" and blocks else {}
+    report = None
+    if tune and name != "hybrid":
+        raise InputError("--tune searches the hybrid's hyperparameters; use --model hybrid")
+    if name == "hybrid" and (tune or cfg.train.tune == "auto"):
+        if cfg.train.validation <= 0 and not tune:
+            progress("tune: skipped (train.validation is 0, so there is no split to choose on)")
+        else:
+            found = tune_hybrid(seen, content, cfg, device=device, progress=progress,
+                                budget_s=None if tune else cfg.train.tune_budget_s, blocks=blocks)
+            report = found.pop("report")
+            overrides.update(found)
+    model = build_model(name, cfg.train, seed=cfg.runtime.seed, device=device, **overrides)
+    model.fit(seen, content if name == "hybrid" else None, progress=progress)
+    if report and report.get("chosen", {}).get("solver") and "solver" in model.info:
+        model.info["solver"]["reason"] = (f"train.tune: {report['chosen']['solver']} scored highest on the validation "
+                                          f"split (warm NDCG@{report['eval_k']} {report['warm_ndcg']})")
+    return model, {k: v for k, v in overrides.items() if k != "content_blocks"}, report
 
 
 def train(
@@ -76,9 +61,8 @@ def _train(emb: Path, interactions_path: str | Path, tmp: Path, cfg, *, tune: bo
            progress: Callable[[str], None]) -> None:
     from .artifacts import Manifest, fingerprint, save_npy, write_jsonl, write_manifest
     from .config import resolve_device
-    from .data.embeddings import load_embeddings
+    from .data.embeddings import fusion_blocks, load_embeddings
     from .data.interactions import load_interactions
-    from .models.registry import build_model
 
     rows, content = load_embeddings(emb)
     ids = [str(r["item_id"]) for r in rows]
@@ -99,14 +83,9 @@ def _train(emb: Path, interactions_path: str | Path, tmp: Path, cfg, *, tune: bo
     if name == "hybrid" or (name == "mf" and cfg.runtime.device.startswith("cuda")):  # mf on auto: implicit's CPU
         device = resolve_device(cfg.runtime.device)
     seen = data.to_csr()
-    overrides: dict[str, Any] = {}
-    if tune:
-        if name != "hybrid":
-            raise InputError("--tune searches the hybrid's hyperparameters; use --model hybrid")
-        overrides = tune_hybrid(seen, content, cfg, device=device, progress=progress)
-    model = build_model(name, cfg.train, seed=cfg.runtime.seed, device=device, **overrides)
     t0 = time.perf_counter()
-    model.fit(seen, content if name == "hybrid" else None, progress=progress)
+    model, overrides, report = fit_model(name, seen, content, cfg, device=device, progress=progress,
+                                         blocks=fusion_blocks(emb), tune=tune)
     fit_s = time.perf_counter() - t0
     progress(f"{name}: trained on {len(data)} interactions of {data.n_users} users in {fit_s:.1f}s")
     cold = int((model.popularity == 0).sum())
@@ -132,5 +111,5 @@ def _train(emb: Path, interactions_path: str | Path, tmp: Path, cfg, *, tune: bo
                 "projections": sorted(projections)},
         counts={"users": data.n_users, "items": data.n_items, "interactions": len(data), "cold_items": cold},
         extra={"load_report": data.report.to_dict(), "fit_seconds": round(fit_s, 3), "info": model.info,
-               **({"tuned": overrides} if overrides else {})},
+               **({"tuned": report} if report else {})},
     ))

@@ -139,20 +139,27 @@ def test_cli_train_prints_only_the_path_and_fails_clearly(taste, tmp_path):
     assert bad.returncode == 2
 
 
-def test_tune_searches_on_the_validation_split(taste, tmp_path):
+def test_tune_flag_searches_without_a_budget(tmp_path):
     from avrec.artifacts import read_manifest
-    from avrec.train import TUNE_GRID, train
+    from avrec.train import train
+    from avrec.tune import GRIDS
 
+    taste = make_taste(n_users=300, items_per_cluster=30, per_user=12)  # enough validation users to choose on
     emb = tmp_path / "emb"
     write_embeddings(taste, emb)
     ev = tmp_path / "ev.csv"
     write_csv(taste, ev)
     cfg = Config()
+    cfg.train.tune_budget_s = 1e-6  # --tune ignores the budget of the default search
     lines: list[str] = []
     out = train(emb, ev, tmp_path / "m", cfg, tune=True, progress=lines.append)
     tuned = read_manifest(out)["extra"]["tuned"]
-    assert tuned.pop("solver") == "closed" and set(tuned) == set(TUNE_GRID["closed"])
-    assert sum(line.startswith("tune: {") for line in lines) == np.prod([len(v) for v in TUNE_GRID["closed"].values()])
+    assert tuned["budget_s"] is None and tuned["stopped"] is None
+    # every value of the winning solver's grid was scored on the warm split
+    warm = [t["params"] for t in tuned["tried"] if t["protocol"] == "warm" and t["params"]["solver"] == tuned["chosen"]["solver"]]
+    for key, values in GRIDS[tuned["chosen"]["solver"]].items():
+        assert set(values) <= {p[key] for p in warm}, key
+    assert sum(line.startswith("tune: warm") for line in lines) == sum(t["protocol"] == "warm" for t in tuned["tried"])
 
 
 def test_sgd_solver_early_stopping(taste):

@@ -20,15 +20,23 @@ and prints its path.
 Models: hybrid (default: interactions + item content; new items served from content,
 fresh histories folded in without retraining), popular, itemknn, ease, mf (ALS).
 
+By default (train.tune: auto) the hybrid first chooses its solver, hyperparameters and
+modality weights on a validation split of these interactions, within train.tune_budget_s
+seconds, logs each fit and records the search in the model manifest (extra.tuned). --tune
+searches the whole grid without the budget; --set train.tune=off fits the configured values.
+
 Examples:
 
   avrec embed | avrec train --interactions events.csv | avrec index
 
   avrec train avrec-work/embeddings --interactions events.jsonl --model ease -o model-ease/
 
-  avrec train --interactions events.csv --tune --set train.hybrid.epochs=100
+  avrec train --interactions events.csv --tune
 
-Config keys (section train): model, validation, min_weight, hybrid.{dim, epochs, lr,
+  avrec train --interactions events.csv --set train.tune=off --set train.hybrid.l2=400
+
+Config keys (section train): model, validation, min_weight, tune, tune_budget_s,
+tune_max_interactions, hybrid.{solver, dim, l2, content_prior, ridge, cold_scale, epochs, lr,
 weight_decay, batch_size, negatives, content_weight, dropout, patience, mask_ratio,
 content_hidden, eval_k, refit}, mf.{factors, epochs, reg, alpha}, ease.l2,
 itemknn.{neighbours, shrink}.
@@ -44,7 +52,7 @@ def train_cmd(
                                                         show_default=False)] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="popular | itemknn | ease | mf | hybrid [train.model].",
                                                  show_default=False)] = None,
-    tune: Annotated[bool, typer.Option("--tune", help="Search the hybrid's main hyperparameters on the validation split first.")] = False,
+    tune: Annotated[bool, typer.Option("--tune", help="Search the hybrid's whole grid on the validation split, whatever train.tune_budget_s says.")] = False,
 ) -> None:
     from ..artifacts import resolve_input
     from ..config import validate

@@ -25,6 +25,20 @@ def load_embeddings(embeddings_dir: Path) -> tuple[list[dict[str, Any]], np.ndar
     return rows, content
 
 
+def fusion_blocks(embeddings_dir: Path) -> list[dict[str, Any]] | None:
+    """The fused vector's modality blocks [{modality, start, end, weight}] from the artifact's
+    fusion recipe; None when there is none or a PCA mixed the blocks."""
+    import json
+
+    try:
+        meta = json.loads((embeddings_dir / "fusion.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if meta.get("pca") or not isinstance(meta.get("blocks"), list):
+        return None
+    return [{k: b[k] for k in ("modality", "start", "end", "weight")} for b in meta["blocks"]]
+
+
 def load_aligned(emb_dir: Path, item_ids: list[str], log: Callable[[str], None]) -> dict[str, Any] | None:
     """The embeddings of ``emb_dir`` aligned to ``item_ids`` (rows missing there are zero).
 

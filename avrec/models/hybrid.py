@@ -100,6 +100,16 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+def _calibrated(c: np.ndarray, w: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The ridge map ``w`` (content ``c`` -> factors ``target``) rescaled so that its
+    predictions on the fitted items have the targets' mean norm. A strong ridge shrinks
+    predictions towards 0 as well as smoothing them; the shrinkage would leave new items
+    unrecommendable in mixed lists whatever ``cold_scale`` says. Rescaled, ``ridge`` decides
+    the direction of a new item's vector and ``cold_scale`` its size."""
+    pred = np.linalg.norm(c @ w, axis=1).mean()
+    return w * (float(np.linalg.norm(target, axis=1).mean()) / pred) if pred > 0 else w
+
+
 class Hybrid(Recommender):
     name = "hybrid"
     factor_model = True
@@ -223,7 +233,8 @@ class Hybrid(Recommender):
             with _one_thread():
                 w = torch.linalg.solve(torch.as_tensor(ca.T @ ca + p["ridge"] * np.eye(ca.shape[1])),
                                        torch.as_tensor(ca.T @ np.hstack([pa, qa]))).numpy()
-            self._set_projections(w[:, :d], w[:, d:] * p["cold_scale"], np.zeros(w.shape[0]), 0.0)
+            wp, wq = _calibrated(ca, w[:, :d], pa), _calibrated(ca, w[:, d:], qa)
+            self._set_projections(wp, wq * p["cold_scale"], np.zeros(w.shape[0]), 0.0)
             hist, item = self._cold_rows(raw)
         hist[active, :d], item[active, :d] = pa, qa
         self.history_vectors = hist.astype(np.float32)
@@ -249,7 +260,7 @@ class Hybrid(Recommender):
         item = np.zeros((n, d + 1))
         if c is not None:
             ca = c[active].astype(np.float64)
-            w = np.linalg.solve(ca.T @ ca + p["ridge"] * np.eye(ca.shape[1]), ca.T @ qa)  # content -> y
+            w = _calibrated(ca, np.linalg.solve(ca.T @ ca + p["ridge"] * np.eye(ca.shape[1]), ca.T @ qa), qa)  # content -> y
             self._set_projections(w @ g_inv, w * p["cold_scale"], np.zeros(w.shape[0]), 0.0)
             hist, item = self._cold_rows(raw)
         hist[active, :d], item[active, :d] = pa, qa
@@ -303,7 +314,7 @@ class Hybrid(Recommender):
         prepared content (n, k) float32 and the affine map (D+1, k) float64 that gives it."""
         if content is None or content.shape[1] == 0 or self.params["content_weight"] <= 0:
             return None, None
-        x = content.astype(np.float64)
+        x = content.astype(np.float64) * self._content_scale(content.shape[1])[None, :]
         xa = x[active] if len(active) else x
         mu = xa.mean(axis=0)
         proj = np.eye(x.shape[1])
@@ -317,7 +328,19 @@ class Hybrid(Recommender):
             proj = vecs.numpy()[:, ::-1][:, :k].copy()
         proj /= max(float(np.linalg.norm((xa - mu) @ proj, axis=1).mean()), 1e-8)
         aff = np.vstack([proj, -mu @ proj])
-        return (x @ proj + aff[-1]).astype(np.float32), aff
+        prepared = (x @ proj + aff[-1]).astype(np.float32)
+        aff[:-1] *= self._content_scale(content.shape[1])[:, None]  # so [raw, 1] @ aff gives ``prepared``
+        return prepared, aff
+
+    def _content_scale(self, dim: int) -> np.ndarray:
+        """(D,) per-column factor: sqrt of ``modality_weights[m]`` over the fused vector's block of
+        modality m (``content_blocks``, from the embeddings' fusion recipe; tuning chooses them)."""
+        scale = np.ones(dim)
+        weights, blocks = self.params.get("modality_weights") or {}, self.params.get("content_blocks") or []
+        for b in blocks:
+            if b["modality"] in weights and b["end"] <= dim:
+                scale[b["start"]:b["end"]] = np.sqrt(float(weights[b["modality"]]))
+        return scale
 
     def _train(self, seen, content, *, epochs: int, held, progress: Progress):
         """Train on the items with interactions in ``seen``; returns (net, active rows, best epoch, best score)."""

@@ -32,6 +32,13 @@ def _apply(x, proj):
     {"solver": "closed", "content_dim": 8},
     {"solver": "closed", "content_dim": 0, "content_prior": 0.0},
     {"solver": "sgd", "epochs": 3, "patience": 0, "dim": 8, "content_dim": 8},
+    # tuned modality weights scale blocks of the raw fused vector: still one exact affine map
+    {"solver": "closed", "content_dim": 8, "modality_weights": {"a": 0.25, "b": 4.0},
+     "content_blocks": [{"modality": "a", "start": 0, "end": 10, "weight": 1.0},
+                        {"modality": "b", "start": 10, "end": 16, "weight": 1.0}]},
+    {"solver": "als", "als_iterations": 3, "content_dim": 0, "modality_weights": {"a": 0.0, "b": 1.0},
+     "content_blocks": [{"modality": "a", "start": 0, "end": 10, "weight": 1.0},
+                        {"modality": "b", "start": 10, "end": 16, "weight": 1.0}]},
 ])
 def test_projections_give_the_cold_items_vectors(taste_cold, over, tmp_path):
     t, data, cold = taste_cold

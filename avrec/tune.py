@@ -1,0 +1,278 @@
+"""Choosing the hybrid's solver, hyperparameters and modality weights on the user's own data.
+
+``train.tune: auto`` (the default) runs this before the final fit, within
+``train.tune_budget_s`` seconds; ``--tune`` runs the full grid whatever the budget. Nothing here
+is fitted to a benchmark: every choice is scored on a split of the training interactions.
+
+Protocols (NDCG@``eval_k``):
+
+- warm: ``train.validation`` of each user's items (users with >= 3) are held out; the model
+  fits the rest and ranks every item, the fitted ones masked.
+- cold: ``COLD_SHARE`` of the items with interactions lose all of them; the model fits the
+  rest, and the users who had them rank just the held items, from content alone (as a new
+  upload is ranked).
+
+Search: the defaults first, then a coordinate search, one parameter at a time over its grid,
+keeping a move only when it scores higher. Before each fit the time it will take is predicted
+from the fits so far; the search stops when that would overrun the budget. Above
+``train.tune_max_interactions`` the search runs on a random subset of users holding about that
+many interactions, and the factor count is left as configured (its cost grows with it).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import InputError
+
+# coordinate grids per solver, searched in this order (the configured value is always a candidate)
+GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
+    "closed": {"l2": (50.0, 100.0, 200.0, 400.0, 800.0), "content_prior": (0.0, 10.0, 30.0, 100.0),
+               "dim": (128, 256, 384, 512)},
+    "als": {"als_reg": (0.01, 0.1, 1.0, 10.0), "als_alpha": (1.0, 3.0, 10.0, 30.0), "als_factors": (64, 128, 256)},
+    "sgd": {"dim": (64, 128, 256), "dropout": (0.1, 0.3, 0.5), "weight_decay": (0.0, 1e-4)},
+}
+COLD_GRID = {"ridge": (0.1, 1.0, 10.0, 100.0)}
+MIN_GAIN = 0.002  # a move is kept only when it scores this much (relative) higher: less chasing of noise
+COLD_SHARE = 0.1
+MIN_COLD_ITEMS = 20
+MIN_USERS = 200  # validation users below which the search is not run (the configured values are kept)
+EDGE_STEPS = 2  # steps past a grid's edge while the score keeps rising
+
+
+@dataclass
+class Search:
+    """What was tried and how long it took; the budget is checked before every fit."""
+
+    budget_s: float | None  # None: no limit (--tune)
+    progress: Callable[[str], None]
+    t0: float = field(default_factory=time.perf_counter)
+    fit_seconds: dict[str, list[float]] = field(default_factory=dict)
+    tried: list[dict[str, Any]] = field(default_factory=list)
+    stopped: str | None = None
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def affordable(self, solver: str) -> bool:
+        if self.budget_s is None or not self.fit_seconds:
+            return True  # the first fit (the configured values) always runs: it is the reference
+        past = self.fit_seconds.get(solver) or [v for vs in self.fit_seconds.values() for v in vs]
+        predicted = 1.2 * max(past) if past else 0.0
+        if self.elapsed() + predicted > self.budget_s:
+            if self.stopped is None:
+                self.stopped = (f"budget: a fit takes ~{predicted:.1f}s and {self.budget_s - self.elapsed():.1f}s "
+                                f"of train.tune_budget_s={self.budget_s:g} were left")
+            return False
+        return True
+
+    def known(self, protocol: str, params: dict[str, Any]) -> float | None:
+        """The score of a configuration already fitted under ``protocol`` (no fit twice)."""
+        key = _key(params)
+        return next((t["ndcg"] for t in self.tried if t["protocol"] == protocol and _key(t["params"]) == key), None)
+
+    def record(self, protocol: str, params: dict[str, Any], score: float, seconds: float) -> None:
+        solver = params.get("solver", "?")
+        self.fit_seconds.setdefault(solver, []).append(seconds)
+        self.tried.append({"protocol": protocol, "params": params, "ndcg": round(score, 5), "seconds": round(seconds, 2)})
+        shown = {k: v for k, v in params.items() if k != "content_blocks"}
+        self.progress(f"tune: {protocol} {shown} -> NDCG {score:.4f} ({seconds:.1f}s)")
+
+
+def _key(params: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps({k: v for k, v in params.items() if k != "content_blocks"}, sort_keys=True, default=str)
+
+
+def _step(v: Any, ratio: float) -> Any:
+    """``v`` one grid step further, kept to 4 significant digits (an int stays an int)."""
+    return int(round(v * ratio)) if isinstance(v, int) else float(f"{v * ratio:.4g}")
+
+
+def subsample_users(seen, max_nnz: int, seed: int):
+    """(CSR of a random subset of users holding about ``max_nnz`` interactions, share kept)."""
+    if seen.nnz <= max_nnz:
+        return seen, 1.0
+    rng = np.random.default_rng(seed)
+    share = max_nnz / seen.nnz
+    keep = np.flatnonzero(rng.random(seen.shape[0]) < share)
+    return seen[keep], float(share)
+
+
+def cold_split(seen, share: float, seed: int, *, at_least: int = 0):
+    """(fit CSR without the held items' interactions, held CSR of only them, held item rows):
+    ``share`` of the items with interactions, or ``at_least`` of them (up to a quarter) on a
+    small catalogue, so that the ranking among them says something."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed + 1)
+    active = np.flatnonzero(np.diff(seen.tocsc().indptr) > 0)
+    n_held = max(int(round(len(active) * share)), min(at_least, len(active) // 4))
+    held_items = np.sort(rng.choice(active, size=n_held, replace=False)) if n_held else np.zeros(0, np.int64)
+    is_held = np.zeros(seen.shape[1], bool)
+    is_held[held_items] = True
+    coo = seen.tocoo()
+    h = is_held[coo.col]
+    mk = lambda m: sp.csr_matrix((coo.data[m], (coo.row[m], coo.col[m])), shape=seen.shape)  # noqa: E731
+    return mk(~h), mk(h), held_items
+
+
+def warm_score(model, fit, held, k: int) -> float:
+    from .metrics import ndcg_at_k
+
+    users = np.flatnonzero(np.diff(held.indptr) > 0)
+    scores = model.score(users)
+    h = fit[users]
+    scores[np.repeat(np.arange(len(users)), np.diff(h.indptr)), h.indices] = -np.inf
+    return ndcg_at_k(scores, held[users], k)
+
+
+def cold_score(model, held, held_items: np.ndarray, k: int) -> float:
+    """NDCG@k of the held items ranked among themselves for the users who had them."""
+    from .metrics import ndcg_at_k
+
+    users = np.flatnonzero(np.diff(held.indptr) > 0)
+    scores = model.score(users)[:, held_items]
+    return ndcg_at_k(scores, held[users][:, held_items], min(k, len(held_items)))
+
+
+def coordinate_search(score: float, start: dict[str, Any], grid: dict[str, tuple[Any, ...]],
+                      evaluate: Callable[[dict[str, Any]], float | None], search: Search) -> tuple[float, dict[str, Any]]:
+    """One pass over ``grid``'s keys in order, each over its values with the others held at the
+    best so far (``start`` scored ``score``). A best value at the grid's edge is followed one
+    step further (the grid's end ratio) up to ``EDGE_STEPS`` times while it keeps improving.
+    ``evaluate`` returns None when the budget is spent. Returns (best score, best parameters)."""
+    best = dict(start)
+    for key, values in grid.items():
+        for v in values:
+            if v == best[key] or search.stopped:
+                continue
+            s = evaluate({**best, key: v})
+            if s is not None and s > score * (1 + MIN_GAIN):
+                score, best = s, {**best, key: v}
+        lo, hi = min(values), max(values)
+        for edge, ratio in ((hi, values[-1] / values[-2]), (lo, values[0] / values[1])):
+            if best[key] != edge or edge <= 0 or len(values) < 2:
+                continue
+            v = edge
+            for _ in range(EDGE_STEPS):
+                v = _step(v, ratio)
+                s = None if search.stopped else evaluate({**best, key: v})
+                if s is None or s <= score * (1 + MIN_GAIN):
+                    break
+                score, best = s, {**best, key: v}
+    return score, best
+
+
+def tune_hybrid(seen, content, cfg, *, device: str, progress: Callable[[str], None],
+                budget_s: float | None = None, blocks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Choose the hybrid's solver, hyperparameters and (with ``blocks``, the fused vector's
+    modality layout) modality weights. Returns the overrides for the final fit plus a
+    ``report`` {chosen, tried, warm_ndcg, cold_ndcg, budget_s, seconds, stopped, users_share}."""
+    from .models.hybrid import _holdout, choose_solver
+    from .models.registry import build_model
+
+    tc, hc = cfg.train, cfg.train.hybrid
+    if tc.validation <= 0:
+        raise InputError("tuning needs a validation split: set train.validation above 0 (or train.tune=off)")
+    search = Search(budget_s, progress)
+    k_eval = hc.eval_k
+    kdim = 0 if content is None else (min(hc.content_dim, content.shape[1]) if hc.content_dim else content.shape[1])
+    n_active = int((np.diff(seen.tocsc().indptr) > 0).sum())
+    solver, why = choose_solver({"solver": hc.solver, "closed_max": hc.closed_max}, n_users=seen.shape[0],
+                                n_active=n_active, content_dim=kdim)
+    solvers = [solver] + (["als"] if hc.solver == "auto" and solver == "closed" else [])
+    sub, share = subsample_users(seen, tc.tune_max_interactions, cfg.runtime.seed)
+    if share < 1:
+        progress(f"tune: on {sub.shape[0]} of {seen.shape[0]} users ({sub.nnz} interactions, "
+                 f"train.tune_max_interactions={tc.tune_max_interactions})")
+    progress(f"tune: solvers {solvers} ({why}); budget "
+             f"{'none (--tune)' if budget_s is None else f'{budget_s:g}s (train.tune_budget_s)'}")
+    fit, held = _holdout(sub, tc.validation, cfg.runtime.seed)
+    n_val = int((np.diff(held.indptr) > 0).sum())
+    if n_val < MIN_USERS:
+        why = (f"{n_val} users have validation interactions; at least {MIN_USERS} are needed to tell "
+               "configurations apart (NDCG on fewer is mostly noise)")
+        progress(f"tune: skipped ({why}); the configured values are used")
+        return {"report": {"chosen": {}, "skipped": why, "tried": []}}
+    base = {"content_blocks": blocks} if blocks else {}
+
+    def run(params: dict[str, Any], protocol: str, data, score_fn) -> float | None:
+        full = {**{k: getattr(hc, k) for k in GRIDS.get(params["solver"], {})}, "ridge": hc.ridge, **params}
+        if protocol == "warm":
+            full.pop("ridge")  # the warm protocol does not see it: one configuration, one fit
+        done = search.known(protocol, full)
+        if done is not None:
+            return done
+        if not search.affordable(params["solver"]):
+            return None
+        t = time.perf_counter()
+        m = build_model("hybrid", tc, seed=cfg.runtime.seed, device=device, refit=False, **params)
+        m.fit(data, content)
+        score = score_fn(m)
+        search.record(protocol, full, score, time.perf_counter() - t)
+        return score
+
+    def warm(params: dict[str, Any]) -> float | None:
+        return run(params, "warm", fit, lambda m: warm_score(m, fit, held, k_eval))
+
+    # 1. warm: each solver's defaults, then a coordinate search around the best
+    best_score, best = -1.0, {}
+    for s in solvers:
+        score = warm({**base, "solver": s})
+        if score is not None and score > best_score:
+            best_score, best = score, {"solver": s}
+    grid = dict(GRIDS[best["solver"]])
+    if share < 1:
+        grid.pop("als_factors", None)
+    best_score, best = coordinate_search(best_score, {**best, **{k: getattr(hc, k) for k in grid}}, grid,
+                                         lambda over: warm({**base, **over}), search)
+    warm_best = dict(best)
+
+    # 2. cold: how items without interactions are placed, from content (ridge, modality weights)
+    cold_best = None
+    if content is not None and not search.stopped:
+        cfit, cheld, items = cold_split(sub, COLD_SHARE, cfg.runtime.seed, at_least=MIN_COLD_ITEMS)
+        n_cold_users = int((np.diff(cheld.indptr) > 0).sum())
+        if len(items) >= MIN_COLD_ITEMS // 2 and n_cold_users >= MIN_USERS // 2:
+            def cold(params: dict[str, Any]) -> float | None:
+                return run(params, "cold", cfit, lambda m: cold_score(m, cheld, items, k_eval))
+
+            over: dict[str, Any] = {**warm_best, "ridge": hc.ridge}
+            cold_best = cold({**base, **over})
+            names = [b["modality"] for b in blocks or []]
+            if cold_best is not None and len(names) > 1:
+                # which modalities predict: each alone, and all but each, against all of them
+                # (a weight only matters through the ridge, so subsets come before the ridge)
+                for subset in [[m] for m in names] + ([[n for n in names if n != m] for m in names] if len(names) > 2 else []):
+                    w = {m: float(m in subset) for m in names}
+                    score = cold({**base, **over, "modality_weights": w})
+                    if score is not None and score > cold_best * (1 + MIN_GAIN):
+                        cold_best, over = score, {**over, "modality_weights": w}
+            if cold_best is not None:
+                cold_best, over = coordinate_search(cold_best, over, COLD_GRID, lambda o: cold({**base, **o}), search)
+            weights = over.get("modality_weights") or {m: 1.0 for m in names}
+            for m in [m for m in names if weights[m] > 0] if sum(v > 0 for v in weights.values()) > 1 else []:
+                for v in (0.25, 4.0):  # finer: one kept modality turned down or up
+                    w = {**weights, m: v}
+                    score = None if cold_best is None else cold({**base, **over, "modality_weights": w})
+                    if score is not None and score > cold_best * (1 + MIN_GAIN):
+                        cold_best, over, weights = score, {**over, "modality_weights": w}, w
+            best = over
+        else:
+            progress(f"tune: cold search skipped ({len(items)} items held out, {MIN_COLD_ITEMS // 2} needed; "
+                     f"{n_cold_users} users had them, {MIN_USERS // 2} needed)")
+    chosen = {k: v for k, v in best.items() if k != "content_blocks"}
+    report = {"chosen": chosen, "warm_ndcg": round(best_score, 5),
+              "cold_ndcg": None if cold_best is None else round(cold_best, 5), "eval_k": k_eval,
+              "budget_s": budget_s, "seconds": round(search.elapsed(), 2), "stopped": search.stopped,
+              "users_share": round(share, 4), "fits": len(search.tried), "tried": search.tried}
+    progress(f"tune: chose {chosen} (warm NDCG@{k_eval} {best_score:.4f}"
+             + ("" if cold_best is None else f", cold {cold_best:.4f}") + f") in {search.elapsed():.1f}s"
+             + (f"; stopped by the {search.stopped}" if search.stopped else ""))
+    return {**best, "report": report}

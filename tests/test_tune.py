@@ -1,0 +1,145 @@
+"""train.tune: the hybrid chooses its solver, hyperparameters and modality weights on a split
+of the training interactions, within a time budget, and says what it chose."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))
+from taste import make_taste, write_csv, write_embeddings  # noqa: E402
+
+from avrec.config import Config  # noqa: E402
+from avrec.data import from_arrays  # noqa: E402
+from avrec.tune import GRIDS, cold_split, subsample_users, tune_hybrid  # noqa: E402
+
+FAST = {"train.hybrid.content_dim": 8, "train.hybrid.als_iterations": 3}
+
+
+@pytest.fixture(scope="module")
+def taste():  # 240 items, 300 users: enough validation users for the search to run
+    return make_taste(n_users=300, items_per_cluster=60, per_user=12)
+
+
+def _cfg(**over):
+    from avrec.config import apply_set
+
+    cfg = Config()
+    for k, v in {**FAST, **over}.items():
+        apply_set(cfg, f"{k}={v}")
+    return cfg
+
+
+def _seen(t):
+    return from_arrays([r[0] for r in t.rows], [r[1] for r in t.rows], catalogue=t.item_ids).to_csr()
+
+
+def test_auto_tunes_by_default_and_records_what_it_chose(taste, tmp_path):
+    from avrec.artifacts import read_manifest
+    from avrec.train import train
+
+    write_embeddings(taste, tmp_path / "emb")
+    write_csv(taste, tmp_path / "ev.csv")
+    lines: list[str] = []
+    out = train(tmp_path / "emb", tmp_path / "ev.csv", tmp_path / "m", Config(), progress=lines.append)
+    man = read_manifest(out)
+    tuned = man["extra"]["tuned"]
+    # a 240-item catalogue: auto's closed form, and als beside it, each from its defaults
+    assert [t["params"]["solver"] for t in tuned["tried"][:2]] == ["closed", "als"]
+    assert tuned["chosen"]["solver"] in ("closed", "als") and tuned["fits"] == len(tuned["tried"]) > 5
+    assert {t["protocol"] for t in tuned["tried"]} == {"warm", "cold"}
+    # what was chosen is what was fitted, and the manifest says why that solver ran
+    params = man["models"]["params"]
+    assert all(params[k] == v for k, v in tuned["chosen"].items())
+    assert man["extra"]["info"]["solver"]["chosen"] == tuned["chosen"]["solver"]
+    assert "train.tune" in man["extra"]["info"]["solver"]["reason"]
+    assert any(line.startswith("tune: chose") for line in lines)
+    # the chosen values score at least the configured ones on the same validation split
+    first = tuned["tried"][0]
+    assert first["protocol"] == "warm" and tuned["warm_ndcg"] >= first["ndcg"]
+
+
+def test_off_fits_the_configured_values(taste, tmp_path):
+    from avrec.artifacts import read_manifest
+    from avrec.train import train
+
+    write_embeddings(taste, tmp_path / "emb")
+    write_csv(taste, tmp_path / "ev.csv")
+    lines: list[str] = []
+    out = train(tmp_path / "emb", tmp_path / "ev.csv", tmp_path / "m", _cfg(**{"train.tune": "off"}), progress=lines.append)
+    man = read_manifest(out)
+    assert "tuned" not in man["extra"] and not any(line.startswith("tune:") for line in lines)
+    assert man["extra"]["info"]["solver"]["reason"].startswith("auto:")
+
+
+def test_yaml_off_is_off(tmp_path):
+    from avrec.config import load_config
+
+    (tmp_path / "c.yaml").write_text("train:\n  tune: off\n")  # YAML 1.1 reads this as false
+    assert load_config(tmp_path / "c.yaml").train.tune == "off"
+
+
+def test_the_budget_stops_the_search_after_the_reference_fit(taste):
+    logs: list[str] = []
+    found = tune_hybrid(_seen(taste), taste.content, _cfg(), device="cpu", progress=logs.append, budget_s=1e-6)
+    report = found.pop("report")
+    assert report["fits"] == 1 and "budget" in report["stopped"]
+    assert found == {"solver": "closed", **{k: getattr(Config().train.hybrid, k) for k in GRIDS["closed"]}}
+
+
+def test_an_explicit_solver_is_the_only_one_searched(taste):
+    found = tune_hybrid(_seen(taste), taste.content, _cfg(**{"train.hybrid.solver": "als"}), device="cpu",
+                        progress=lambda _m: None, budget_s=None)
+    assert {t["params"]["solver"] for t in found["report"]["tried"]} == {"als"} and found["solver"] == "als"
+
+
+def test_modality_weights_follow_what_predicts_new_items():
+    """Fused content of an informative block (16-d, the taste clusters) and a 64-d noise block
+    twice its scale: tuning on the cold split drops the noise, and that helps on a test split
+    of items it never saw."""
+    from avrec.data import cold_item_split
+    from avrec.encoders.fusion import l2n
+    from avrec.evaluate import evaluate_scorer
+    from avrec.models import build_model
+
+    taste = make_taste(n_users=300, items_per_cluster=60, per_user=15, n_clusters=6, seed=0)
+    noise = l2n(np.random.default_rng(3).normal(size=(len(taste.item_ids), 64)))
+    fused = l2n(np.hstack([taste.content, 2.0 * noise])).astype(np.float32)
+    d = taste.content.shape[1]
+    blocks = [{"modality": "text", "start": 0, "end": d, "weight": 1.0},
+              {"modality": "audio", "start": d, "end": d + 64, "weight": 1.0}]
+    data = from_arrays([r[0] for r in taste.rows], [r[1] for r in taste.rows], catalogue=taste.item_ids)
+    split = cold_item_split(data, ratio=0.2, seed=7)  # a test split the tuning never sees
+    cfg = _cfg(**{"train.hybrid.content_dim": 0})
+    found = tune_hybrid(split.train.to_csr(), fused, cfg, device="cpu", progress=lambda _m: None, blocks=blocks)
+    report = found.pop("report")
+    assert found["modality_weights"] == {"text": 1.0, "audio": 0.0}, report["chosen"]
+    # the subsets were scored on the cold protocol, against all modalities together
+    subsets = [t["params"].get("modality_weights") for t in report["tried"] if t["protocol"] == "cold"]
+    assert None in subsets and {"text": 0.0, "audio": 1.0} in subsets
+    scores = {}
+    for name, over in (("default", {}), ("tuned", {**found, "content_blocks": blocks})):
+        m = build_model("hybrid", cfg.train, seed=0, **{"content_dim": 0, **over}).fit(split.train, fused)
+        scores[name] = evaluate_scorer(split, m.score, [10])["metrics"][10]["ndcg"]
+    assert scores["tuned"] > 1.05 * scores["default"], scores
+
+
+def test_splits_hold_what_they_say(taste):
+    seen = _seen(taste)
+    fit, held, items = cold_split(seen, 0.1, seed=0)
+    assert len(items) == 24 and held.nnz + fit.nnz == seen.nnz  # a tenth of 240
+    assert not fit[:, items].nnz and set(np.unique(held.indices)) <= set(items)
+    sub, share = subsample_users(seen, seen.nnz // 4, seed=0)
+    assert sub.shape[1] == seen.shape[1] and 0.1 < sub.nnz / seen.nnz < 0.45 and share == pytest.approx(0.25, abs=0.01)
+    assert subsample_users(seen, seen.nnz, seed=0)[1] == 1.0
+
+
+def test_too_little_data_to_choose_on_keeps_the_configured_values():
+    small = make_taste(n_users=80, items_per_cluster=30, per_user=12)  # ~80 validation users
+    logs: list[str] = []
+    found = tune_hybrid(_seen(small), small.content, _cfg(), device="cpu", progress=logs.append, budget_s=10)
+    assert found["report"]["skipped"] and not found["report"]["tried"] and "skipped" in logs[-1]
+    assert set(found) == {"report"}
