@@ -116,7 +116,10 @@ def run_size(name: str, skip: set[str], log) -> dict:
         res["train_avrec"] = timed([*AVREC, "train", str(emb), "--interactions", str(csv), "-o", str(work / "model"), "-q"])
         man = json.loads((work / "model" / "manifest.json").read_text())
         res["train_avrec"]["solver"] = (man["extra"].get("info") or {}).get("solver")
-        res["train_avrec"]["fit_seconds"] = man["extra"].get("fit_seconds")
+        res["train_avrec"]["fit_seconds"] = man["extra"].get("fit_seconds")  # tuning included
+        tuned = man["extra"].get("tuned") or {}
+        res["train_avrec"]["tune"] = {k: tuned.get(k) for k in ("seconds", "fits", "chosen", "stopped", "users_share",
+                                                               "warm_ndcg", "cold_ndcg", "skipped")}
         imp = timed([PY, "-c", IMPLICIT, str(csv), str(n_items)], stdout=subprocess.PIPE)
         res["implicit"] = {**json.loads(imp.pop("stdout")), **imp}
         log(f"{name} train: avrec {res['train_avrec']}, implicit {res['implicit']}")
@@ -159,6 +162,9 @@ def report(results: list[dict], info: str) -> str:
     for r in results:
         g = lambda k, f: f(r[k]) if k in r else "–"  # noqa: E731
         solver = (r.get("train_avrec", {}).get("solver") or {}).get("chosen", "")
+        tune = (r.get("train_avrec", {}).get("tune") or {})
+        if tune.get("seconds") is not None:
+            solver += f", tune {tune['seconds']} s / {tune['fits']} fits"
         imp = r.get("implicit", {})
         lines.append(" | ".join([
             f"| {r['size']}", str(r["items"]), str(r["users"]), str(r["interactions"]),
@@ -186,15 +192,16 @@ def main() -> None:
     ap.add_argument("--sizes", default="S1,S2")
     ap.add_argument("--skip", default="")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--name", default="scale", help="results file stem (NAME.json, NAME.md)")
     args = ap.parse_args()
     info = machine()
     skip = {s for s in args.skip.split(",") if s}
     results = [run_size(n, skip, lambda m: print(m, file=sys.stderr, flush=True)) for n in args.sizes.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "scale.json").write_text(json.dumps({"machine": info, "results": results}, indent=2))
-    (out / "scale.md").write_text(report(results, info))
-    print(out / "scale.md")
+    (out / f"{args.name}.json").write_text(json.dumps({"machine": info, "results": results}, indent=2))
+    (out / f"{args.name}.md").write_text(report(results, info))
+    print(out / f"{args.name}.md")
 
 
 if __name__ == "__main__":
