@@ -41,6 +41,7 @@ MIN_GAIN = 0.002  # a move is kept only when it scores this much (relative) high
 COLD_SHARE = 0.1
 MIN_COLD_ITEMS = 20
 MIN_USERS = 200  # validation users below which the search is not run (the configured values are kept)
+WARM_SHARE = 0.65  # of the budget the warm search may use; the rest is the cold search's
 EDGE_STEPS = 2  # steps past a grid's edge while the score keeps rising
 
 
@@ -50,6 +51,7 @@ class Search:
 
     budget_s: float | None  # None: no limit (--tune)
     progress: Callable[[str], None]
+    share: float = 1.0  # of the budget the current phase may use up to (the warm phase leaves some to the cold one)
     t0: float = field(default_factory=time.perf_counter)
     fit_seconds: dict[str, list[float]] = field(default_factory=dict)
     tried: list[dict[str, Any]] = field(default_factory=list)
@@ -63,10 +65,12 @@ class Search:
             return True  # the first fit (the configured values) always runs: it is the reference
         past = self.fit_seconds.get(solver) or [v for vs in self.fit_seconds.values() for v in vs]
         predicted = 1.2 * max(past) if past else 0.0
-        if self.elapsed() + predicted > self.budget_s:
+        limit = self.budget_s * self.share
+        if self.elapsed() + predicted > limit:
             if self.stopped is None:
-                self.stopped = (f"budget: a fit takes ~{predicted:.1f}s and {self.budget_s - self.elapsed():.1f}s "
-                                f"of train.tune_budget_s={self.budget_s:g} were left")
+                self.stopped = (f"budget: a fit takes ~{predicted:.1f}s and {limit - self.elapsed():.1f}s of "
+                                f"{'' if self.share == 1 else f'{self.share:.0%} of '}train.tune_budget_s="
+                                f"{self.budget_s:g} were left")
             return False
         return True
 
@@ -221,7 +225,9 @@ def tune_hybrid(seen, content, cfg, *, device: str, progress: Callable[[str], No
     def warm(params: dict[str, Any]) -> float | None:
         return run(params, "warm", fit, lambda m: warm_score(m, fit, held, k_eval))
 
-    # 1. warm: each solver's defaults, then a coordinate search around the best
+    # 1. warm: each solver's defaults, then a coordinate search around the best, in WARM_SHARE
+    # of the budget when content leaves a cold search to do
+    search.share = WARM_SHARE if content is not None else 1.0
     best_score, best = -1.0, {}
     for s in solvers:
         score = warm({**base, "solver": s})
@@ -236,7 +242,8 @@ def tune_hybrid(seen, content, cfg, *, device: str, progress: Callable[[str], No
 
     # 2. cold: how items without interactions are placed, from content (ridge, modality weights)
     cold_best = None
-    if content is not None and not search.stopped:
+    warm_stop, search.share, search.stopped = search.stopped, 1.0, None
+    if content is not None:
         cfit, cheld, items = cold_split(sub, COLD_SHARE, cfg.runtime.seed, at_least=MIN_COLD_ITEMS)
         n_cold_users = int((np.diff(cheld.indptr) > 0).sum())
         if len(items) >= MIN_COLD_ITEMS // 2 and n_cold_users >= MIN_USERS // 2:
@@ -263,10 +270,12 @@ def tune_hybrid(seen, content, cfg, *, device: str, progress: Callable[[str], No
                     score = None if cold_best is None else cold({**base, **over, "modality_weights": w})
                     if score is not None and score > cold_best * (1 + MIN_GAIN):
                         cold_best, over, weights = score, {**over, "modality_weights": w}, w
-            best = over
+            best = over if cold_best is not None else best
         else:
             progress(f"tune: cold search skipped ({len(items)} items held out, {MIN_COLD_ITEMS // 2} needed; "
                      f"{n_cold_users} users had them, {MIN_USERS // 2} needed)")
+    search.stopped = "; ".join(x for x in (warm_stop and f"warm {warm_stop}",
+                                           search.stopped and f"cold {search.stopped}") if x) or None
     chosen = {k: v for k, v in best.items() if k != "content_blocks"}
     report = {"chosen": chosen, "warm_ndcg": round(best_score, 5),
               "cold_ndcg": None if cold_best is None else round(cold_best, 5), "eval_k": k_eval,
