@@ -220,6 +220,20 @@ def test_all_users_batch_equals_single_requests(index_dir, annoy_index_dir):
             assert [x["score"] for x in rows] == pytest.approx([x["score"] for x in single], rel=1e-5)
 
 
+def test_all_users_jsonl_is_the_records_byte_for_byte(index_dir, annoy_index_dir):
+    """The vectorised JSON-lines writer of --all-users writes exactly what json.dumps of the
+    records would: same keys, order, score repr, titles; with filters, and with --k past
+    some users' unseen items (their lists end early)."""
+    for d, opts in ((index_dir, {"k": 4, "filters": ["duration>=100"]}), (annoy_index_dir, {"k": 4}),
+                    (index_dir, {"k": 1000})):
+        r = rec(d, **opts)
+        want = "".join(json.dumps(x, ensure_ascii=False) + "\n" for rows in r.all_users(chunk_cells=200) for x in rows)
+        got = "".join(rec(d, **opts).all_users_jsonl(chunk_cells=200))
+        assert got == want and got.count("\n") == len(want.splitlines())
+    lengths = {len(rows) for rows in rec(index_dir, k=1000).all_users()}
+    assert max(lengths) < 1000  # every list ended early, at the last unseen item: the -inf slots were cut
+
+
 def test_read_id_lines():
     lines = ["item_id,weight", "a", "b,2.5", "# comment", "", "c\t0.5", "d#1"]
     assert read_id_lines(lines) == [("a", 1.0), ("b", 2.5), ("c", 0.5), ("d#1", 1.0)]

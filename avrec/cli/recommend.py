@@ -147,7 +147,10 @@ def recommend_cmd(
                 rec.pin()  # everything a batch reads, opened before the first line is written
                 if not rec.index.current() and not last:
                     continue
-                _stream(rec.all_users())
+                write = sys.stdout.write
+                for text in rec.all_users_jsonl():
+                    write(text)
+                sys.stdout.flush()
                 return
             rows = answer(rec)
         except (AvrecError, OSError, ValueError, IndexError):
