@@ -11,7 +11,8 @@ takes over with its line-numbered reports, when anything is irregular:
 - a weight or time that only Python's own parsing reads, such as an ISO date;
 - an unknown event name.
 A clean file of 20M interactions is read in seconds here, where the Python loop takes
-minutes.
+minutes. The file is read in batches (``BATCH_BYTES`` of CSV, ``BATCH_ROWS`` of Parquet): only
+one batch's strings are in memory at a time, so files larger than memory stream through.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -49,18 +50,32 @@ def _csv_header(path: Path, delimiter: str) -> list[str]:
         return [h.strip() for h in next(csv.reader(f, delimiter=delimiter), [])]
 
 
-def read_table(path: Path, suffix: str) -> tuple[Any, int]:
-    """(pyarrow Table of the file, line number of its first row); Irregular if it cannot be
-    read column-wise with row numbers that are line numbers."""
+BATCH_BYTES = 1 << 26  # CSV bytes per batch: what is held as strings at once
+BATCH_ROWS = 1 << 22  # Parquet rows per batch
+
+
+def read_batches(path: Path, suffix: str) -> tuple[Iterator[Any], int, Callable[[int], None]]:
+    """(iterator of pyarrow RecordBatches of the file, line number of its first row, a check
+    to call with the total row count at the end); Irregular if it cannot be read column-wise
+    with row numbers that are line numbers. Only one batch is held at a time, so a file
+    larger than memory streams through."""
     import pyarrow as pa
 
     if suffix in (".parquet", ".pq"):
         import pyarrow.parquet as pq
 
         try:
-            return pq.read_table(path), 1
+            pf = pq.ParquetFile(path)
         except Exception as e:  # noqa: BLE001 - the row-by-row reader names the problem
             raise Irregular(str(e)) from None
+
+        def parquet() -> Iterator[Any]:
+            try:
+                yield from pf.iter_batches(batch_size=BATCH_ROWS)
+            except Exception as e:  # noqa: BLE001
+                raise Irregular(str(e)) from None
+
+        return parquet(), 1, lambda _n: None
     import pyarrow.csv as pcsv
 
     delimiter = "\t" if suffix in (".tsv", ".tab") else ","
@@ -71,21 +86,27 @@ def read_table(path: Path, suffix: str) -> tuple[Any, int]:
     if not header or len(set(header)) != len(header) or (delimiter == "," and len(header) == 1 and "\t" in header[0]):
         raise Irregular("header")
 
-    try:
-        table = pcsv.read_csv(
-            path,
-            read_options=pcsv.ReadOptions(column_names=header, skip_rows=1, block_size=1 << 24),
-            # a row that does not parse raises (pyarrow's default): the row-by-row reader reports it
-            parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=False, ignore_empty_lines=False),
-            convert_options=pcsv.ConvertOptions(column_types={h: pa.string() for h in header},
-                                                strings_can_be_null=False, quoted_strings_can_be_null=False),
-        )
-    except Exception as e:  # noqa: BLE001 - ArrowInvalid (bad UTF-8, quoting): the row-by-row reader says
-        raise Irregular(str(e)) from None
-    # a row is a line: newlines are the header's, one per row, and maybe no final one
-    if _lines(path) not in (table.num_rows, table.num_rows + 1):
-        raise Irregular("line count")
-    return table, 2
+    def rows() -> Iterator[Any]:
+        try:
+            reader = pcsv.open_csv(
+                path,
+                read_options=pcsv.ReadOptions(column_names=header, skip_rows=1, block_size=BATCH_BYTES),
+                # a row that does not parse raises (pyarrow's default): the row-by-row reader reports it
+                parse_options=pcsv.ParseOptions(delimiter=delimiter, newlines_in_values=False, ignore_empty_lines=False),
+                convert_options=pcsv.ConvertOptions(column_types={h: pa.string() for h in header},
+                                                    strings_can_be_null=False, quoted_strings_can_be_null=False),
+            )
+            for batch in reader:
+                yield batch
+        except Exception as e:  # noqa: BLE001 - ArrowInvalid (bad UTF-8, quoting): the row-by-row reader says
+            raise Irregular(str(e)) from None
+
+    def check(n: int) -> None:
+        # a row is a line: newlines are the header's, one per row, and maybe no final one
+        if _lines(path) not in (n, n + 1):
+            raise Irregular("line count")
+
+    return rows(), 2, check
 
 
 def _text(col: Any) -> Any:
@@ -133,101 +154,153 @@ def _numbers(col: Any, use: np.ndarray) -> np.ndarray:
     return x
 
 
+class _Codes:
+    """Strings -> dense codes in order of first appearance, over batches (pyarrow's hashing:
+    no Python per row)."""
+
+    def __init__(self) -> None:
+        import pyarrow as pa
+
+        self.known = pa.array([], pa.string())
+
+    def encode(self, col: Any) -> np.ndarray:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        enc = pc.dictionary_encode(col)
+        uniq = enc.dictionary
+        at = np.asarray(pc.index_in(uniq, value_set=self.known).to_numpy(zero_copy_only=False), np.float64)
+        new = np.isnan(at)
+        at[new] = len(self.known) + np.arange(int(new.sum()))
+        if new.any():
+            self.known = pa.concat_arrays([self.known, uniq.filter(pa.array(new))])
+        return at.astype(np.int64)[np.asarray(enc.indices.to_numpy(zero_copy_only=False), np.int64)]
+
+
+def _batch_columns(table: Any, cols: dict[str, str], event_weights: dict[str, float], f32_max: float):
+    """(user strings, item strings, (n,) weights, (n,) times) of one batch; Irregular when a
+    row needs the row-by-row reader."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = table.num_rows
+    u = _text(table.column(cols["user_id"]))
+    i = _text(table.column(cols["item_id"]))
+    for c in (u, i):
+        if c.null_count or not pc.all(pc.match_substring_regex(c, _ID_RE)).as_py():
+            raise Irregular("an id check_id would change or refuse")
+        if n and pc.max(pc.binary_length(c)).as_py() > MAX_ID_BYTES:
+            raise Irregular("a long id")
+    w = np.ones(n)
+    todo = np.ones(n, bool)  # rows whose weight is still to be found: weight, else event, else watch_seconds
+    if "weight" in cols:
+        col = table.column(cols["weight"])
+        given = ~_empty(col)
+        w = np.where(given, _numbers(col, given), w)
+        todo &= ~given
+    if "event" in cols and todo.any():
+        col = table.column(cols["event"])
+        given = todo & ~_empty(col)
+        if given.any():
+            ev = pc.utf8_lower(pc.utf8_trim_whitespace(_text(col)))
+            names = sorted(event_weights)
+            at = pc.index_in(ev, value_set=pa.array(names)).to_numpy(zero_copy_only=False)
+            at = np.asarray(at, np.float64)  # null (an unknown event) is NaN
+            if np.isnan(at[given]).any():
+                raise Irregular("an unknown event")
+            vals = np.asarray([event_weights[k] for k in names])
+            w = np.where(given, vals[np.nan_to_num(at).astype(np.int64)], w)
+            todo &= ~given
+    if "watch_seconds" in cols and todo.any():
+        col = table.column(cols["watch_seconds"])
+        given = todo & ~_empty(col)
+        if given.any():
+            secs = _numbers(col, given)
+            w = np.where(given, np.log1p(np.maximum(secs, 0.0) / 60.0) / math.log(2.0), w)
+    if (np.abs(w) > f32_max).any():
+        raise Irregular("a weight too large")
+    t = np.full(n, np.nan)
+    if "timestamp" in cols:
+        col = table.column(cols["timestamp"])
+        given = ~_empty(col)
+        if given.any():
+            t = _numbers(col, given)
+    return u, i, w, t
+
+
 def load_columnar(path: Path, suffix: str, *, catalogue: list[str] | None, min_weight: float, strict: bool,
                   warn: Callable[[str], None], columns: Callable[..., dict[str, str]], event_weights: dict[str, float],
                   f32_max: float, f32_zero: float) -> Any:
-    """Interactions of ``path``, or None when it needs the row-by-row reader."""
+    """Interactions of ``path``, or None when it needs the row-by-row reader. The file is
+    read in batches; what is kept across them is numeric (codes, weights, times, line
+    numbers: ~32 bytes per row) plus the distinct ids."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     from .idmap import IdMap
     from .interactions import Interactions, LoadReport, MAX_REPORTED
 
+    report = LoadReport(rows=0)
+    held: list[str] = []
+    cat = None if catalogue is None else pa.array(catalogue, pa.string())
+    user_codes, item_codes = _Codes(), _Codes()
+    parts: dict[str, list[np.ndarray]] = {"k": [], "j": [], "w": [], "t": [], "line": []}
+    unknown_lines: list[tuple[int, str]] = []
+    cols: dict[str, str] | None = None
+    n = 0
     try:
-        table, first_line = read_table(path, suffix)
-        n = table.num_rows
-        if n == 0:
+        batches, first_line, check = read_batches(path, suffix)
+        for table in batches:
+            if cols is None:
+                cols = columns(table.schema.names, path, strict=strict, warn=held.append)
+            u, i, w, t = _batch_columns(table, cols, event_weights, f32_max)
+            line = np.arange(table.num_rows, dtype=np.int64) + first_line + n
+            n += table.num_rows
+            low = (w < min_weight) | (w <= f32_zero)
+            report.below_min_weight += int(low.sum())
+            keep = np.flatnonzero(~low)
+            items_col = i.take(pa.array(keep))
+            if cat is not None:
+                j = np.asarray(pc.index_in(items_col, value_set=cat).to_numpy(zero_copy_only=False), np.float64)
+                unknown = np.isnan(j)
+                if unknown.any():
+                    bad = np.flatnonzero(unknown)
+                    report.unknown_items += len(bad)
+                    room = max(0, MAX_REPORTED - len(unknown_lines))
+                    names = items_col.take(pa.array(bad[:room])).to_pylist()
+                    unknown_lines += [(int(line[keep[b]]), str(nm)) for b, nm in zip(bad[:room], names)]
+                keep, j = keep[~unknown], np.nan_to_num(j[~unknown]).astype(np.int64)
+            else:
+                j = item_codes.encode(items_col)
+            parts["k"].append(user_codes.encode(u.take(pa.array(keep))))  # users in order of first appearance
+            parts["j"].append(j)
+            parts["w"].append(w[keep])
+            parts["t"].append(t[keep])
+            parts["line"].append(line[keep])
+        if cols is None or n == 0:
             raise Irregular("no rows")
-        held: list[str] = []
-        cols = columns(table.column_names, path, strict=strict, warn=held.append)
-        u = _text(table[cols["user_id"]])
-        i = _text(table[cols["item_id"]])
-        for c in (u, i):
-            if c.null_count or not pc.all(pc.match_substring_regex(c, _ID_RE)).as_py():
-                raise Irregular("an id check_id would change or refuse")
-            if pc.max(pc.binary_length(c)).as_py() > MAX_ID_BYTES:
-                raise Irregular("a long id")
-        w = np.ones(n)
-        todo = np.ones(n, bool)  # rows whose weight is still to be found: weight, else event, else watch_seconds
-        if "weight" in cols:
-            given = ~_empty(table[cols["weight"]])
-            w = np.where(given, _numbers(table[cols["weight"]], given), w)
-            todo &= ~given
-        if "event" in cols and todo.any():
-            col = table[cols["event"]]
-            given = todo & ~_empty(col)
-            if given.any():
-                ev = pc.utf8_lower(pc.utf8_trim_whitespace(_text(col)))
-                names = sorted(event_weights)
-                at = pc.index_in(ev, value_set=pa.array(names)).to_numpy(zero_copy_only=False)
-                at = np.asarray(at, np.float64)  # null (an unknown event) is NaN
-                if np.isnan(at[given]).any():
-                    raise Irregular("an unknown event")
-                vals = np.asarray([event_weights[k] for k in names])
-                w = np.where(given, vals[np.nan_to_num(at).astype(np.int64)], w)
-                todo &= ~given
-        if "watch_seconds" in cols and todo.any():
-            col = table[cols["watch_seconds"]]
-            given = todo & ~_empty(col)
-            if given.any():
-                secs = _numbers(col, given)
-                w = np.where(given, np.log1p(np.maximum(secs, 0.0) / 60.0) / math.log(2.0), w)
-        if (np.abs(w) > f32_max).any():
-            raise Irregular("a weight too large")
-        t = np.full(n, np.nan)
-        if "timestamp" in cols:
-            given = ~_empty(table[cols["timestamp"]])
-            if given.any():
-                t = _numbers(table[cols["timestamp"]], given)
+        check(n)
     except Irregular:
         return None
     for msg in held:
         warn(msg)
 
-    report = LoadReport(rows=n)
-    line = np.arange(n, dtype=np.int64) + first_line
-    low = (w < min_weight) | (w <= f32_zero)
-    report.below_min_weight = int(low.sum())
-    keep = np.flatnonzero(~low)
-    items_col = i.take(pa.array(keep)).combine_chunks()
-    if catalogue is not None:
-        items = IdMap(catalogue)
-        j = pc.index_in(items_col, value_set=pa.array(list(items), pa.string())).to_numpy(zero_copy_only=False)
-        j = np.asarray(j, np.float64)
-        unknown = np.isnan(j)
-        if unknown.any():
-            bad = np.flatnonzero(unknown)
-            report.unknown_items = len(bad)
-            names = items_col.take(pa.array(bad[:MAX_REPORTED])).to_pylist()
-            report.unknown_item_lines = [(int(line[keep[b]]), str(nm)) for b, nm in zip(bad[:MAX_REPORTED], names)]
-        keep, j = keep[~unknown], np.nan_to_num(j[~unknown]).astype(np.int64)
-    else:
-        enc = pc.dictionary_encode(items_col)
-        items = IdMap(enc.dictionary.to_pylist())
-        j = np.asarray(enc.indices.to_numpy(zero_copy_only=False), np.int64)
-    uenc = pc.dictionary_encode(u.take(pa.array(keep)).combine_chunks())  # users in order of first appearance
-    users = IdMap(uenc.dictionary.to_pylist())
-    k = np.asarray(uenc.indices.to_numpy(zero_copy_only=False), np.int64)
+    report.rows = n
+    report.unknown_item_lines = unknown_lines
+    items = IdMap(catalogue) if catalogue is not None else IdMap(item_codes.known.to_pylist())
+    users = IdMap(user_codes.known.to_pylist())
+    k, j, w, t, line = (np.concatenate(parts[x]) for x in ("k", "j", "w", "t", "line"))
+    del parts
     key = k * max(len(items), 1) + j
     uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     dup = np.ones(len(key), bool)
     dup[first] = False
     report.duplicates = int(dup.sum())
-    report.duplicate_lines = [int(x) for x in line[keep[np.flatnonzero(dup)[:MAX_REPORTED]]]]
-    wsum = np.bincount(inverse, weights=w[keep], minlength=len(uniq))
+    report.duplicate_lines = [int(x) for x in line[np.flatnonzero(dup)[:MAX_REPORTED]]]
+    wsum = np.bincount(inverse, weights=w, minlength=len(uniq))
     order = np.argsort(inverse, kind="stable")
     starts = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=len(uniq)))[:-1]])
-    tmax = np.fmax.reduceat(t[keep][order], starts) if len(order) else np.zeros(0)
+    tmax = np.fmax.reduceat(t[order], starts) if len(order) else np.zeros(0)
     pair_order = np.argsort(first, kind="stable")  # pairs in the order the file first names them
     report.kept = len(uniq)
     return Interactions(

@@ -91,3 +91,39 @@ def test_irregular_files_go_to_the_row_reader_with_the_same_result(tmp_path, mon
     assert _columnar(p) is None
     fast, slow = _both(p, monkeypatch)
     _same(fast, slow)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+@pytest.mark.parametrize("catalogue", [None, "half"])
+def test_a_file_streamed_in_many_small_batches_reads_as_one(tmp_path, monkeypatch, fmt, catalogue):
+    """Batches split users, items, duplicates and unknown ids across their edges; the
+    result is still the row reader's, and the report's line numbers are the file's."""
+    import avrec.data.columnar as col
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    users = [f"u{x}" for x in rng.zipf(1.5, n) % 400]
+    items = [f"i{x}" for x in rng.zipf(1.3, n) % 300]
+    rows = ["user_id,item_id,weight,timestamp"] + [f"{u},{i},{rng.integers(1, 4)},{1000 + t}"
+                                                   for t, (u, i) in enumerate(zip(users, items))]
+    p = _write(tmp_path, "ev.csv", "\n".join(rows) + "\n")
+    if fmt == "parquet":
+        import pyarrow.csv as pcsv
+        import pyarrow.parquet as pq
+
+        q = tmp_path / "ev.parquet"
+        pq.write_table(pcsv.read_csv(p), q)
+        p = q
+    cat = None if catalogue is None else sorted(set(items))[::2]
+    whole = inter.load_interactions(p, catalogue=cat)
+    monkeypatch.setattr(col, "BATCH_BYTES", 1024)  # ~60 batches
+    monkeypatch.setattr(col, "BATCH_ROWS", 50)
+    batched = _columnar(p, catalogue=cat)
+    assert batched is not None
+    _same(batched, whole)
+    assert batched.report.duplicates > 100
+    if cat is not None:
+        assert batched.report.unknown_items > 100 and len(batched.report.unknown_item_lines) > 0
+    if fmt == "csv":
+        _, slow = _both(p, monkeypatch, catalogue=cat)
+        _same(batched, slow)
