@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -65,3 +66,19 @@ def test_evaluate_refuses_to_overwrite_another_artifact(tmp_path):
                      "--models", "popular", "-o", str(work / "embeddings"))
     assert proc.returncode == 2 and "another -o" in proc.stderr
     assert snapshot(work / "embeddings") == before
+
+
+@pytest.mark.parametrize("m,ties", [(20000, False), (40000, True), (16384 + 77, True)])
+def test_topk_of_wide_rows_keeps_the_total_order(m, ties):
+    """Rows past metrics.WIDE columns are filtered by block maxima first: the same lists as
+    a full sort by score then column, ties and -inf (seen items) included."""
+    from avrec.metrics import topk
+
+    rng = np.random.default_rng(m)
+    scores = (rng.integers(0, 4, size=(7, m)) if ties else rng.normal(size=(7, m))).astype(np.float32)
+    scores[0, : m - 3] = -np.inf  # a user who has seen all but 3 items
+    scores[1] = 1.0  # one big tie
+    for k in (1, 10, 50):
+        ids, vals = topk(scores, k)
+        ref = np.array([np.lexsort((np.arange(m), -row))[:k] for row in scores])
+        assert (ids == ref).all() and (vals == np.take_along_axis(scores, ref, axis=1)).all()
