@@ -314,21 +314,27 @@ class Hybrid(Recommender):
         prepared content (n, k) float32 and the affine map (D+1, k) float64 that gives it."""
         if content is None or content.shape[1] == 0 or self.params["content_weight"] <= 0:
             return None, None
-        x = content.astype(np.float64) * self._content_scale(content.shape[1])[None, :]
+        # float32 products, float64 statistics: at 100k items x 384 dims the float64 copies and
+        # products took 5 s of a 19 s fit
+        x = content.astype(np.float32) * self._content_scale(content.shape[1]).astype(np.float32)[None, :]
         xa = x[active] if len(active) else x
-        mu = xa.mean(axis=0)
+        mu = xa.mean(axis=0, dtype=np.float64)
         proj = np.eye(x.shape[1])
         k = self.params["content_dim"]
         if 0 < k < x.shape[1]:
             import torch
 
-            xc = xa - mu
+            xc = xa - mu.astype(np.float32)
+            cov = (xc.T @ xc).astype(np.float64)
+            del xc
             with _one_thread():
-                _, vecs = torch.linalg.eigh(torch.as_tensor(xc.T @ xc))
+                _, vecs = torch.linalg.eigh(torch.as_tensor(cov))
             proj = vecs.numpy()[:, ::-1][:, :k].copy()
-        proj /= max(float(np.linalg.norm((xa - mu) @ proj, axis=1).mean()), 1e-8)
+        proj32 = proj.astype(np.float32)
+        shift = (mu @ proj).astype(np.float32)
+        proj /= max(float(np.linalg.norm(xa @ proj32 - shift, axis=1).mean()), 1e-8)
         aff = np.vstack([proj, -mu @ proj])
-        prepared = (x @ proj + aff[-1]).astype(np.float32)
+        prepared = (x @ proj.astype(np.float32) + aff[-1].astype(np.float32)).astype(np.float32)
         aff[:-1] *= self._content_scale(content.shape[1])[:, None]  # so [raw, 1] @ aff gives ``prepared``
         return prepared, aff
 
