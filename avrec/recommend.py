@@ -454,7 +454,7 @@ class Recommender:
         if not idx.exact_batch or self.opts.explain:
             idx.annoy() if not idx.exact else None
 
-    def all_users(self, *, chunk_cells: int = 1 << 23) -> Iterator[list[dict[str, Any]]]:
+    def all_users(self, *, chunk_cells: int = 1 << 25) -> Iterator[list[dict[str, Any]]]:
         """Every user's recommendations, one list per user, in users.txt order.
 
         Exact search is vectorised over chunks of users (one (c, n) score matrix of about
@@ -472,7 +472,7 @@ class Recommender:
                 rows, scores = self._finish(top[i][fin], vals[i][fin])
                 yield self.records("user", idx.users.id(a + i), rows, scores)
 
-    def all_users_jsonl(self, *, chunk_cells: int = 1 << 23) -> Iterator[str]:
+    def all_users_jsonl(self, *, chunk_cells: int = 1 << 25) -> Iterator[str]:
         """``all_users`` as JSON lines (the records of ``records``, byte for byte), one string
         per chunk of users. Without --diversity or --explain the lines are assembled from
         per-item fragments encoded once, per-user prefixes and the scores' reprs, interleaved
@@ -511,7 +511,14 @@ class Recommender:
 
     def _batch_chunks(self, chunk_cells: int) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
         """(first user, end user, (c, kk) item rows best first, (c, kk) scores, -inf past a
-        user's last unseen item) over chunks of users, by exact blocked scoring."""
+        user's last unseen item) over chunks of users, by exact blocked scoring.
+
+        A worker thread scores the next chunks (the matrix product and the partial sort
+        release the GIL) while the caller writes the current one. A chunk holds at least 16
+        users, so the item matrix is read once per 16 users or more, not once per user."""
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
         idx = self.index
         n_users = idx.n_users
         cols = np.arange(idx.n_items) if self.allowed is None else np.flatnonzero(self.allowed)
@@ -519,10 +526,13 @@ class Recommender:
         pos[cols] = np.arange(len(cols))
         xt = np.ascontiguousarray(np.asarray(idx.item_vectors[cols], dtype=np.float32).T)  # (d, c)
         kk = min(self._pool(), len(cols))
-        step = max(1, min(4096, chunk_cells // max(len(cols), 1)))
+        step = max(16, min(4096, chunk_cells // max(len(cols), 1)))
         indptr = np.asarray(idx.seen_indptr)
-        for a in range(0, n_users, step):
+
+        def chunk(a: int) -> tuple[int, int, np.ndarray, np.ndarray]:
             b = min(a + step, n_users)
+            if kk <= 0:
+                return a, b, np.zeros((b - a, 0), np.int64), np.zeros((b - a, 0), np.float32)
             s = np.asarray(idx.user_vectors[a:b], dtype=np.float32) @ xt  # (c, n_cols)
             if self.opts.exclude_seen:
                 lo, hi = int(indptr[a]), int(indptr[b])
@@ -531,8 +541,15 @@ class Recommender:
                 p = pos[np.asarray(idx.seen_indices[lo:hi], dtype=np.int64)]
                 ok = p >= 0
                 s[r[ok], p[ok]] = -np.inf
-            if kk <= 0:
-                yield a, b, np.zeros((b - a, 0), np.int64), np.zeros((b - a, 0), np.float32)
-                continue
             part, vals = topk_batch(s, kk)
-            yield a, b, cols[part], vals
+            return a, b, cols[part], vals
+
+        starts = iter(range(0, n_users, step))
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            ahead: deque = deque(pool.submit(chunk, a) for a, _ in zip(starts, range(2)))
+            while ahead:
+                done = ahead.popleft().result()
+                nxt = next(starts, None)
+                if nxt is not None:
+                    ahead.append(pool.submit(chunk, nxt))
+                yield done
