@@ -127,6 +127,11 @@ def test_serving_paths_follow_the_thresholds(tmp_path):
     assert (mixed.exact, mixed.exact_batch) == (False, True)
     forced = Index(build_index(model, tmp_path / "b", IndexConfig(n_trees=5, exact_below=0)))
     assert (forced.exact, forced.exact_batch) == (False, False)
+    # past exact_below, batches still go exact when annoy must inspect over a twentieth of
+    # the items: one blocked product beats that many single annoy queries
+    deep = Index(build_index(model, tmp_path / "d", IndexConfig(n_trees=5, exact_below=1, exact_single_below=1,
+                                                                 search_k=10**6)))
+    assert (deep.exact, deep.exact_batch) == (False, True)
     with pytest.raises(Exception, match="exact_single_below"):
         build_index(model, tmp_path / "c", IndexConfig(exact_single_below=-1))
 
