@@ -1,8 +1,9 @@
 """Choosing the hybrid's solver, hyperparameters and modality weights on the user's own data.
 
 ``train.tune: auto`` (the default) runs this before the final fit, within
-``train.tune_budget_s`` seconds; ``--tune`` runs the full grid whatever the budget. Nothing here
-is fitted to a benchmark: every choice is scored on a split of the training interactions.
+``train.tune_budget_s`` seconds; ``--tune`` runs the same search to its end, whatever the
+budget. Nothing here is fitted to a benchmark: every choice is scored on a split of the
+training interactions.
 
 Protocols (NDCG@``eval_k``):
 
@@ -13,8 +14,10 @@ Protocols (NDCG@``eval_k``):
   upload is ranked).
 
 Search: the defaults first, then a coordinate search, one parameter at a time over its grid,
-keeping a move only when it scores higher. Before each fit the time it will take is predicted
-from the fits so far; the search stops when that would overrun the budget. Above
+keeping a move only when it scores ``MIN_GAIN`` higher; then, on the cold protocol, which
+modalities to use, the ridge, and finer modality weights. Before each fit the time it will take
+is predicted from the fits so far; a phase stops when that would overrun its share of the
+budget (the first fit always runs). Fewer than ``MIN_USERS`` validation users: no search. Above
 ``train.tune_max_interactions`` the search runs on a random subset of users holding about that
 many interactions, and the factor count is left as configured (its cost grows with it).
 """

@@ -23,7 +23,7 @@ fresh histories folded in without retraining), popular, itemknn, ease, mf (ALS).
 By default (train.tune: auto) the hybrid first chooses its solver, hyperparameters and
 modality weights on a validation split of these interactions, within train.tune_budget_s
 seconds, logs each fit and records the search in the model manifest (extra.tuned). --tune
-searches the whole grid without the budget; --set train.tune=off fits the configured values.
+runs the search to its end without the budget; --set train.tune=off fits the configured values.
 
 Examples:
 
@@ -52,7 +52,7 @@ def train_cmd(
                                                         show_default=False)] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="popular | itemknn | ease | mf | hybrid [train.model].",
                                                  show_default=False)] = None,
-    tune: Annotated[bool, typer.Option("--tune", help="Search the hybrid's whole grid on the validation split, whatever train.tune_budget_s says.")] = False,
+    tune: Annotated[bool, typer.Option("--tune", help="Run the hybrid's validation search to its end, whatever train.tune_budget_s says.")] = False,
 ) -> None:
     from ..artifacts import resolve_input
     from ..config import validate
