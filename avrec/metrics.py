@@ -58,19 +58,27 @@ WIDE = 16384  # columns from which topk filters by block maxima first
 
 
 def _topk_wide(scores: np.ndarray, k: int, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """topk for wide rows, in the same total order. argpartition costs ~1 ms per 100k
-    columns per row; instead the k-th largest block maximum t bounds each row's k-th score
-    from below (k blocks each hold an entry >= t), so only the entries >= t (ties at t
-    included) are sorted, by score then column."""
+    """topk for rows of at least 2k blocks, in the same total order (score, then column).
+    argpartition costs ~1 ms per 100k columns per row; instead the k-th largest block maximum
+    t bounds each row's k-th score from below (k blocks each hold an entry >= t), so only the
+    blocks whose maximum reaches t are searched, and only their entries >= t (ties at t
+    included) sorted. The serving batch (``index.read.topk_batch``) uses it too."""
     n, m = scores.shape
     nb = m // block
     body = scores[:, : nb * block].reshape(n, nb, block)
+    tail = scores[:, nb * block:]
     maxima = body.max(axis=2)
-    if nb * block < m:
-        maxima = np.concatenate([maxima, scores[:, nb * block:].max(axis=1, keepdims=True)], axis=1)
-    t = np.partition(maxima, maxima.shape[1] - k, axis=1)[:, maxima.shape[1] - k]
-    r, col = np.nonzero(scores >= t[:, None])
-    vals = scores[r, col]
+    all_max = np.concatenate([maxima, tail.max(axis=1, keepdims=True)], axis=1) if tail.shape[1] else maxima
+    t = np.partition(all_max, all_max.shape[1] - k, axis=1)[:, all_max.shape[1] - k]
+    rb, bb = np.nonzero(maxima >= t[:, None])
+    blocks = body[rb, bb]  # (blocks kept, block)
+    cr, cc = np.nonzero(blocks >= t[rb][:, None])
+    r, col, vals = rb[cr], bb[cr] * block + cc, blocks[cr, cc]
+    if tail.shape[1]:
+        tr, tc = np.nonzero(tail >= t[:, None])
+        r = np.concatenate([r, tr])
+        col = np.concatenate([col, nb * block + tc])
+        vals = np.concatenate([vals, tail[tr, tc]])
     o = np.lexsort((col, -vals, r))  # by row, then score descending, then column
     r, col, vals = r[o], col[o], vals[o]
     pos = np.arange(len(r)) - np.searchsorted(r, np.arange(n))[r]

@@ -242,7 +242,6 @@ GRIDS: dict[str, dict[str, tuple]] = {
     "lightfm-features-noid": {"no_components": (32, 64), "epochs": (20, 40)},
 }
 AVREC = ("popular", "itemknn", "ease", "mf", "hybrid")
-LAST_TUNED: dict[str, dict] = {}  # the hybrid's own search report of its last fit
 COLD_OK = ("hybrid", "lightfm-features", "lightfm-features-noid")  # models that can rank items without interactions
 
 
@@ -254,24 +253,24 @@ def grid(name: str) -> list[dict]:
 
 
 def fit_scorer(name: str, train, params: dict, *, content, movies, items, cfg, seed: int, threads: int):
-    """Fit ``name`` on ``train`` (Interactions) with ``params``; returns a scorer (user rows -> scores)."""
+    """Fit ``name`` on ``train`` (Interactions) with ``params``; returns (a scorer (user rows ->
+    scores), the hybrid's own search report or None)."""
     if name == "hybrid":  # as train ships it: it tunes itself on a split of ``train``
         from avrec.train import fit_model
 
         model, chosen, report = fit_model(name, train.to_csr(binary=True), content, cfg, device="cpu",
                                           progress=lambda m: None)
-        LAST_TUNED["hybrid"] = report or {}
-        return model.score
+        return model.score, report or {}
     if name in AVREC:
         model = build_model(name, cfg.train, seed=seed, **params)
         model.fit(train.to_csr(binary=True), None, progress=lambda m: None)
-        return model.score
+        return model.score, None
     if name in ("implicit-als", "implicit-bpr"):
-        return fit_implicit(name.split("-")[1], train, seed=seed, **params)
+        return fit_implicit(name.split("-")[1], train, seed=seed, **params), None
     feats = None
     if name.startswith("lightfm-features"):
         feats = item_feature_matrix(movies, items, identity=not name.endswith("noid"))
-    return fit_lightfm(train, features=feats, seed=seed, threads=threads, **params)
+    return fit_lightfm(train, features=feats, seed=seed, threads=threads, **params), None
 
 
 def run_model(name: str, split, val, *, content, **kw) -> dict:
@@ -282,18 +281,17 @@ def run_model(name: str, split, val, *, content, **kw) -> dict:
     t0 = time.perf_counter()
     if len(configs) > 1:
         for params in configs:
-            scorer = fit_scorer(name, val.train, params, content=content, **kw)
+            scorer, _ = fit_scorer(name, val.train, params, content=content, **kw)
             ndcg = evaluate_scorer(val, scorer, [10])["metrics"][10]["ndcg"]
             tried.append({"params": params, "validation_ndcg10": round(ndcg, 5)})
             log(f"        {name} {params}: validation NDCG@10 {ndcg:.4f}")
     tune_s = time.perf_counter() - t0
     chosen = max(tried, key=lambda t: t["validation_ndcg10"])["params"] if tried else {}
     t1 = time.perf_counter()
-    scorer = fit_scorer(name, split.train, chosen, content=content, **kw)
+    scorer, rep = fit_scorer(name, split.train, chosen, content=content, **kw)
     fit_s = time.perf_counter() - t1
     r = evaluate_scorer(split, scorer, KS, content=content)
-    if name == "hybrid":  # its own search ran inside the final fit
-        rep = LAST_TUNED.get("hybrid", {})
+    if rep is not None:  # the hybrid: its own search ran inside the final fit
         chosen = rep.get("chosen", {})
         tune_s = rep.get("seconds", 0.0)
         fit_s -= tune_s

@@ -28,15 +28,10 @@ def load_embeddings(embeddings_dir: Path) -> tuple[list[dict[str, Any]], np.ndar
 def fusion_blocks(embeddings_dir: Path) -> list[dict[str, Any]] | None:
     """The fused vector's modality blocks [{modality, start, end, weight}] from the artifact's
     fusion recipe; None when there is none or a PCA mixed the blocks."""
-    import json
+    from ..encoders.fusion import Recipe
 
-    try:
-        meta = json.loads((embeddings_dir / "fusion.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if meta.get("pca") or not isinstance(meta.get("blocks"), list):
-        return None
-    return [{k: b[k] for k in ("modality", "start", "end", "weight")} for b in meta["blocks"]]
+    recipe = Recipe.load(Path(embeddings_dir))
+    return None if recipe is None or recipe.pca is not None else list(recipe.blocks)
 
 
 def load_aligned(emb_dir: Path, item_ids: list[str], log: Callable[[str], None]) -> dict[str, Any] | None:

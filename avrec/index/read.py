@@ -106,47 +106,21 @@ def topk_rows(scores: np.ndarray, k: int) -> np.ndarray:
 
 def topk_batch(s: np.ndarray, k: int, *, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise top k of s (c, n), best first: (c, k) column indices and values (-inf where a
-    row has fewer than k finite scores).
+    row has fewer than k finite scores). Wide rows go through the block-maxima filter of
+    :func:`avrec.metrics._topk_wide` (numpy only); narrow ones through one argpartition."""
+    from ..metrics import _topk_wide
 
-    argpartition over every row of a wide matrix costs ~1 ms per 100k columns; instead the
-    k-th largest block maximum bounds each row's k-th score from below (k blocks each hold an
-    element at least that large), so only the few entries above it are sorted.
-    """
     c, n = s.shape
     k = min(k, n)
-    out_idx = np.zeros((c, k), dtype=np.int64)
-    out_val = np.full((c, k), -np.inf, dtype=np.float32)
     if c == 0 or k == 0:
-        return out_idx, out_val
-    nb = n // block
-    if nb < 2 * k:
+        return np.zeros((c, k), dtype=np.int64), np.full((c, k), -np.inf, dtype=np.float32)
+    if n // block < 2 * k:
         part = np.argpartition(s, n - k, axis=1)[:, n - k:] if k < n else np.tile(np.arange(n), (c, 1))
         vals = np.take_along_axis(s, part, axis=1)
         order = np.argsort(-vals, axis=1, kind="stable")
         return np.take_along_axis(part, order, axis=1), np.take_along_axis(vals, order, axis=1).astype(np.float32)
-    body = s[:, : nb * block].reshape(c, nb, block)
-    tail = s[:, nb * block:]
-    maxima = body.max(axis=2)
-    all_max = np.concatenate([maxima, tail.max(axis=1, keepdims=True)], axis=1) if tail.shape[1] else maxima
-    m = all_max.shape[1]
-    t = np.partition(all_max, m - k, axis=1)[:, m - k]
-    # only blocks whose maximum reaches the bound can hold a top-k entry
-    rb, bb = np.nonzero(maxima >= t[:, None])
-    blocks = body[rb, bb]  # (blocks kept, block)
-    cr, cc = np.nonzero(blocks >= t[rb][:, None])
-    r, col, vals = rb[cr], bb[cr] * block + cc, blocks[cr, cc]
-    if tail.shape[1]:
-        tr, tc = np.nonzero(tail >= t[:, None])
-        r = np.concatenate([r, tr])
-        col = np.concatenate([col, nb * block + tc])
-        vals = np.concatenate([vals, tail[tr, tc]])
-    o = np.lexsort((col, -vals, r))  # by row, then score descending, then column
-    r, col, vals = r[o], col[o], vals[o]
-    pos = np.arange(len(r)) - np.searchsorted(r, np.arange(c))[r]
-    keep = pos < k
-    out_idx[r[keep], pos[keep]] = col[keep]
-    out_val[r[keep], pos[keep]] = vals[keep]
-    return out_idx, out_val
+    idx, vals = _topk_wide(s, k, block=block)
+    return idx, vals.astype(np.float32, copy=False)
 
 
 # ---------------------------------------------------------------------------------------

@@ -316,7 +316,8 @@ class Hybrid(Recommender):
             return None, None
         # float32 products, float64 statistics: at 100k items x 384 dims the float64 copies and
         # products took 5 s of a 19 s fit
-        x = content.astype(np.float32) * self._content_scale(content.shape[1]).astype(np.float32)[None, :]
+        scale = self._content_scale(content.shape[1])
+        x = content.astype(np.float32) * scale.astype(np.float32)[None, :]
         xa = x[active] if len(active) else x
         mu = xa.mean(axis=0, dtype=np.float64)
         proj = np.eye(x.shape[1])
@@ -330,12 +331,10 @@ class Hybrid(Recommender):
             with _one_thread():
                 _, vecs = torch.linalg.eigh(torch.as_tensor(cov))
             proj = vecs.numpy()[:, ::-1][:, :k].copy()
-        proj32 = proj.astype(np.float32)
-        shift = (mu @ proj).astype(np.float32)
-        proj /= max(float(np.linalg.norm(xa @ proj32 - shift, axis=1).mean()), 1e-8)
+        proj /= max(float(np.linalg.norm(xa @ proj.astype(np.float32) - (mu @ proj).astype(np.float32), axis=1).mean()), 1e-8)
         aff = np.vstack([proj, -mu @ proj])
-        prepared = (x @ proj.astype(np.float32) + aff[-1].astype(np.float32)).astype(np.float32)
-        aff[:-1] *= self._content_scale(content.shape[1])[:, None]  # so [raw, 1] @ aff gives ``prepared``
+        prepared = x @ aff[:-1].astype(np.float32) + aff[-1].astype(np.float32)
+        aff[:-1] *= scale[:, None]  # so [raw, 1] @ aff gives ``prepared``
         return prepared, aff
 
     def _content_scale(self, dim: int) -> np.ndarray:
