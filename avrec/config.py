@@ -123,6 +123,13 @@ class ItemKNNConfig:
 
 
 @dataclass
+class TrainPrivacyConfig:
+    epsilon: float = 0.0  # > 0: user-level (epsilon, delta)-differential privacy for the statistics the solver fits on; 0: off
+    delta: float = 0.0  # 0: 1 / (users ^ 1.1), recorded in the manifest
+    max_items_per_user: int = 0  # contribution bound: a user's interactions kept (a random subset); 0: chosen from the data
+
+
+@dataclass
 class TrainConfig:
     model: str = "hybrid"  # popular | itemknn | ease | mf | hybrid
     validation: float = 0.1  # fraction of each user's interactions for early stopping; 0: none
@@ -134,6 +141,7 @@ class TrainConfig:
     mf: MFConfig = field(default_factory=MFConfig)
     ease: EASEConfig = field(default_factory=EASEConfig)
     itemknn: ItemKNNConfig = field(default_factory=ItemKNNConfig)
+    privacy: TrainPrivacyConfig = field(default_factory=TrainPrivacyConfig)
 
 
 @dataclass
@@ -168,6 +176,30 @@ class EvaluateConfig:
 
 
 @dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"  # a non-loopback address requires a token for every write
+    port: int = 8000
+    events: str = ""  # SQLite event store; "": <runtime.workdir>/events.sqlite
+    poll_s: float = 1.0  # seconds between checks for a swapped index (avrec index --add)
+    auth: str = "writes"  # writes | all: which endpoints need the bearer token when one is set
+    token_file: str | None = None  # a file holding the bearer token
+    max_body_bytes: int = 1048576  # request bodies above this are refused (413)
+    max_events: int = 1000  # events per POST /events
+    max_k: int = 1000  # largest k a request may ask for
+    max_history: int = 10000  # items in a POST /recommend history
+    access_log: bool = True  # one JSON line per request on stderr
+    event_weights: dict[str, float] = field(default_factory=lambda: {
+        "view": 1.0, "play": 1.0, "watch": 1.0, "listen": 1.0, "click": 1.0, "like": 2.0, "share": 2.0,
+        "save": 2.0, "skip": 0.0, "dislike": 0.0})  # weight of an event without "weight"; 0: excluded, not liked
+
+
+@dataclass
+class PrivacyConfig:
+    pseudonymize: bool = False  # user ids become HMAC-SHA256(key, id) wherever they are read
+    key_file: str | None = None  # the secret key (32+ random bytes); required with pseudonymize
+
+
+@dataclass
 class DistributedConfig:
     engine: str = "local"  # local | ray
     address: str | None = None  # ray cluster address; None: start a local one
@@ -184,6 +216,8 @@ class Config:
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -410,6 +444,7 @@ _CHOICES = {
     "index.metric": ("auto", "angular", "dot"),
     "recommend.fallback": ("none", "popular"),
     "distributed.engine": ("local", "ray"),
+    "serve.auth": ("writes", "all"),
 }
 
 # the valid range of every number in the config: (low, high, low open, high open); None is
@@ -485,6 +520,16 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "evaluate.cold_ratio": (0, 1, True, True),
     "evaluate.last_n": (1, 100000, False, False),
     "distributed.actors": (1, 100000, False, False),
+    "train.privacy.epsilon": (0, _INF, False, False),
+    "train.privacy.delta": (0, 1, False, True),
+    "train.privacy.max_items_per_user": (0, _INF, False, False),
+    "serve.port": (0, 65535, False, False),
+    "serve.poll_s": (0, 3600, True, False),
+    "serve.max_body_bytes": (1024, _INF, False, False),
+    "serve.max_events": (1, 1000000, False, False),
+    "serve.max_k": (1, 100000, False, False),
+    "serve.max_history": (1, 10000000, False, False),
+    "serve.event_weights": (0, _INF, False, False),
 }
 
 
