@@ -17,7 +17,8 @@ from ..errors import InputError
 from .manifest import DEFAULT_DIRS, MANIFEST
 
 # the artifact kind each stage reads by default
-UPSTREAM = {"embed": "features", "train": "embeddings", "index": "model", "recommend": "index", "evaluate": "embeddings"}
+UPSTREAM = {"embed": "features", "train": "embeddings", "index": "model", "recommend": "index", "evaluate": "embeddings",
+            "serve": "index"}
 
 
 def workdir(cfg_workdir: str | None = None, override: str | None = None) -> Path:

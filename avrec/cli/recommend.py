@@ -129,14 +129,24 @@ def recommend_cmd(
         if not hist:
             raise InputError(f"--history {history}: no item ids found (one id per line)")
 
+    from ..privacy import pseudonymizer
+
+    pid = pseudonymizer(cfg)  # the model knows users by HMAC with privacy.pseudonymize
+    uid = pid(user) if user is not None else None
+
     def answer(rec: Recommender) -> list[dict[str, Any]]:
         if item is not None:
             return rec.for_item(item)
         if hist is not None:
-            return rec.for_history(hist, user_id=user)
-        if query is not None:
-            return rec.for_query(query, user_id=user)
-        return rec.for_user(user)  # type: ignore[arg-type]
+            out = rec.for_history(hist, user_id=uid)
+        elif query is not None:
+            out = rec.for_query(query, user_id=uid)
+        else:
+            out = rec.for_user(uid)  # type: ignore[arg-type]
+        for r in out:  # lines name the user as given, never by the stored pseudonym
+            if "user" in r and uid is not None:
+                r["user"] = user
+        return out
 
     # `index --add` may swap the index in while this runs: answer again from the new one
     for attempt in range(3):

@@ -307,10 +307,28 @@ def load_interactions(
     except PermissionError:
         raise InputError(f"cannot read {path}: permission denied") from None
     suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
+    from ..serve.events import is_store
+
+    if is_store(path):  # avrec serve's event store: its rows, in seq order ("line" = seq)
+        return _from_rows(path, _store_records(path), catalogue=catalogue, min_weight=min_weight, strict=strict,
+                          warn=warn)
     if suffix in (".csv", ".tsv", ".tab", ".parquet", ".pq"):
         fast = _columnar(path, suffix, catalogue=catalogue, min_weight=min_weight, strict=strict, warn=warn)
         if fast is not None:
             return fast
+    return _from_rows(path, _records(path), catalogue=catalogue, min_weight=min_weight, strict=strict, warn=warn)
+
+
+def _store_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+    from ..serve.events import EventStore
+
+    store = EventStore(path, pseudonyms="any", create=False)
+    for seq, u, i, _ev, w, t in store.iter_events():
+        yield seq, {"user_id": u, "item_id": i, "weight": w, "timestamp": t}, ""
+
+
+def _from_rows(path: Path, records: Iterator[tuple[int, dict[str, Any] | None, str]], *, catalogue, min_weight: float,
+               strict: bool, warn: Callable[[str], None]) -> Interactions:
     report = LoadReport()
     rows: list[tuple[int, str, str, float, float]] = []
     cols: dict[str, str] | None = None
@@ -322,7 +340,7 @@ def load_interactions(
             warned.add(msg)
             warn(msg)
 
-    for n, rec, err in _records(path):
+    for n, rec, err in records:
         report.rows += 1
         if rec is None:
             report.add("malformed", n, err)
@@ -414,3 +432,61 @@ def _build(rows, *, catalogue, report: LoadReport) -> Interactions:
         weight=np.minimum(np.asarray(ww, np.float64), _F32_MAX).astype(np.float32),  # a sum may pass float32
         timestamp=np.asarray(tt, np.float64), report=report,
     )
+
+
+def merge(parts: list[Interactions]) -> Interactions:
+    """Interactions from several sources over one catalogue (files and an event store):
+    users are matched by id; a (user, item) pair found in several sources is one
+    interaction with the weights summed and the latest timestamp, as within a file."""
+    if len(parts) == 1:
+        return parts[0]
+    items = parts[0].items
+    if any(p.items.ids != items.ids for p in parts[1:]):
+        raise InputError("interaction sources were read against different catalogues")
+    users = IdMap()
+    uu, ii, ww, tt = [], [], [], []
+    report = LoadReport()
+    for p in parts:
+        remap = np.asarray([users.add(u) for u in p.users], dtype=np.int64)
+        uu.append(remap[p.user] if len(p.user) else p.user.astype(np.int64))
+        ii.append(p.item.astype(np.int64))
+        ww.append(p.weight.astype(np.float64))
+        tt.append(p.timestamp)
+        for f in ("rows", "kept", "below_min_weight"):
+            if hasattr(report, f):
+                setattr(report, f, getattr(report, f) + getattr(p.report, f))
+    u, i, w, t = (np.concatenate(a) for a in (uu, ii, ww, tt))
+    key = u * max(len(items), 1) + i
+    order = np.lexsort((np.where(np.isfinite(t), t, -np.inf), key))
+    key, u, i, w, t = key[order], u[order], i[order], w[order], t[order]
+    first = np.ones(len(key), bool)
+    first[1:] = key[1:] != key[:-1]
+    starts = np.flatnonzero(first)
+    w_sum = np.add.reduceat(w, starts) if len(starts) else w
+    last = np.r_[starts[1:] - 1, len(key) - 1] if len(starts) else starts
+    report.kept = int(len(starts))
+    return Interactions(users=users, items=items, user=u[starts].astype(np.int32), item=i[starts].astype(np.int32),
+                        weight=np.minimum(w_sum, _F32_MAX).astype(np.float32), timestamp=t[last], report=report)
+
+
+def pseudonymize(data: Interactions, pid) -> Interactions:
+    """The same interactions with every user id replaced by ``pid(id)`` (order kept)."""
+    return Interactions(users=IdMap(pid(u) for u in data.users), items=data.items, user=data.user, item=data.item,
+                        weight=data.weight, timestamp=data.timestamp, report=data.report)
+
+
+def drop_users(data: Interactions, digests: set[str], digest) -> tuple[Interactions, int]:
+    """Without the users whose ``digest(id)`` is in ``digests`` (erased); returns (data, users dropped).
+    The erased users keep no row and no id."""
+    if not digests:
+        return data, 0
+    gone = np.asarray([digest(u) in digests for u in data.users], dtype=bool)
+    if not gone.any():
+        return data, 0
+    keep_user = ~gone
+    new_index = np.cumsum(keep_user) - 1
+    mask = keep_user[data.user]
+    users = IdMap(u for u, k in zip(data.users, keep_user) if k)
+    return Interactions(users=users, items=data.items, user=new_index[data.user[mask]].astype(np.int32),
+                        item=data.item[mask], weight=data.weight[mask], timestamp=data.timestamp[mask],
+                        report=data.report), int(gone.sum())

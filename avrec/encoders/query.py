@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from ..errors import InputError, ModelError
@@ -21,9 +23,16 @@ def encode_query(text: str, *, encoder: str, device: str = "cpu") -> np.ndarray:
         raise ModelError(f"{encoder} cannot embed a text query; only text:, clip: and clap: encoders can")
     from ..config import resolve_device
 
-    enc = load_encoder(encoder, device=resolve_device(device))
+    enc = _loaded(encoder, resolve_device(device))
     vec = np.asarray(enc.encode_text([text])[0], dtype=np.float32)
     norm = float(np.linalg.norm(vec))
     if norm == 0:
         raise InputError(f"the query {text!r} produced an empty embedding with {encoder}")
     return (vec / norm).astype(np.float32)
+
+
+@lru_cache(maxsize=4)
+def _loaded(encoder: str, device: str):
+    """Each encoder is loaded once per process: ``avrec serve`` answers every /search after
+    the first without reloading the model."""
+    return load_encoder(encoder, device=device)

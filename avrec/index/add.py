@@ -204,6 +204,7 @@ def _add(index_dir: Path, embeddings_dir: Path, tmp: Path, cfg: Any, *, seed: in
     new_extra.update({
         "model_name": extra.get("model_name"),
         "text_spaces": extra.get("text_spaces") or {},
+        "events": extra.get("events"),
         "embed_models": old_models or new_models,
         "added": list(extra.get("added") or []) + [{"embeddings": str(embeddings_dir.resolve()), "items": n_new,
                                                      "first_row": n_old}],

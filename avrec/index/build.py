@@ -387,6 +387,8 @@ def _build(model_dir: Path, tmp: Path, cfg: Any, *, seed: int, log: Callable[[st
         "text_spaces": dict((emb_man.get("extra") or {}).get("text_spaces") or {}),
         "embed_models": emb_man.get("models") or {},
         "added": [],
+        # the event store seq the model learnt up to: the server folds in the events after it
+        "events": (model["manifest"].get("extra") or {}).get("events"),
     })
     write_manifest(tmp, Manifest(
         artifact=KIND,

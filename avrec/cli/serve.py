@@ -1,0 +1,156 @@
+"""`avrec serve`: the HTTP server (FastAPI under uvicorn) over an index and the event store."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import Common, command
+
+HELP = """Serve recommendations over HTTP from an index, taking live events.
+
+One long-lived process: the index memory-mapped once, the text encoder loaded on the first
+/search and kept, events appended to an SQLite event store (fsynced before the 2xx) and
+folded into the very next answer for that user. `avrec index --add` swaps the index while
+it runs: the new version is loaded within serve.poll_s and no request fails. OpenAPI docs
+at /docs.
+
+Endpoints:
+
+  GET  /recommend?user=U&k=10[&filter=..][&diversity=..][&explain=true][&candidates=a,b]
+                 [&exclude_seen=false][&fallback=popular]
+  POST /recommend {"history": ["v1", {"item_id": "v7", "weight": 2}], "k": 10[, "user": U]}
+  GET  /similar?item=I[&modality=audio]      GET /search?q=TEXT[&user=U]
+  POST /events {"user_id", "item_id"[, "event"][, "weight"][, "timestamp"]} or a list
+  DELETE /users/{id}   (erasure)             GET /health   GET /metrics (Prometheus)
+
+Answers: {"user": "42", "k": 10, "index": BUILD, "items": [{"item_id", "rank", "score",
+"title", ...}]}. Errors: {"error": "one line"} with 401, 404 (unknown user or item, unless
+fallback=popular), 413 (body over serve.max_body_bytes) or 422 (a bad parameter, named).
+
+Access: binds 127.0.0.1 by default. With --token-file, or on any non-loopback address
+(where a token is required), POST /events and DELETE /users need
+`Authorization: Bearer <token>`; serve.auth=all extends that to reads.
+
+Examples:
+
+  avrec serve                                   # the workspace's index/, port 8000
+
+  avrec serve idx/ --port 9000 --events /var/lib/avrec/events.sqlite
+
+  avrec serve idx/ --host 0.0.0.0 --token-file /etc/avrec/token --workers 2
+
+  curl -s 'localhost:8000/recommend?user=42&k=5'
+
+  curl -s -XPOST localhost:8000/events -d '{"user_id": "42", "item_id": "v17", "event": "like"}'
+
+Config keys (section serve): host, port, events, poll_s, auth, token_file, max_body_bytes,
+max_events, max_k, max_history, access_log, event_weights; privacy.pseudonymize, key_file.
+Exit codes: 2 for a missing index, a bad address, or a non-loopback bind without a token.
+"""
+
+Opt = typer.Option
+
+
+def _loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_token(path: str) -> str:
+    from ..errors import InputError
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise InputError(f"--token-file {path}: not found; write a token into it, e.g. "
+                         "python -c 'import secrets; print(secrets.token_urlsafe(32))' > token")
+    tok = p.read_text(encoding="utf-8").strip()
+    if len(tok) < 16 or any(c.isspace() for c in tok):
+        raise InputError(f"--token-file {path}: the token must be at least 16 characters with no spaces")
+    return tok
+
+
+@command("serve", help=HELP, no_args_is_help=False)
+def serve_cmd(
+    common: Common,
+    index: Annotated[Optional[str], typer.Argument(help="Index directory ('-': read the path from stdin).",
+                                                   show_default=False)] = None,
+    host: Annotated[Optional[str], Opt("--host", help="Address to bind [serve.host].", show_default=False)] = None,
+    port: Annotated[Optional[int], Opt("--port", "-p", help="Port [serve.port]; 0 picks a free one.",
+                                       show_default=False)] = None,
+    events: Annotated[Optional[str], Opt("--events", help="Event store (SQLite) [serve.events, else "
+                                         "<workdir>/events.sqlite].", show_default=False)] = None,
+    no_events: Annotated[bool, Opt("--no-events", help="Serve read-only, without an event store.")] = False,
+    token_file: Annotated[Optional[str], Opt("--token-file", help="File holding the bearer token [serve.token_file].",
+                                             show_default=False)] = None,
+    workers: Annotated[int, Opt("--workers", min=1, max=64, help="Server processes sharing the port and the event store.")] = 1,
+) -> None:
+    from ..artifacts import resolve_input
+    from ..errors import InputError
+    from ..serve.app import settings_from_config
+    from ..serve.events import default_store_path
+
+    cfg = common.load()
+    if cfg.runtime.threads == 0 and "numpy" not in __import__("sys").modules:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # one request, one core
+            os.environ.setdefault(var, "1")
+    host = host if host is not None else cfg.serve.host
+    port = port if port is not None else cfg.serve.port
+    token_file = token_file or cfg.serve.token_file
+    token = read_token(token_file) if token_file else None
+    if not _loopback(host) and token is None:
+        raise InputError(f"--host {host} is not a loopback address: pass --token-file so that writes need a bearer "
+                         "token (or bind 127.0.0.1 behind a reverse proxy)")
+    path = resolve_input(index, stage="serve", work=common.work(cfg))
+    if not (path / "manifest.json").exists():
+        raise InputError(f"{path} is not an index (no manifest.json); build one with avrec index")
+    store = None
+    if not no_events:
+        store = Path(events) if events else default_store_path(cfg)
+        if not store.parent.exists():
+            store.parent.mkdir(parents=True, exist_ok=True)
+    s = settings_from_config(cfg, path.resolve(), token=token, events=str(store.resolve()) if store else None)
+    import uvicorn
+
+    from ..serve.app import create_app
+
+    log = common.log
+    kw = dict(host=host, port=port, access_log=False, log_level="warning" if common.quiet else "info",
+              timeout_graceful_shutdown=30, server_header=False)
+    if workers > 1:
+        os.environ["AVREC_SERVE"] = json.dumps(s.__dict__)
+        create_app(s, log=log)  # fail here, once, with a clear line if anything is wrong
+        uvicorn.run("avrec.serve.app:app_from_env", factory=True, workers=workers, **kw)
+        return
+    app = create_app(s, log=log)
+    config = uvicorn.Config(app, **kw)
+    server = uvicorn.Server(config)
+    _announce(server, host, log)
+    server.run()
+
+
+def _announce(server, host: str, log) -> None:
+    """Print the bound URL on stdout once listening (port 0 picks one), so scripts can read it."""
+    import sys
+
+    orig = server.startup
+
+    async def startup(sockets=None):
+        await orig(sockets=sockets)
+        for s in server.servers:
+            for sock in s.sockets:
+                h, p = sock.getsockname()[:2]
+                print(f"http://{h if ':' not in h else '[' + h + ']'}:{p}", flush=True)
+                return
+        sys.stdout.flush()
+
+    server.startup = startup

@@ -1,0 +1,471 @@
+"""The HTTP application: FastAPI routes over :class:`~avrec.serve.state.State`.
+
+Reads answer inline on the event loop (a request is a millisecond of numpy; a thread hop
+would cost a good share of that); the event store's fsynced writes, index swaps and the
+text encoder run in worker threads so they never stall the reads. Responses are the
+``recommend --json`` records grouped per request::
+
+    {"user": "42", "k": 10, "index": "<build id>",
+     "items": [{"item_id": "v17", "rank": 1, "score": 0.83, "title": "...", ["explain": {...}]}]}
+
+Errors are one line: ``{"error": "..."}`` with 401 (token), 404 (unknown user or item),
+413 (body too large), 422 (a bad parameter or event, named).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import InputError
+from ..recommend import Options
+from .events import EventStore, parse_event
+from .state import NotFound, State
+
+ENDPOINTS = ("/recommend", "/similar", "/search", "/events", "/users/{id}", "/health", "/metrics", "/docs",
+             "/openapi.json")
+
+
+@dataclass
+class Settings:
+    """Everything a server process needs; built by ``avrec serve`` (and, for several
+    workers, passed to each through the environment as JSON)."""
+
+    index: str
+    events: str | None  # the event store path; None: no live events (read-only server)
+    token: str | None = None
+    auth: str = "writes"  # writes | all
+    poll_s: float = 1.0
+    max_body_bytes: int = 1 << 20
+    max_events: int = 1000
+    max_k: int = 1000
+    max_history: int = 10000
+    access_log: bool = True
+    event_weights: dict[str, float] | None = None
+    pseudonymize_key: str | None = None  # the key file; None: ids as given
+    pseudonyms: str = "none"  # the key's fingerprint the store must carry
+    recommend: dict[str, Any] | None = None  # the recommend section: defaults for k, fallback, ...
+    device: str = "cpu"
+
+
+def _error(status: int, msg: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": msg}, status_code=status, headers=headers)
+
+
+def _json(obj: Any) -> Response:
+    return Response(json.dumps(obj, ensure_ascii=False, separators=(",", ":")), media_type="application/json")
+
+
+class Metrics:
+    """Prometheus counters and histograms in a registry of the app's own."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+        disable_created_metrics()  # the *_created series double the page for nothing a dashboard uses
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("avrec_requests", "HTTP requests", ["endpoint", "status"], registry=self.registry)
+        self.latency = Histogram("avrec_request_seconds", "request latency", ["endpoint"], registry=self.registry,
+                                 buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 10))
+        self.events_accepted = Counter("avrec_events_accepted", "events stored", registry=self.registry)
+        self.events_rejected = Counter("avrec_events_rejected", "events refused (invalid)", registry=self.registry)
+        self.index_items = Gauge("avrec_index_items", "items in the served index", registry=self.registry)
+        self.index_swaps = Gauge("avrec_index_swaps", "index versions loaded since start", registry=self.registry)
+        self.index_loaded = Gauge("avrec_index_loaded_timestamp_seconds", "when the served index was loaded",
+                                  registry=self.registry)
+        self.index_info = Gauge("avrec_index_info", "the served index version", ["build_id"], registry=self.registry)
+        self._build: str | None = None
+
+    def index(self, state: State) -> None:
+        b = str(state.index.build_id)
+        if b != self._build:
+            if self._build is not None:
+                self.index_info.remove(self._build)
+            self.index_info.labels(build_id=b).set(1)
+            self._build = b
+        self.index_items.set(state.index.n_items)
+        self.index_swaps.set(state.swaps)
+        self.index_loaded.set(state.loaded_at)
+
+
+def _template(path: str) -> str:
+    if path.startswith("/users/"):
+        return "/users/{id}"
+    return path if path in ENDPOINTS else "other"
+
+
+class Guard:
+    """Outermost ASGI layer: body cap, latency metrics, access log (path template and
+    status only: query strings carry user ids and are never logged)."""
+
+    def __init__(self, app: Any, *, settings: Settings, metrics: Metrics):
+        self.app, self.s, self.m = app, settings, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        endpoint = _template(scope["path"])
+        status = {"code": 500}
+        cap = self.s.max_body_bytes
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if length is not None and (not length.isdigit() or int(length) > cap):
+            resp = _error(413, f"request body over serve.max_body_bytes={cap}")
+            status["code"] = 413
+            await resp(scope, receive, send)
+            return self._done(scope, endpoint, 413, t0)
+        seen = {"n": 0}
+
+        async def capped_receive():
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen["n"] += len(msg.get("body", b""))
+                if seen["n"] > cap:
+                    raise _TooLarge()
+            return msg
+
+        async def tracking_send(msg):
+            if msg["type"] == "http.response.start":
+                status["code"] = msg["status"]
+            await send(msg)
+
+        try:
+            await self.app(scope, capped_receive, tracking_send)
+        except _TooLarge:
+            status["code"] = 413
+            await _error(413, f"request body over serve.max_body_bytes={cap}")(scope, receive, send)
+        self._done(scope, endpoint, status["code"], t0)
+
+    def _done(self, scope, endpoint: str, code: int, t0: float) -> None:
+        dt = time.perf_counter() - t0
+        self.m.requests.labels(endpoint=endpoint, status=str(code)).inc()
+        self.m.latency.labels(endpoint=endpoint).observe(dt)
+        if self.s.access_log:
+            sys.stderr.write(json.dumps({"t": round(time.time(), 3), "method": scope["method"], "path": endpoint,
+                                         "status": code, "ms": round(dt * 1e3, 3)}) + "\n")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(s: Settings, *, log: Callable[[str], None] | None = None) -> Any:
+    """The ASGI application for ``s`` (FastAPI inside the :class:`Guard` layer)."""
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    from ..privacy import identity, read_key
+
+    if s.pseudonymize_key:
+        import hashlib
+
+        key = read_key(s.pseudonymize_key)
+
+        def pid(u: str) -> str:
+            return hmac.new(key, str(u).encode("utf-8"), hashlib.sha256).hexdigest()
+    else:
+        pid = identity
+    store = EventStore(s.events, pseudonyms=s.pseudonyms) if s.events else None
+    state = State(s.index, store=store, pid=pid, log=log)
+    metrics = Metrics()
+    metrics.index(state)
+    weights = dict(s.event_weights or {})
+    rdef = dict(s.recommend or {})
+    token = s.token.encode() if s.token else None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        async def poll():
+            while True:
+                await asyncio.sleep(s.poll_s)
+                try:
+                    if await run_in_threadpool(state.refresh):
+                        metrics.index(state)
+                except Exception as e:  # noqa: BLE001 - the poller must outlive a bad version
+                    log(f"serve: index check failed: {e}")
+
+        task = asyncio.create_task(poll())
+        log(f"serve: {state.index.n_items} items, {state.index.n_users} users from {s.index} "
+            f"(build {state.index.build_id}); events: {s.events or 'off'}")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            if store is not None:
+                store.close()  # every accepted event was committed before its 2xx
+
+    api = FastAPI(title="avrec", version=_version(), lifespan=lifespan,
+                  description="Recommendations, similar items, text search and live events from an avrec index.")
+
+    def authorised(request: Request, write: bool) -> bool:
+        if token is None or (not write and s.auth != "all"):
+            return True
+        got = request.headers.get("authorization", "")
+        scheme, _, value = got.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token)
+
+    def unauthorised() -> JSONResponse:
+        return _error(401, "unauthorized", {"WWW-Authenticate": "Bearer"})
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(_request, exc: RequestValidationError):
+        errs = exc.errors()
+        e = errs[0] if errs else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in e.get("loc", ())[1:] if p != "body") or "request"
+        return _error(422, f"{where}: {e.get('msg', 'invalid')}")
+
+    def options(k: Optional[int], filters: list[str], diversity: Optional[float], explain: bool,
+                candidates: Optional[str], exclude_seen: Optional[bool], fallback: Optional[str],
+                modality: Optional[str] = None) -> Options:
+        cand = [c.strip() for c in candidates.split(",") if c.strip()] if candidates else None
+        return Options(
+            k=k if k is not None else int(rdef.get("k", 10)),
+            exclude_seen=rdef.get("exclude_seen", True) if exclude_seen is None else exclude_seen,
+            fallback=fallback or rdef.get("fallback", "none"),
+            filters=tuple(filters), candidates=cand,
+            diversity=float(rdef.get("diversity", 0.0)) if diversity is None else diversity,
+            mmr_pool=int(rdef.get("mmr_pool", 100)), explain=explain, modality=modality,
+            query_weight=float(rdef.get("query_weight", 0.5)), device=s.device, log=lambda _m: None)
+
+    def answer(key: str, value: Any, idx, records: list[dict[str, Any]], k: int) -> Response:
+        items = [{f: v for f, v in r.items() if f not in ("user", "item", "query", "history")} for r in records]
+        return _json({key: value, "k": k, "index": idx.build_id, "items": items})
+
+    async def guarded(fn: Callable[[], Response]) -> Response:
+        try:
+            return fn()
+        except NotFound as e:
+            return _error(404, str(e))
+        except InputError as e:
+            return _error(422, str(e))
+
+    # one FieldInfo per parameter: FastAPI binds a Query object to the first name it serves
+    def K():
+        return Query(None, ge=1, le=s.max_k, description="items to return [recommend.k]")
+
+    def FILTER():
+        return Query([], description="field<op>value, repeatable: modality=video, duration<600, tag=music")
+
+    def DIV():
+        return Query(None, ge=0.0, le=1.0, description="MMR diversity lambda [recommend.diversity]")
+
+    def CAND():
+        return Query(None, max_length=200000, description="comma-separated item ids to rank within")
+
+    def FALLBACK():
+        return Query(None, pattern="^(none|popular)$", description="what an unknown user gets")
+
+    def ID():
+        return Query(..., min_length=1, max_length=1024)
+
+    @api.get("/recommend", summary="Recommendations for a user (live events included)")
+    async def recommend(request: Request, user: str = ID(), k: Optional[int] = K(), filter: list[str] = FILTER(),
+                        diversity: Optional[float] = DIV(), explain: bool = False, candidates: Optional[str] = CAND(),
+                        exclude_seen: Optional[bool] = None, fallback: Optional[str] = FALLBACK()):
+        if not authorised(request, False):
+            return unauthorised()
+        idx = state.index
+        opts = options(k, filter, diversity, explain, candidates, exclude_seen, fallback)
+
+        def run() -> Response:
+            return answer("user", user, idx, state.for_user(idx, state.recommender(idx, opts), user), opts.k)
+        return await guarded(run)
+
+    @api.post("/recommend", summary="Recommendations from a history (a user the model never saw)")
+    async def recommend_history(request: Request):
+        if not authorised(request, False):
+            return unauthorised()
+        try:
+            body = json.loads(await request.body() or b"null")
+        except ValueError:
+            return _error(422, "body: not JSON; send {\"history\": [\"item id\", ...], \"k\": 10}")
+        if not isinstance(body, dict):
+            return _error(422, "body: must be a JSON object with a history list")
+        allowed = {"history", "k", "user", "filter", "diversity", "explain", "candidates", "exclude_seen", "fallback"}
+        bad = sorted(set(body) - allowed)
+        if bad:
+            return _error(422, f"{bad[0]}: unknown field; use {', '.join(sorted(allowed))}")
+        hist = body.get("history")
+        if not isinstance(hist, list) or not hist:
+            return _error(422, "history: must be a non-empty list of item ids or {\"item_id\", \"weight\"} objects")
+        if len(hist) > s.max_history:
+            return _error(422, f"history: {len(hist)} items, over serve.max_history={s.max_history}")
+        history: list[tuple[str, float]] = []
+        for n, h in enumerate(hist):
+            if isinstance(h, str) and h.strip():
+                history.append((h.strip(), 1.0))
+            elif isinstance(h, dict) and isinstance(h.get("item_id"), str):
+                w = h.get("weight", 1.0)
+                if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
+                    return _error(422, f"history.{n}.weight: must be a finite number >= 0")
+                history.append((h["item_id"], float(w)))
+            else:
+                return _error(422, f"history.{n}: must be an item id string or {{\"item_id\": ..., \"weight\": ...}}")
+        k = body.get("k")
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= s.max_k):
+            return _error(422, f"k: must be an integer in [1, {s.max_k}]")
+        div = body.get("diversity")
+        if div is not None and (isinstance(div, bool) or not isinstance(div, (int, float)) or not 0 <= div <= 1):
+            return _error(422, "diversity: must be a number in [0, 1]")
+        filters = body.get("filter") or []
+        filters = [filters] if isinstance(filters, str) else filters
+        if not isinstance(filters, list) or not all(isinstance(f, str) for f in filters):
+            return _error(422, "filter: must be a string or a list of strings such as 'duration<600'")
+        cand = body.get("candidates")
+        if isinstance(cand, list):
+            cand = ",".join(map(str, cand))
+        user = body.get("user")
+        if user is not None and (not isinstance(user, str) or not user.strip()):
+            return _error(422, "user: must be a non-empty string")
+        fb = body.get("fallback")
+        if fb not in (None, "none", "popular"):
+            return _error(422, "fallback: must be none or popular")
+        idx = state.index
+        opts = options(k, filters, div, bool(body.get("explain", False)), cand, body.get("exclude_seen"), fb)
+
+        def run() -> Response:
+            recs = state.for_history(idx, state.recommender(idx, opts), history, user)
+            key, value = ("user", user) if user is not None else ("history", len(history))
+            return answer(key, value, idx, recs, opts.k)
+        return await guarded(run)
+
+    @api.get("/similar", summary="Items like an item (model vectors, or one content modality)")
+    async def similar(request: Request, item: str = ID(), k: Optional[int] = K(), filter: list[str] = FILTER(),
+                      diversity: Optional[float] = DIV(), explain: bool = False, candidates: Optional[str] = CAND(),
+                      modality: Optional[str] = Query(None, max_length=64)):
+        if not authorised(request, False):
+            return unauthorised()
+        idx = state.index
+        opts = options(k, filter, diversity, explain, candidates, None, None, modality)
+
+        def run() -> Response:
+            return answer("item", item, idx, state.for_item(idx, state.recommender(idx, opts), item), opts.k)
+        return await guarded(run)
+
+    @api.get("/search", summary="Text search in a content space, optionally blended with a user's taste")
+    async def search(request: Request, q: str = Query(..., min_length=1, max_length=2000), user: Optional[str] = Query(None, min_length=1, max_length=1024),
+                     k: Optional[int] = K(), filter: list[str] = FILTER(), diversity: Optional[float] = DIV(),
+                     explain: bool = False, modality: Optional[str] = Query(None, max_length=64)):
+        if not authorised(request, False):
+            return unauthorised()
+        idx = state.index
+        opts = options(k, filter, diversity, explain, None, None, None, modality)
+
+        def run() -> Response:
+            return answer("query", q, idx, state.for_query(idx, state.recommender(idx, opts), q, user), opts.k)
+        try:  # the text encoder (torch) runs off the event loop
+            return await run_in_threadpool(run)
+        except NotFound as e:
+            return _error(404, str(e))
+        except InputError as e:
+            return _error(422, str(e))
+
+    @api.post("/events", summary="Append events (durably) and fold them into the next answers")
+    async def events(request: Request):
+        if not authorised(request, True):
+            return unauthorised()
+        if store is None:
+            return _error(409, "this server runs without an event store (serve.events)")
+        try:
+            body = json.loads(await request.body() or b"null")
+        except ValueError:
+            metrics.events_rejected.inc()
+            return _error(422, "body: not JSON; send one event {\"user_id\", \"item_id\", ...} or a list of them")
+        recs = body if isinstance(body, list) else [body]
+        if not recs:
+            return _error(422, "body: an empty list; send at least one event")
+        if len(recs) > s.max_events:
+            metrics.events_rejected.inc(len(recs))
+            return _error(422, f"body: {len(recs)} events, over serve.max_events={s.max_events}")
+        parsed = []
+        for n, r in enumerate(recs):
+            try:
+                parsed.append(parse_event(r, weights=weights, where=f"event {n}" if isinstance(body, list) else "event"))
+            except ValueError as e:
+                metrics.events_rejected.inc(len(recs))
+                return _error(422, f"{e} (no event of this request was stored)")
+        stored = [type(e)(pid(e.user_id), e.item_id, e.weight, e.event, e.timestamp) for e in parsed]
+        first, last = await run_in_threadpool(store.add, stored)  # fsynced before the 2xx
+        metrics.events_accepted.inc(len(stored))
+        idx = state.index
+        unknown = sorted({e.item_id for e in parsed if idx.items.row(e.item_id) is None})
+        out: dict[str, Any] = {"accepted": len(stored), "first_seq": first, "last_seq": last}
+        if unknown:
+            out["unknown_items"] = unknown[:20]
+            out["note"] = "stored; items the index lacks count once index --add or a retrain brings them"
+        return _json(out)
+
+    @api.delete("/users/{user_id}", summary="Erase a user's events and served state (right to erasure)")
+    async def forget(request: Request, user_id: str):
+        if not authorised(request, True):
+            return unauthorised()
+        if store is None:
+            return _error(409, "this server runs without an event store (serve.events)")
+        n = await run_in_threadpool(store.forget, pid(user_id))
+        return _json({"user": user_id, "events_deleted": n, "erased": True,
+                      "model": "the trained vector is no longer served; the user leaves the model at the next train"})
+
+    @api.get("/health", summary="Liveness and the served version")
+    async def health():
+        idx = state.index
+        return _json({"status": "ok", "index": idx.build_id, "items": idx.n_items, "users": idx.n_users,
+                      "swaps": state.swaps, "events": store.last_seq() if store is not None else None})
+
+    @api.get("/metrics", summary="Prometheus metrics")
+    async def prom():
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        metrics.index(state)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app = Guard(api, settings=s, metrics=metrics)
+    app.state = state  # for tests and the benchmark
+    app.api = api
+    return app
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def app_from_env() -> Any:
+    """uvicorn factory for ``--workers N``: each worker builds the app from AVREC_SERVE."""
+    import os
+
+    raw = os.environ.get("AVREC_SERVE")
+    if not raw:
+        raise RuntimeError("AVREC_SERVE is not set; start the server with avrec serve")
+    return create_app(Settings(**json.loads(raw)))
+
+
+def settings_from_config(cfg, index: str | Path, *, token: str | None, events: str | None) -> Settings:
+    from dataclasses import asdict
+
+    from ..privacy import pseudonymizer
+    from .events import key_fingerprint
+
+    pc = cfg.privacy
+    return Settings(
+        index=str(index), events=events, token=token, auth=cfg.serve.auth, poll_s=cfg.serve.poll_s,
+        max_body_bytes=cfg.serve.max_body_bytes, max_events=cfg.serve.max_events, max_k=cfg.serve.max_k,
+        max_history=cfg.serve.max_history, access_log=cfg.serve.access_log,
+        event_weights=dict(cfg.serve.event_weights),
+        pseudonymize_key=str(Path(pc.key_file).expanduser().resolve()) if pc.pseudonymize and pc.key_file else None,
+        pseudonyms=key_fingerprint(pseudonymizer(cfg)), recommend=asdict(cfg.recommend),
+        device=cfg.runtime.device if cfg.runtime.device != "auto" else "cpu")

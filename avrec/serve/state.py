@@ -1,0 +1,241 @@
+"""What a server answers from: the index (pinned in memory), live fold-in from the event
+store, and swaps to a new index version.
+
+numpy and annoy only (plus sqlite3): the web stack lives in :mod:`.app`, the text encoder is
+imported on the first /search.
+
+Live events. A request for user U reads U's events newer than the model (seq above the
+``events.seq`` watermark the model was trained up to) from the store; with any, U's vector
+is folded in again from the model's history vectors over everything U has seen (the
+model's history plus the live items, weighted), and every seen item is excluded. So the
+next request after ``POST /events`` reflects it, in every worker process (they share the
+store), and a user the model never saw is servable from their first event. Erasure: a user
+erased after the model was trained is served as unknown, with the events since then only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..index.read import Index, _npy
+from ..recommend import Options, Recommender
+from .events import EventStore
+
+
+class NotFound(InputError):
+    """An unknown user or item: a 404 on the server."""
+
+
+class PinnedIndex(Index):
+    """An :class:`Index` whose every file is opened once, up front (:meth:`pin`). A server
+    keeps answering from it while ``index --add`` replaces the directory: open memory maps
+    keep the old version's pages, and nothing is opened from the path afterwards."""
+
+    def __init__(self, path: str | Path):
+        super().__init__(path)
+        self._content: dict[str, np.ndarray] = {}
+        self._masks: dict[str, np.ndarray] = {}
+        self._centres: dict[str, np.ndarray | None] = {}
+        self._tags: dict[str, np.ndarray] = {}
+
+    def content(self, m: str) -> np.ndarray:
+        if m not in self._content:
+            self._content[m] = super().content(m)
+        return self._content[m]
+
+    def content_mask(self, m: str) -> np.ndarray:
+        if m not in self._masks:
+            self._masks[m] = super().content_mask(m)
+        return self._masks[m]
+
+    def centre(self, m: str) -> np.ndarray | None:
+        if m not in self._centres:
+            self._centres[m] = super().centre(m)
+        return self._centres[m]
+
+    @cached_property
+    def _tag_csr(self) -> tuple[np.ndarray, np.ndarray] | None:
+        p = self.path / "tags_indptr.npy"
+        if not p.exists():
+            return None
+        return np.asarray(_npy(p)), np.asarray(_npy(self.path / "tags_indices.npy"))
+
+    def tag_rows(self, tag: str) -> np.ndarray:
+        t = tag.lower()
+        if t not in self._tags:
+            out = np.zeros(self.n_items, dtype=bool)
+            csr = self._tag_csr
+            if csr is not None and t in self.tag_vocab:
+                indptr, indices = csr
+                hit = np.flatnonzero(indices == self.tag_vocab.index(t))
+                out[np.searchsorted(indptr, hit, side="right") - 1] = True
+            self._tags[t] = out
+        return self._tags[t]
+
+    def pin(self) -> "PinnedIndex":
+        """Open every file a request may read (and touch its pages), then return self."""
+        for name in ("item_vectors", "user_vectors", "history_vectors", "seen_indptr", "seen_indices", "popularity"):
+            a = getattr(self, name)
+            if a.size:
+                float(np.asarray(a).reshape(-1)[:: max(1, a.size // 4096)].sum())  # fault the pages in
+        if (self.path / "durations.npy").exists():
+            len(self.durations)
+        for m in (self.items, self.users):
+            len(m.ids), len(m.sorted), len(m.order)
+        len(self.titles)
+        if (self.path / "tags_vocab_utf8.npy").exists():
+            self.tag_vocab  # noqa: B018
+            self._tag_csr  # noqa: B018
+        self.content_fused  # noqa: B018
+        for m in self.content_modalities:
+            self.content(m), self.content_mask(m), self.centre(m)
+            self.has_modality(m)
+        if not self.exact:
+            self.annoy()
+            for m in self.content_modalities:
+                if (self.path / f"content_{m}.ann").exists():
+                    self.annoy(f"content_{m}")
+        return self
+
+    def has_modality(self, name: str) -> np.ndarray | None:
+        key = f"has:{name}"
+        if key not in self._masks:
+            got = super().has_modality(name)
+            if got is None:
+                return None
+            self._masks[key] = got
+        return self._masks[key]
+
+    @property
+    def watermark(self) -> int:
+        """The last event store seq the model behind this index was trained on (0: none)."""
+        return int((self.extra.get("events") or {}).get("seq", 0) or 0)
+
+    @property
+    def trained_at(self) -> float:
+        return float((self.extra.get("events") or {}).get("trained_at", 0.0) or 0.0)
+
+
+def open_index(path: str | Path) -> PinnedIndex:
+    return PinnedIndex(path).pin()
+
+
+class State:
+    """The current index version, swapped whole when ``index --add`` (or a rebuild) replaces
+    the directory. A request takes ``state.index`` once and answers from it to the end."""
+
+    def __init__(self, index_path: str | Path, *, store: EventStore | None, pid: Callable[[str], str],
+                 log: Callable[[str], None] = lambda s: None):
+        self.path = Path(index_path)
+        self.store = store
+        self.pid = pid
+        self.log = log
+        self.index = open_index(self.path)
+        self.loaded_at = time.time()
+        self.swaps = 0
+        self._swap_lock = threading.Lock()
+
+    def refresh(self) -> bool:
+        """Load the directory's new version if it changed; True when it swapped. A version
+        that cannot be opened (mid-write, damaged) is logged and the current one kept."""
+        if self.index.current():
+            return False
+        with self._swap_lock:
+            if self.index.current():
+                return False
+            try:
+                new = open_index(self.path)
+            except Exception as e:  # noqa: BLE001 - keep serving the version we have
+                self.log(f"serve: the index at {self.path} changed but cannot be opened yet ({e}); keeping {self.index.build_id}")
+                return False
+            old = self.index.build_id
+            self.index = new
+            self.loaded_at = time.time()
+            self.swaps += 1
+            self.log(f"serve: index swapped {old} -> {new.build_id} ({new.n_items} items)")
+            return True
+
+    # requests -------------------------------------------------------------------------
+    def recommender(self, idx: PinnedIndex, opts: Options) -> Recommender:
+        return Recommender(idx, opts)
+
+    def live(self, idx: PinnedIndex, uid: str) -> tuple[list[tuple[str, float]], bool]:
+        """(the user's events newer than the model, whether the user was erased after the
+        model was trained)."""
+        if self.store is None:
+            return [], False
+        erased = self.store.erased_at(uid)
+        erased_since = erased is not None and erased >= idx.trained_at
+        return self.store.user_events(uid, after=idx.watermark), erased_since
+
+    def for_user(self, idx: PinnedIndex, rec: Recommender, user: str) -> list[dict[str, Any]]:
+        """GET /recommend: the model's vector, or a fresh fold-in when the user has live events."""
+        uid = self.pid(user)
+        live, erased = self.live(idx, uid)
+        row = None if erased else idx.users.row(uid)
+        if not live:
+            if row is None:
+                if rec.opts.fallback == "popular":
+                    return rec.popular("user", user)
+                raise NotFound(f"unknown user {user!r}: no model vector and no events; send events to POST /events, "
+                               "a history to POST /recommend, or pass fallback=popular")
+            return _relabel(rec.for_user(uid), uid, user)
+        return self._fold_in(idx, rec, user, row, live)
+
+    def _fold_in(self, idx: PinnedIndex, rec: Recommender, user: str, row: int | None,
+                 live: Sequence[tuple[str, float]]) -> list[dict[str, Any]]:
+        rows, _unknown = idx.items.rows([i for i, _ in live])  # events on items the index lacks wait for it
+        known = [w for i, w in live if idx.items.row(i) is not None]
+        weights = np.asarray(known, dtype=np.float32)
+        if row is not None:
+            seen = idx.seen(row)
+            rows = np.concatenate([seen, rows])
+            weights = np.concatenate([np.ones(len(seen), np.float32), weights])
+        exclude = np.unique(rows) if rec.opts.exclude_seen and len(rows) else None
+        taste = weights > 0
+        if not taste.any():  # only skips so far: the model's vector, or popular, minus what was seen
+            if row is None:
+                return rec.popular("user", user, exclude=exclude)
+            q = np.asarray(idx.user_vectors[row], dtype=np.float32)
+            hist, hw = rows[:0], weights[:0]
+        else:
+            hist, hw = rows[taste], weights[taste]
+            q = (hw[:, None] * np.asarray(idx.history_vectors[hist], dtype=np.float32)).sum(0) / hw.sum()
+        recs, scores = rec.rank_vector(q, exclude)
+        ex = rec.explain_history(hist, hw, recs) if rec.opts.explain else None
+        return rec.records("user", user, recs, scores, ex)
+
+    def for_history(self, idx: PinnedIndex, rec: Recommender, history: Sequence[tuple[str, float]],
+                    user: str | None) -> list[dict[str, Any]]:
+        uid = self.pid(user) if user is not None else None
+        if uid is not None and self.live(idx, uid)[1]:
+            uid = None  # erased: the model's history of this user is not used
+        out = rec.for_history(history, uid)
+        return _relabel(out, uid, user) if user is not None else out
+
+    def for_item(self, idx: PinnedIndex, rec: Recommender, item: str) -> list[dict[str, Any]]:
+        if idx.items.row(item) is None:
+            raise NotFound(f"unknown item {item!r} (the index holds {idx.n_items} items); add new items with avrec index --add")
+        return rec.for_item(item)
+
+    def for_query(self, idx: PinnedIndex, rec: Recommender, q: str, user: str | None) -> list[dict[str, Any]]:
+        uid = self.pid(user) if user is not None else None
+        if uid is not None and idx.users.row(uid) is None:
+            raise NotFound(f"unknown user {user!r} for a blended search; leave user out for a plain text search")
+        return _relabel(rec.for_query(q, uid), uid, user) if user is not None else rec.for_query(q, uid)
+
+
+def _relabel(records: list[dict[str, Any]], uid: str | None, user: str | None) -> list[dict[str, Any]]:
+    """Answers name the user as the request did, not by the stored pseudonym."""
+    if uid != user:
+        for r in records:
+            if "user" in r:
+                r["user"] = user
+    return records
