@@ -25,7 +25,14 @@ def fit_model(name: str, seen, content, cfg, *, device: str, progress: Callable[
     report = None
     if tune and name != "hybrid":
         raise InputError("--tune searches the hybrid's hyperparameters; use --model hybrid")
-    if name == "hybrid" and (tune or cfg.train.tune == "auto"):
+    private = cfg.train.privacy.epsilon > 0
+    if private:
+        _check_private(name, cfg, tune=tune)
+        overrides["privacy"] = {**asdict(cfg.train.privacy), "seed": cfg.runtime.seed}
+        if name == "hybrid" and cfg.train.tune == "auto":
+            progress("tune: skipped (train.privacy.epsilon > 0: a search scored on the raw validation split would "
+                     "not be private; the configured values are fitted)")
+    if name == "hybrid" and not private and (tune or cfg.train.tune == "auto"):
         if cfg.train.validation <= 0 and not tune:
             progress("tune: skipped (train.validation is 0, so there is no split to choose on)")
         else:
@@ -38,7 +45,29 @@ def fit_model(name: str, seen, content, cfg, *, device: str, progress: Callable[
     if report and report.get("chosen", {}).get("solver") and "solver" in model.info:
         model.info["solver"]["reason"] = (f"train.tune: {report['chosen']['solver']} scored highest on the validation "
                                           f"split (warm NDCG@{report['eval_k']} {report['warm_ndcg']})")
+    if private:
+        model.info["privacy"]["tuning"] = ("skipped: train.privacy.epsilon > 0 (the search would read the raw "
+                                           "data); the configured values were fitted")
     return model, {k: v for k, v in overrides.items() if k != "content_blocks"}, report
+
+
+PRIVATE_MODELS = ("hybrid", "popular")
+
+
+def _check_private(name: str, cfg, *, tune: bool) -> None:
+    """Refuse, in one line, what ``train.privacy.epsilon`` > 0 cannot make private."""
+    from .errors import ConfigError
+
+    if name not in PRIVATE_MODELS:
+        raise ConfigError(f"train.privacy.epsilon > 0 is implemented for train.model hybrid (closed solver) and "
+                          f"popular; {name} fits on the raw interactions (set train.model=hybrid, or epsilon 0)")
+    if tune:
+        raise ConfigError("--tune scores its search on the raw validation split, which is not private; drop --tune "
+                          "or set train.privacy.epsilon=0")
+    if name == "hybrid" and cfg.train.hybrid.solver not in ("auto", "closed"):
+        raise ConfigError(f"train.privacy.epsilon > 0 works with the closed solver only (train.hybrid.solver "
+                          f"{cfg.train.hybrid.solver} fits on the raw interactions); set train.hybrid.solver=closed "
+                          "or auto")
 
 
 def train(
@@ -51,10 +80,54 @@ def train(
     """
     from .artifacts import transaction
 
-    with transaction(out_dir, kind="model", inputs=[embeddings_dir, interactions_path]) as txn:
+    with transaction(out_dir, kind="model", inputs=[embeddings_dir, *_paths(interactions_path)]) as txn:
         _train(Path(embeddings_dir), interactions_path, txn.path, cfg, tune=tune, strict=strict,
                progress=progress or (lambda _m: None))
     return Path(out_dir)
+
+
+def _paths(interactions: Any) -> list[Path]:
+    return [Path(interactions)] if isinstance(interactions, (str, Path)) else [Path(p) for p in interactions]
+
+
+def _load_sources(paths: list[Path], ids: list[str], cfg, *, strict: bool,
+                  progress: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
+    """Every interactions source merged over the catalogue: files (user ids pseudonymised
+    with ``privacy.pseudonymize``) and event stores (stored pseudonymised already); users
+    erased in any event store read, or in the configured one, are dropped. Returns (data,
+    the manifest's ``events`` record: the store's last seq read and when, which the server
+    folds in live events after)."""
+    from .data.interactions import drop_users, load_interactions, merge, pseudonymize
+    from .privacy import erasure_digest, identity, pseudonymizer
+    from .serve.events import EventStore, default_store_path, is_store, key_fingerprint
+
+    pid = pseudonymizer(cfg)
+    fp = key_fingerprint(pid)
+    trained_at = time.time()
+    parts, erased = [], set()
+    events: dict[str, Any] = {"seq": 0, "trained_at": trained_at, "stores": []}
+    stores = [p for p in paths if p.exists() and is_store(p)]
+    configured = default_store_path(cfg)
+    for p in stores:
+        st = EventStore(p, pseudonyms=fp, create=False)  # refuses a store written with another key
+        events["seq"] = max(events["seq"], st.last_seq())  # before reading: later events stay live too
+        events["stores"].append(str(p.resolve()))
+        erased |= st.erased_digests()
+    if configured.exists() and is_store(configured) and configured.resolve() not in {p.resolve() for p in stores}:
+        erased |= EventStore(configured, pseudonyms="any", create=False).erased_digests()
+    for p in paths:
+        d = load_interactions(p, catalogue=ids, min_weight=cfg.train.min_weight, strict=strict, warn=progress)
+        for line in d.report.lines(str(p)):
+            progress(line)
+        if pid is not identity and p not in stores:
+            d = pseudonymize(d, pid)
+        parts.append(d)
+    data = merge(parts)
+    data, dropped = drop_users(data, erased, erasure_digest)
+    if dropped:
+        progress(f"train: {dropped} erased user(s) dropped (avrec forget)")
+    events["erased_dropped"] = dropped
+    return data, events
 
 
 def _train(emb: Path, interactions_path: str | Path, tmp: Path, cfg, *, tune: bool, strict: bool,
@@ -66,13 +139,10 @@ def _train(emb: Path, interactions_path: str | Path, tmp: Path, cfg, *, tune: bo
 
     rows, content = load_embeddings(emb)
     ids = [str(r["item_id"]) for r in rows]
-    data = load_interactions(interactions_path, catalogue=ids, min_weight=cfg.train.min_weight, strict=strict,
-                             warn=progress)
-    for line in data.report.lines(str(interactions_path)):
-        progress(line)
+    data, events_info = _load_sources(_paths(interactions_path), ids, cfg, strict=strict, progress=progress)
     if len(data) == 0:
         raise InputError(
-            f"{interactions_path}: no interaction matches an item of {emb} "
+            f"{', '.join(map(str, _paths(interactions_path)))}: no interaction matches an item of {emb} "
             "(item_id values must be the embeddings' item ids)"
         )
     name = cfg.train.model
@@ -106,10 +176,14 @@ def _train(emb: Path, interactions_path: str | Path, tmp: Path, cfg, *, tune: bo
     write_manifest(tmp, Manifest(
         artifact="model",
         config=cfg.to_dict(),
-        inputs={"embeddings": str(emb.resolve()), "interactions": fingerprint(interactions_path)},
+        inputs={"embeddings": str(emb.resolve()),
+                "interactions": [fingerprint(p) for p in _paths(interactions_path)] if len(_paths(interactions_path)) > 1
+                else fingerprint(_paths(interactions_path)[0])},
         models={"name": name, "params": params, "factor_model": model.factor_model,
                 "projections": sorted(projections)},
         counts={"users": data.n_users, "items": data.n_items, "interactions": len(data), "cold_items": cold},
         extra={"load_report": data.report.to_dict(), "fit_seconds": round(fit_s, 3), "info": model.info,
-               **({"tuned": report} if report else {})},
+               "events": events_info,
+               **({"tuned": report} if report else {}),
+               **({"privacy": model.info["privacy"]} if "privacy" in model.info else {})},
     ))

@@ -25,6 +25,14 @@ modality weights on a validation split of these interactions, within train.tune_
 seconds, logs each fit and records the search in the model manifest (extra.tuned). --tune
 runs the search to its end without the budget; --set train.tune=off fits the configured values.
 
+--set train.privacy.epsilon=E (> 0) trains with user-level (E, delta)-differential privacy:
+each user keeps at most train.privacy.max_items_per_user interactions (a random subset; 0:
+chosen from a noisy activity histogram), and the hybrid's closed form fits on a noisy item
+Gram matrix and the popularity on noisy counts (analytic Gaussian mechanism; delta 0 means
+1 / users^1.1). The search is skipped; the closed solver is used (als / sgd, --tune and models
+other than hybrid / popular are refused). What is private is the item side (item and history
+vectors, popularity), not a user's own list; the manifest records it (extra.privacy).
+
 Examples:
 
   avrec embed | avrec train --interactions events.csv | avrec index
@@ -39,7 +47,7 @@ Config keys (section train): model, validation, min_weight, tune, tune_budget_s,
 tune_max_interactions, hybrid.{solver, dim, l2, content_prior, ridge, cold_scale, epochs, lr,
 weight_decay, batch_size, negatives, content_weight, dropout, patience, mask_ratio,
 content_hidden, eval_k, refit}, mf.{factors, epochs, reg, alpha}, ease.l2,
-itemknn.{neighbours, shrink}.
+itemknn.{neighbours, shrink}, privacy.{epsilon, delta, max_items_per_user}.
 """
 
 
@@ -48,8 +56,9 @@ def train_cmd(
     common: Common,
     embeddings: Annotated[Optional[str], typer.Argument(help="Embeddings artifact directory ('-': read the path from stdin).",
                                                         show_default=False)] = None,
-    interactions: Annotated[Optional[str], typer.Option("--interactions", "-i", help="Interactions file (CSV, TSV, JSONL, Parquet).",
-                                                        show_default=False)] = None,
+    interactions: Annotated[Optional[list[str]], typer.Option("--interactions", "-i", help="Interactions file (CSV, TSV, JSONL, "
+                                                              "Parquet) or avrec's event store (SQLite); repeatable.",
+                                                              show_default=False)] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="popular | itemknn | ease | mf | hybrid [train.model].",
                                                  show_default=False)] = None,
     tune: Annotated[bool, typer.Option("--tune", help="Run the hybrid's validation search to its end, whatever train.tune_budget_s says.")] = False,
