@@ -12,6 +12,16 @@ class Popular(Recommender):
     factor_model = True
 
     def _fit(self, seen, content, *, progress, **kw) -> None:
+        priv = self.params.get("privacy") or {}
+        if float(priv.get("epsilon") or 0.0) > 0:
+            # train.privacy.epsilon > 0: the counts alone, released with the whole budget (avrec.models.dp)
+            from .dp import release
+
+            stats = release(seen, epsilon=float(priv["epsilon"]), delta=float(priv.get("delta") or 0.0),
+                            max_items=int(priv.get("max_items_per_user") or 0), max_selected=0,
+                            seed=int(priv.get("seed") or 0), noise_seed=priv.get("noise_seed"))
+            self.popularity = stats.popularity()
+            self.info["privacy"] = {**stats.info, "protected": "the popularity counts (every item's score)"}
         progress(f"popular: {int((self.popularity > 0).sum())} items with interactions")
 
     def score_history(self, history) -> np.ndarray:
