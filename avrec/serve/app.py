@@ -206,7 +206,8 @@ def create_app(s: Settings, *, log: Callable[[str], None] | None = None) -> Any:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             if store is not None:
-                store.close()  # every accepted event was committed before its 2xx
+                log(f"serve: stopped; the event store holds {store.last_seq()} events (each committed before its 2xx)")
+                store.close()
 
     api = FastAPI(title="avrec", version=_version(), lifespan=lifespan,
                   description="Recommendations, similar items, text search and live events from an avrec index.")

@@ -132,6 +132,7 @@ class EventStore:
                 raise InputError(f"cannot open the event store {self.path}: {e}") from None
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA synchronous=FULL")  # WAL + FULL: the log is fsynced at every commit
+            con.execute("PRAGMA secure_delete=ON")  # erased rows are overwritten, not left in free pages
             con.execute(f"PRAGMA busy_timeout={int(self.busy_ms)}")
             self._local.con = con
         return con

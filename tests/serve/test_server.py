@@ -1,0 +1,221 @@
+"""The HTTP contract of ``avrec serve``: every endpoint, the 4xx answers, fold-in of live
+events on the next call, durability across a kill -9, and the bearer token."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+from conftest import Server, copy_index
+
+# user u0 likes cluster 0 (items 0-29), u1 cluster 1 (30-59), ... (tests/data/taste.py)
+
+
+def cluster(item_id: str) -> int:
+    return int(item_id.split("-")[1]) // 30
+
+
+@pytest.fixture(scope="module")
+def server(world, tmp_path_factory):
+    _taste, p = world
+    tmp = tmp_path_factory.mktemp("srv")
+    s = Server(str(copy_index(p["index"], tmp / "index")), "--events", str(tmp / "events.sqlite"))
+    yield s
+    s.stop()
+
+
+def test_recommend_a_known_user_matches_the_cli(server, world):
+    from avrec_runner import run_avrec
+    import json
+
+    _taste, p = world
+    r = server.client.get("/recommend", params={"user": "u1", "k": 5})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["user"] == "u1" and body["k"] == 5 and len(body["items"]) == 5
+    assert [it["rank"] for it in body["items"]] == [1, 2, 3, 4, 5]
+    assert {"item_id", "rank", "score", "title"} <= set(body["items"][0])
+    cli = run_avrec("recommend", str(p["index"]), "--user", "u1", "--k", "5", "--json")
+    assert cli.returncode == 0, cli.stderr
+    assert [json.loads(line)["item_id"] for line in cli.stdout.splitlines()] == [it["item_id"] for it in body["items"]]
+
+
+def test_filters_explain_candidates_and_exclude_seen(server):
+    c = server.client
+    r = c.get("/recommend", params={"user": "u1", "k": 3, "filter": "tag=c2"})
+    assert r.status_code == 200 and all(cluster(it["item_id"]) == 2 for it in r.json()["items"])
+    r = c.get("/recommend", params={"user": "u1", "k": 2, "explain": "true"})
+    assert all("because" in it["explain"] for it in r.json()["items"])
+    r = c.get("/recommend", params={"user": "u1", "k": 5, "candidates": "item-000,item-031,item-095"})
+    assert {it["item_id"] for it in r.json()["items"]} <= {"item-000", "item-031", "item-095"}
+    seen_any = c.get("/recommend", params={"user": "u1", "k": 200, "exclude_seen": "false"}).json()["items"]
+    unseen = c.get("/recommend", params={"user": "u1", "k": 200}).json()["items"]
+    assert len(seen_any) > len(unseen)
+
+
+def test_unknown_user_is_404_or_popular(server):
+    r = server.client.get("/recommend", params={"user": "nobody"})
+    assert r.status_code == 404 and "nobody" in r.json()["error"] and "\n" not in r.json()["error"]
+    r = server.client.get("/recommend", params={"user": "nobody", "fallback": "popular", "k": 3})
+    assert r.status_code == 200 and all(it["source"] == "popular" for it in r.json()["items"])
+
+
+@pytest.mark.parametrize("params, name", [
+    ({"user": "u1", "k": 0}, "k"), ({"user": "u1", "k": "many"}, "k"), ({"user": "u1", "k": 10**6}, "k"),
+    ({"user": "u1", "diversity": 2}, "diversity"), ({"user": "u1", "fallback": "maybe"}, "fallback"),
+    ({"k": 3}, "user"), ({"user": "u1", "filter": "colour=red"}, "filter"),
+])
+def test_a_bad_parameter_is_a_422_naming_it(server, params, name):
+    r = server.client.get("/recommend", params=params)
+    assert r.status_code == 422
+    assert name in r.json()["error"]
+
+
+def test_post_recommend_serves_a_history_the_model_never_saw(server):
+    r = server.client.post("/recommend", json={"history": ["item-031", {"item_id": "item-032", "weight": 2}], "k": 5})
+    assert r.status_code == 200
+    items = r.json()["items"]
+    assert r.json()["history"] == 2 and len(items) == 5
+    assert sum(cluster(it["item_id"]) == 1 for it in items) >= 4
+    assert not {"item-031", "item-032"} & {it["item_id"] for it in items}
+    for body, name in [({"history": []}, "history"), ({"history": ["item-001"], "k": -1}, "k"),
+                       ({"history": [{"item_id": "item-001", "weight": -1}]}, "weight"), ({"hist": ["x"]}, "hist")]:
+        r = server.client.post("/recommend", json=body)
+        assert r.status_code == 422 and name in r.json()["error"], (body, r.text)
+
+
+def test_similar_and_unknown_item(server):
+    r = server.client.get("/similar", params={"item": "item-040", "k": 5})
+    assert r.status_code == 200 and sum(cluster(it["item_id"]) == 1 for it in r.json()["items"]) >= 4
+    assert "item-040" not in {it["item_id"] for it in r.json()["items"]}
+    r = server.client.get("/similar", params={"item": "no-such-item"})
+    assert r.status_code == 404 and "no-such-item" in r.json()["error"]
+
+
+def test_search_without_a_text_space_is_a_clear_422(server):
+    # the generated embeddings are npy vectors: there is no text space to search
+    r = server.client.get("/search", params={"q": "calm piano"})
+    assert r.status_code == 422 and "text" in r.json()["error"]
+
+
+def test_an_event_changes_the_very_next_list(server):
+    c = server.client
+    before = c.get("/recommend", params={"user": "u2", "k": 10}).json()["items"]  # u2 likes cluster 2
+    top = before[0]["item_id"]
+    r = c.post("/events", json={"user_id": "u2", "item_id": top, "event": "view"})
+    assert r.status_code == 200 and r.json()["accepted"] == 1
+    after = c.get("/recommend", params={"user": "u2", "k": 10}).json()["items"]
+    assert top not in {it["item_id"] for it in after}  # seen now: excluded at once
+    # a burst of likes in cluster 3 moves the taste
+    likes = [{"user_id": "u2", "item_id": f"item-{i:03d}", "event": "like"} for i in range(90, 100)]
+    assert c.post("/events", json=likes).json()["accepted"] == 10
+    moved = c.get("/recommend", params={"user": "u2", "k": 10}).json()["items"]
+    assert sum(cluster(it["item_id"]) == 3 for it in moved) > sum(cluster(it["item_id"]) == 3 for it in after)
+
+
+def test_a_new_user_is_servable_from_the_first_event(server):
+    c = server.client
+    assert c.get("/recommend", params={"user": "brand-new"}).status_code == 404
+    assert c.post("/events", json={"user_id": "brand-new", "item_id": "item-061"}).status_code == 200
+    r = c.get("/recommend", params={"user": "brand-new", "k": 5})
+    assert r.status_code == 200
+    assert sum(cluster(it["item_id"]) == 2 for it in r.json()["items"]) >= 4
+
+
+def test_only_skips_exclude_without_adding_taste(server):
+    c = server.client
+    c.post("/events", json={"user_id": "skipper", "item_id": "item-001", "event": "skip"})
+    r = c.get("/recommend", params={"user": "skipper", "k": 5, "fallback": "popular"})
+    assert r.status_code == 200 and "item-001" not in {it["item_id"] for it in r.json()["items"]}
+
+
+@pytest.mark.parametrize("body, needle", [
+    ({"user_id": "u1"}, "item_id"), ({"user_id": "u1", "item_id": "i", "weight": -2}, "weight"),
+    ({"user_id": "u1", "item_id": "i", "event": "teleport"}, "teleport"), ({"user_id": "a\nb", "item_id": "i"}, "user_id"),
+    ({"user_id": "u1", "item_id": "i", "colour": 1}, "colour"), ([{"user_id": "u1", "item_id": "i"}, 5], "event 1"),
+    ([], "empty"),
+])
+def test_a_bad_event_is_a_422_and_stores_nothing(server, body, needle):
+    before = server.client.get("/health").json()["events"]
+    r = server.client.post("/events", json=body)
+    assert r.status_code == 422 and needle in r.json()["error"], r.text
+    assert server.client.get("/health").json()["events"] == before
+
+
+def test_body_and_list_caps(server):
+    many = [{"user_id": "u1", "item_id": "item-001"}] * 1001
+    r = server.client.post("/events", json=many)
+    assert r.status_code == 422 and "max_events" in r.json()["error"]
+    r = server.client.post("/events", content=b"x" * (2 << 20), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_health_metrics_and_docs(server):
+    c = server.client
+    h = c.get("/health").json()
+    assert h["status"] == "ok" and h["items"] == 115 and h["users"] == 80
+    m = c.get("/metrics")
+    assert m.status_code == 200 and "text/plain" in m.headers["content-type"]
+    text = m.text
+    for name in ("avrec_requests_total", "avrec_request_seconds_bucket", "avrec_events_accepted_total",
+                 "avrec_events_rejected_total", "avrec_index_info"):
+        assert name in text, name
+    assert 'endpoint="/recommend",status="422"' in text
+    assert c.get("/openapi.json").json()["paths"].keys() >= {"/recommend", "/similar", "/search", "/events"}
+    assert c.get("/docs").status_code == 200
+
+
+def test_events_survive_a_kill_9(world, tmp_path):
+    _taste, p = world
+    idx, db = copy_index(p["index"], tmp_path / "index"), tmp_path / "ev.sqlite"
+    s = Server(str(idx), "--events", str(db))
+    batch = [{"user_id": "dur", "item_id": f"item-{i:03d}", "event": "like"} for i in range(30, 40)]
+    assert s.client.post("/events", json=batch).status_code == 200
+    s.stop(signal.SIGKILL)
+    s2 = Server(str(idx), "--events", str(db))
+    try:
+        assert s2.client.get("/health").json()["events"] == 10
+        items = s2.client.get("/recommend", params={"user": "dur", "k": 5}).json()["items"]
+        assert sum(cluster(it["item_id"]) == 1 for it in items) >= 4
+    finally:
+        assert s2.stop() == 0  # SIGTERM: requests drained, exit 0
+
+
+def test_token_guards_writes_and_reveals_nothing(world, tmp_path):
+    _taste, p = world
+    tok = tmp_path / "token"
+    tok.write_text("s3cret-token-0123456789\n")
+    s = Server(str(copy_index(p["index"], tmp_path / "index")), "--events", str(tmp_path / "ev.sqlite"),
+               "--token-file", str(tok))
+    try:
+        ev = {"user_id": "u1", "item_id": "item-001"}
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret-token-0123456789"}):
+            r = s.client.post("/events", json=ev, headers=headers)
+            assert r.status_code == 401 and r.json() == {"error": "unauthorized"}
+        assert s.client.delete("/users/u1").status_code == 401
+        good = {"Authorization": "Bearer s3cret-token-0123456789"}
+        assert s.client.post("/events", json=ev, headers=good).status_code == 200
+        assert s.client.get("/recommend", params={"user": "u1"}).status_code == 200  # reads are open (serve.auth=writes)
+    finally:
+        s.stop()
+
+
+def test_reads_need_the_token_with_auth_all(world, tmp_path):
+    _taste, p = world
+    tok = tmp_path / "token"
+    tok.write_text("another-token-0123456789")
+    s = Server(str(copy_index(p["index"], tmp_path / "index")), "--token-file", str(tok), "--set", "serve.auth=all",
+               "--no-events")
+    try:
+        assert s.client.get("/recommend", params={"user": "u1"}).status_code == 401
+        r = s.client.get("/recommend", params={"user": "u1"}, headers={"Authorization": "Bearer another-token-0123456789"})
+        assert r.status_code == 200
+    finally:
+        s.stop()
+
+
+def test_a_public_bind_without_a_token_is_refused(world, avrec_cli):
+    _taste, p = world
+    r = avrec_cli("serve", str(p["index"]), "--host", "0.0.0.0", "--port", "0")
+    assert r.returncode == 2
+    assert "--token-file" in r.stderr and len(r.stderr.strip().splitlines()) == 1
