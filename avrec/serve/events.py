@@ -291,7 +291,7 @@ def read_event_lines(lines: Iterable[str], *, weights: dict[str, float], source:
                     rec["weight"] = float(rec["weight"])
             else:
                 rec = json.loads(s)
-            events.append(parse_event(rec, weights=weights, where=f"line {n}"))
+            events.append(parse_event(rec, weights=weights, where="event"))
         except (ValueError, RecursionError) as e:
             problems.append(f"{source}: line {n}: {e}")
     return events, problems
