@@ -130,6 +130,13 @@ def serve_cmd(
     if workers > 1:
         os.environ["AVREC_SERVE"] = json.dumps(s.__dict__)
         create_app(s, log=log)  # fail here, once, with a clear line if anything is wrong
+        if port == 0:  # the workers share one socket that uvicorn binds: choose the port for it
+            import socket
+
+            with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+                probe.bind((host, 0))
+                kw["port"] = probe.getsockname()[1]
+        print(f"http://{host if ':' not in host else '[' + host + ']'}:{kw['port']}", flush=True)
         uvicorn.run("avrec.serve.app:app_from_env", factory=True, workers=workers, **kw)
         return
     app = create_app(s, log=log)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -24,7 +25,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..index.read import Index, _npy
+from ..index.read import Index, _npy, topk_batch
 from ..recommend import Options, Recommender
 from .events import EventStore
 
@@ -44,6 +45,7 @@ class PinnedIndex(Index):
         self._masks: dict[str, np.ndarray] = {}
         self._centres: dict[str, np.ndarray | None] = {}
         self._tags: dict[str, np.ndarray] = {}
+        self.item_vectors_t: np.ndarray | None = None
 
     def content(self, m: str) -> np.ndarray:
         if m not in self._content:
@@ -97,6 +99,9 @@ class PinnedIndex(Index):
         for m in self.content_modalities:
             self.content(m), self.content_mask(m), self.centre(m)
             self.has_modality(m)
+        if self.exact and self.item_vectors.size:
+            # (d, n) C-ordered: a batch of queries is one plain GEMM on it (see Batcher)
+            self.item_vectors_t = np.ascontiguousarray(np.asarray(self.item_vectors, dtype=np.float32).T)
         if not self.exact:
             self.annoy()
             for m in self.content_modalities:
@@ -125,6 +130,103 @@ class PinnedIndex(Index):
 
 def open_index(path: str | Path) -> PinnedIndex:
     return PinnedIndex(path).pin()
+
+
+@dataclass
+class Plan:
+    """One user request between its preparation and its ranking: the query vector and the
+    rows to exclude (``q``), or the finished answer (``done``)."""
+
+    rec: Recommender
+    user: str
+    q: np.ndarray | None = None
+    exclude: np.ndarray | None = None
+    hist: np.ndarray | None = None
+    weights: np.ndarray | None = None
+    done: list[dict[str, Any]] | None = None
+
+    def finish(self, rows: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
+        """Records from the ranked rows (already re-ranked by ``Recommender._finish``)."""
+        rec = self.rec
+        ex = rec.explain_history(self.hist, self.weights, rows) if rec.opts.explain else None
+        return rec.records("user", self.user, rows, scores, ex)
+
+
+class Batcher:
+    """Scores the user requests that arrive together with one matrix product.
+
+    Exact search of one user is a matrix-vector product over every item vector; under
+    concurrent load, the requests that are ready in the same turn of the event loop are
+    stacked into one (b, d) x (d, n) product (on a transposed copy of the item vectors),
+    which reads the item matrix once instead of b times: at 100k x 65 on one core, 1.0 ms
+    for one request and 3.3 ms for 16. Indexes served through annoy rank one by one.
+    """
+
+    def __init__(self, *, max_batch: int = 32):
+        self.max_batch = max_batch
+        self.queue: list[tuple[PinnedIndex, Plan, Any]] = []
+        self.scheduled = False
+        self.batches = 0
+        self.batched = 0
+
+    def rank(self, idx: PinnedIndex, plan: Plan):
+        """A future of (rows, scores) for ``plan``, re-ranked, resolved within this turn of the loop."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self.queue.append((idx, plan, fut))
+        if not self.scheduled:
+            self.scheduled = True
+            loop.call_soon(self._run)
+        return fut
+
+    def _run(self) -> None:
+        self.scheduled = False
+        queue, self.queue = self.queue, []
+        groups: dict[int, list[tuple[PinnedIndex, Plan, Any]]] = {}
+        for item in queue:
+            groups.setdefault(id(item[0]), []).append(item)
+        for items in groups.values():
+            for a in range(0, len(items), self.max_batch):
+                self._score(items[a:a + self.max_batch])
+
+    def _score(self, items: list[tuple[PinnedIndex, Plan, Any]]) -> None:
+        idx = items[0][0]
+        try:
+            if not idx.exact or idx.item_vectors_t is None:
+                for _idx, plan, fut in items:
+                    _resolve(fut, lambda p=plan: p.rec.rank_vector(p.q, p.exclude))
+                return
+            s = np.stack([p.q for _i, p, _f in items]).astype(np.float32) @ idx.item_vectors_t
+            for j, (_i, p, _f) in enumerate(items):
+                allowed = p.rec.allowed
+                if allowed is not None:
+                    s[j, ~allowed] = -np.inf
+                if p.exclude is not None and len(p.exclude):
+                    s[j, p.exclude] = -np.inf
+            pool = max(p.rec._pool() for _i, p, _f in items)
+            top, val = topk_batch(s, pool)
+            self.batches += 1
+            self.batched += len(items)
+        except Exception as e:  # noqa: BLE001 - every waiting request gets the error, none hangs
+            for _i, _p, fut in items:
+                if not fut.done():
+                    fut.set_exception(e)
+            return
+        for j, (_i, p, fut) in enumerate(items):
+            keep = np.isfinite(val[j])[: p.rec._pool()]
+            rows, scores = top[j][: p.rec._pool()][keep], val[j][: p.rec._pool()][keep]
+            _resolve(fut, lambda p=p, rows=rows, scores=scores: p.rec._finish(rows, scores))
+
+
+def _resolve(fut, fn) -> None:
+    if fut.done():  # the request went away (client closed)
+        return
+    try:
+        fut.set_result(fn())
+    except Exception as e:  # noqa: BLE001
+        fut.set_exception(e)
 
 
 class State:
@@ -176,24 +278,30 @@ class State:
         return self.store.user_events(uid, after=idx.watermark), erased_since
 
     def for_user(self, idx: PinnedIndex, rec: Recommender, user: str) -> list[dict[str, Any]]:
-        """GET /recommend: the model's vector, or a fresh fold-in when the user has live events."""
+        """GET /recommend in one call (the server batches :meth:`plan_user` instead)."""
+        plan = self.plan_user(idx, rec, user)
+        if plan.done is not None:
+            return plan.done
+        return plan.finish(*rec.rank_vector(plan.q, plan.exclude))
+
+    def plan_user(self, idx: PinnedIndex, rec: Recommender, user: str) -> "Plan":
+        """What GET /recommend must rank: the model's vector, or a fresh fold-in when the
+        user has live events; or the finished answer (popular items) when nothing is to rank."""
         uid = self.pid(user)
         live, erased = self.live(idx, uid)
         row = None if erased else idx.users.row(uid)
         if not live:
             if row is None:
                 if rec.opts.fallback == "popular":
-                    return rec.popular("user", user)
+                    return Plan(rec, user, done=rec.popular("user", user))
                 raise NotFound(f"unknown user {user!r}: no model vector and no events; send events to POST /events, "
                                "a history to POST /recommend, or pass fallback=popular")
-            return _relabel(rec.for_user(uid), uid, user)
-        return self._fold_in(idx, rec, user, row, live)
-
-    def _fold_in(self, idx: PinnedIndex, rec: Recommender, user: str, row: int | None,
-                 live: Sequence[tuple[str, float]]) -> list[dict[str, Any]]:
+            seen = idx.seen(row)
+            return Plan(rec, user, q=np.asarray(idx.user_vectors[row], dtype=np.float32),
+                        exclude=seen if rec.opts.exclude_seen else None, hist=seen,
+                        weights=np.ones(len(seen), np.float32))
         rows, _unknown = idx.items.rows([i for i, _ in live])  # events on items the index lacks wait for it
-        known = [w for i, w in live if idx.items.row(i) is not None]
-        weights = np.asarray(known, dtype=np.float32)
+        weights = np.asarray([w for i, w in live if idx.items.row(i) is not None], dtype=np.float32)
         if row is not None:
             seen = idx.seen(row)
             rows = np.concatenate([seen, rows])
@@ -202,15 +310,12 @@ class State:
         taste = weights > 0
         if not taste.any():  # only skips so far: the model's vector, or popular, minus what was seen
             if row is None:
-                return rec.popular("user", user, exclude=exclude)
-            q = np.asarray(idx.user_vectors[row], dtype=np.float32)
-            hist, hw = rows[:0], weights[:0]
-        else:
-            hist, hw = rows[taste], weights[taste]
-            q = (hw[:, None] * np.asarray(idx.history_vectors[hist], dtype=np.float32)).sum(0) / hw.sum()
-        recs, scores = rec.rank_vector(q, exclude)
-        ex = rec.explain_history(hist, hw, recs) if rec.opts.explain else None
-        return rec.records("user", user, recs, scores, ex)
+                return Plan(rec, user, done=rec.popular("user", user, exclude=exclude))
+            return Plan(rec, user, q=np.asarray(idx.user_vectors[row], dtype=np.float32), exclude=exclude,
+                        hist=rows[:0], weights=weights[:0])
+        hist, hw = rows[taste], weights[taste]
+        q = (hw[:, None] * np.asarray(idx.history_vectors[hist], dtype=np.float32)).sum(0) / hw.sum()
+        return Plan(rec, user, q=q.astype(np.float32), exclude=exclude, hist=hist, weights=hw)
 
     def for_history(self, idx: PinnedIndex, rec: Recommender, history: Sequence[tuple[str, float]],
                     user: str | None) -> list[dict[str, Any]]:
