@@ -189,8 +189,10 @@ class ServeConfig:
     max_history: int = 10000  # items in a POST /recommend history
     access_log: bool = True  # one JSON line per request on stderr
     event_weights: dict[str, float] = field(default_factory=lambda: {
-        "view": 1.0, "play": 1.0, "watch": 1.0, "listen": 1.0, "click": 1.0, "like": 2.0, "share": 2.0,
-        "save": 2.0, "skip": 0.0, "dislike": 0.0})  # weight of an event without "weight"; 0: excluded, not liked
+        "view": 1.0, "play": 1.0, "click": 1.0, "listen": 1.0, "watch": 1.0, "open": 1.0,
+        "complete": 2.0, "finish": 2.0, "like": 2.0, "save": 2.0, "add": 2.0,
+        "share": 3.0, "purchase": 3.0, "buy": 3.0,
+        "skip": 0.0, "dislike": 0.0})  # an event's weight when it gives none (as in interaction files); 0: seen, no taste
 
 
 @dataclass
