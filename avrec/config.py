@@ -176,6 +176,18 @@ class EvaluateConfig:
 
 
 @dataclass
+class UnderstandConfig:
+    mood: bool = True  # per-item valence, arousal and mood labels from text (lexicon), sound and pictures
+    sentiment: str = ""  # sentiment:<hf id|path>: a sequence classifier for text emotions (else the lexicon alone)
+    caption: str = ""  # caption:<hf id|path>: an image-to-text model describing sampled key frames
+    caption_frames: int = 3  # key frames captioned per video item
+    tags: list[str] = field(default_factory=list)  # zero-shot tag vocabulary (or one entry: a file with a tag per line)
+    tag_threshold: float = 0.3  # cosine a predicted tag must reach in its space
+    tag_top: int = 5  # predicted tags kept per item (at most)
+    mood_weight: float = 0.0  # weight of the mood block in the fused content vector; 0: not a feature
+
+
+@dataclass
 class ServeConfig:
     host: str = "127.0.0.1"  # a non-loopback address requires a token for every write
     port: int = 8000
@@ -218,6 +230,7 @@ class Config:
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    understand: UnderstandConfig = field(default_factory=UnderstandConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
@@ -525,6 +538,10 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "train.privacy.epsilon": (0, _INF, False, False),
     "train.privacy.delta": (0, 1, False, True),
     "train.privacy.max_items_per_user": (0, _INF, False, False),
+    "understand.caption_frames": (1, 1000, False, False),
+    "understand.tag_threshold": (-1, 1, False, False),
+    "understand.tag_top": (1, 1000, False, False),
+    "understand.mood_weight": (0, _INF, False, False),
     "serve.port": (0, 65535, False, False),
     "serve.poll_s": (0, 3600, True, False),
     "serve.max_body_bytes": (1024, _INF, False, False),
