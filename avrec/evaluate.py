@@ -77,7 +77,7 @@ def evaluate_scorer(split, scorer: Scorer, ks: list[int], *, content=None) -> di
     return score_topk(split, top, users, ks, content=content)
 
 
-def load_recs(path: str | Path, split, *, k: int) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+def load_recs(path: str | Path, split, *, k: int, pid=None) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Read another system's recommendations (JSON lines) into (users, top (n, k)).
 
     Accepted rows: ``{"user_id": U, "items": [I, ...]}`` (best first) or one row per
@@ -127,6 +127,8 @@ def load_recs(path: str | Path, split, *, k: int) -> tuple[np.ndarray, np.ndarra
     rows, tops = [], []
     for u, recs in lists.items():
         row = users_map.get(u)
+        if row is None and pid is not None:  # raw ids of another system, when avrec pseudonymises
+            row = users_map.get(pid(u))
         if row is None:
             stats["unknown_users"] += 1
             continue
@@ -204,7 +206,10 @@ def run_protocol(
         res["models"][name] = r
         progress(f"{protocol}/{name}: NDCG@{ks[0]} {r['metrics'][ks[0]]['ndcg']:.4f} (fit {fit_s:.1f}s)")
     if recs is not None:
-        rows, top, stats = load_recs(recs, split, k=max(ks))
+        from .privacy import identity, pseudonymizer
+
+        pid = pseudonymizer(cfg)
+        rows, top, stats = load_recs(recs, split, k=max(ks), pid=None if pid is identity else pid)
         # every test user counts: one missing from the file has an empty list (all misses)
         full = np.full((len(users), max(ks)), -1, np.int64)
         at = {int(u): i for i, u in enumerate(users)}
@@ -266,6 +271,14 @@ def evaluate(
             progress(line)
         if len(data) == 0:
             raise InputError(f"{interactions_path}: no usable interactions (see the counts above)")
+        from .privacy import identity, pseudonymizer
+        from .serve.events import is_store
+
+        pid = pseudonymizer(cfg)
+        if pid is not identity and not is_store(interactions_path):  # the splits written hold no raw user id
+            from .data.interactions import pseudonymize
+
+            data = pseudonymize(data, pid)
         for p in protocols:
             results[p] = run_protocol(data, p, models, cfg, content=content, blocks=blocks, ks=ks, out_dir=tmp, recs=recs, progress=progress)
         payload = {"k": ks, "protocols": results, "interactions": data.report.to_dict()}

@@ -126,3 +126,17 @@ def test_erasure_on_the_server_and_at_the_next_train(world, tmp_path):
     assert "u7" not in users and "u9" not in users and "u8" in users and "u1" in users
     man = json.loads((model2 / "manifest.json").read_text())
     assert man["extra"]["events"]["erased_dropped"] == 2 and man["extra"]["events"]["seq"] >= 2
+
+
+def test_evaluate_writes_no_raw_user_id(world, tmp_path):
+    taste, p = world
+    key = tmp_path / "k"
+    key.write_text("fedcba9876543210fedcba9876543210")
+    ev = tmp_path / "raw.csv"
+    ev.write_text("user_id,item_id\n" + "".join(f"{RAW}{u},{i}\n" for u, i, _w, _t in taste.rows))
+    out = tmp_path / "evaluation"
+    ok(run_avrec("evaluate", str(p["emb_full"]), "-i", str(ev), "-o", str(out), "--models", "popular",
+                 "--set", "privacy.pseudonymize=true", "--set", f"privacy.key_file={key}"))
+    files = _all_bytes(out)
+    assert any("splits" in str(f) for f, _ in files)
+    assert [str(f) for f, b in files if RAW.encode() in b] == []
