@@ -29,7 +29,7 @@ from .errors import ConfigError, DeviceError, InputError, ModelError
 from .features.store import FeatureStore
 
 MODALITIES = ("video", "audio", "text")
-TORCH_BACKENDS = ("text", "clip", "clap", "audio", "asr")
+TORCH_BACKENDS = ("text", "clip", "clap", "audio", "asr", "caption", "sentiment")
 MAX_ERRORS_KEPT = 100
 
 Progress = Callable[[str], None]
@@ -68,6 +68,19 @@ def item_text(item: dict[str, Any], transcript: str = "") -> str:
     parts = [item.get("title") or "", item.get("description") or "", ", ".join(str(t) for t in tags if t),
              item.get("text") or "", transcript or ""]
     return ". ".join(p.strip() for p in parts if p and str(p).strip())
+
+
+def item_texts(items: list[dict[str, Any]], transcripts: list[str], captions: list[list[dict[str, Any]]] | None = None
+               ) -> list[str]:
+    """Each item's text (:func:`item_text`); key-frame captions join it after the transcript."""
+    from .understand.captions import caption_text
+
+    out = []
+    for i, it in enumerate(items):
+        spoken = transcripts[i] if i < len(transcripts) else ""
+        seen = caption_text(captions[i]) if captions and i < len(captions) else ""
+        out.append(item_text(it, ". ".join(p for p in (spoken, seen) if p)))
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -292,11 +305,13 @@ def fuse(vectors: dict[str, np.ndarray], masks: dict[str, np.ndarray], weights: 
 
 
 def embed_items(store: FeatureStore, items: list[dict[str, Any]], modelled: dict[str, str], speech: str,
-                encoders: dict[str, Encoder], ec: Any, *, progress: Progress | None = None) -> dict[str, Any]:
-    """Transcripts and the model-made modality vectors of ``items``.
+                encoders: dict[str, Encoder], ec: Any, *, progress: Progress | None = None, caption: str = "",
+                caption_frames: int = 3) -> dict[str, Any]:
+    """Transcripts, key-frame captions (``caption``: a caption: encoder's name) and the
+    model-made modality vectors of ``items``.
 
-    Returns {transcripts, errors {item_id: one line}, speech_info, vectors {m: (n, d)},
-    masks {m: (n,)}, models {m: describe()}, seconds {m: s}}.
+    Returns {transcripts, captions [[{t, text}]], errors {item_id: one line}, speech_info,
+    caption_info, vectors {m: (n, d)}, masks {m: (n,)}, models {m: describe()}, seconds {m: s}}.
     """
     say = progress or (lambda _msg: None)
     n = len(items)
@@ -310,14 +325,28 @@ def embed_items(store: FeatureStore, items: list[dict[str, Any]], modelled: dict
         errors.update({items[i]["item_id"]: f"speech: {e}" for i, e in errs.items()})
         speech_info = {"name": speech, "revision": asr.revision, "transcribed": int(sum(bool(t) for t in transcripts)),
                        "seconds": round(time.monotonic() - t0, 3)}
-    out: dict[str, Any] = {"transcripts": transcripts, "errors": errors, "speech_info": speech_info,
+    captions: list[list[dict[str, Any]]] = [[] for _ in items]
+    caption_info: dict[str, Any] = {}
+    if caption:
+        from .understand.captions import caption_items
+
+        t0 = time.monotonic()
+        cap = encoders[caption]
+        captions, errs = caption_items(store, items, cap, frames=caption_frames, batch_size=ec.batch_size,
+                                       workers=ec.workers, progress=say)
+        errors.update({items[i]["item_id"]: f"caption: {e}" for i, e in errs.items()})
+        caption_info = {"name": caption, "revision": cap.revision, "family": cap.meta.get("family", ""),
+                        "frames": int(caption_frames), "items": int(sum(bool(c) for c in captions)),
+                        "captions": int(sum(len(c) for c in captions)), "seconds": round(time.monotonic() - t0, 3)}
+    out: dict[str, Any] = {"transcripts": transcripts, "captions": captions, "errors": errors,
+                           "speech_info": speech_info, "caption_info": caption_info,
                            "vectors": {}, "masks": {}, "models": {}, "seconds": {}}
     for m, name in modelled.items():
         t0 = time.monotonic()
         enc = encoders[name]
         if m == "text":
-            x, mask = embed_texts(enc, [item_text(it, tr) for it, tr in zip(items, transcripts)],
-                                  batch_size=ec.batch_size, progress=say)
+            x, mask = embed_texts(enc, item_texts(items, transcripts, captions), batch_size=ec.batch_size,
+                                  progress=say)
         else:
             x, mask, errs = embed_media(store, items, m, enc, batch_size=ec.batch_size, workers=ec.workers,
                                         pooling=ec.pooling, progress=say)
@@ -336,12 +365,14 @@ class _EmbedActor:
                                             max_tokens=max_tokens) for name in names}
 
     def run(self, features_dir: str, items: list[dict[str, Any]], modelled: dict[str, str], speech: str,
-            ec: Any) -> dict[str, Any]:
-        return embed_items(FeatureStore.open(features_dir), items, modelled, speech, self.encoders, ec)
+            ec: Any, caption: str = "", caption_frames: int = 3) -> dict[str, Any]:
+        return embed_items(FeatureStore.open(features_dir), items, modelled, speech, self.encoders, ec,
+                           caption=caption, caption_frames=caption_frames)
 
 
 def _embed_on_ray(features_dir: Path, items: list[dict[str, Any]], modelled: dict[str, str], speech: str,
-                  cfg: Config, *, device: str, precision: str, progress: Progress | None = None) -> dict[str, Any]:
+                  cfg: Config, *, device: str, precision: str, progress: Progress | None = None,
+                  caption: str = "") -> dict[str, Any]:
     """``embed_items`` over ``distributed.actors`` Ray actors, each with its own copy of the models
     (one GPU each on CUDA), on contiguous slices of the items; the slices are joined in order.
 
@@ -353,7 +384,7 @@ def _embed_on_ray(features_dir: Path, items: list[dict[str, Any]], modelled: dic
     say = progress or (lambda _msg: None)
     k = max(1, min(int(cfg.distributed.actors), len(items)))
     gpu = device.startswith("cuda")
-    names = list(dict.fromkeys([*modelled.values(), *([speech] if speech else [])]))
+    names = list(dict.fromkeys([*modelled.values(), *([speech] if speech else []), *([caption] if caption else [])]))
     actor_cls = ray.remote(num_gpus=1 if gpu else 0, num_cpus=1)(_EmbedActor)
     # Ray gives each GPU actor its own device, seen inside it as cuda (CUDA_VISIBLE_DEVICES)
     actors = [actor_cls.remote(names, "cuda" if gpu else device, precision, cfg.embed.batch_size,
@@ -362,7 +393,8 @@ def _embed_on_ray(features_dir: Path, items: list[dict[str, Any]], modelled: dic
     say(f"embed: {len(items)} items over {k} Ray actor(s)")
     t0 = time.monotonic()
     try:
-        parts = ray.get([a.run.remote(str(features_dir), items[bounds[j]: bounds[j + 1]], modelled, speech, cfg.embed)
+        parts = ray.get([a.run.remote(str(features_dir), items[bounds[j]: bounds[j + 1]], modelled, speech, cfg.embed,
+                                      caption, cfg.understand.caption_frames)
                          for j, a in enumerate(actors)])
     except Exception as e:  # noqa: BLE001 - an actor that cannot load its model, or dies
         cause = getattr(e, "cause", None) or e
@@ -374,14 +406,19 @@ def _embed_on_ray(features_dir: Path, items: list[dict[str, Any]], modelled: dic
     wall = round(time.monotonic() - t0, 3)
     out: dict[str, Any] = {
         "transcripts": [t for p in parts for t in p["transcripts"]],
+        "captions": [c for p in parts for c in p["captions"]],
         "errors": {k_: v for p in parts for k_, v in p["errors"].items()},
-        "speech_info": {}, "vectors": {}, "masks": {}, "models": {}, "actors": k,
+        "speech_info": {}, "caption_info": {}, "vectors": {}, "masks": {}, "models": {}, "actors": k,
         "seconds": {m: wall for m in modelled},  # the modalities run inside one distributed phase
     }
     if speech:
         first = parts[0]["speech_info"]
         out["speech_info"] = {"name": speech, "revision": first["revision"], "seconds": wall,
                               "transcribed": int(sum(p["speech_info"]["transcribed"] for p in parts))}
+    if caption:
+        first = parts[0]["caption_info"]
+        out["caption_info"] = {**first, "seconds": wall, **{key: int(sum(p["caption_info"][key] for p in parts))
+                                                            for key in ("items", "captions")}}
     for m in modelled:
         out["vectors"][m] = np.concatenate([p["vectors"][m] for p in parts])
         out["masks"][m] = np.concatenate([p["masks"][m] for p in parts])
@@ -443,6 +480,15 @@ def _device_and_precision(cfg: Config, needs_torch: bool, progress: Progress | N
 # the embed keys --like takes from the reference artifact: what decides the vectors, not how
 # fast they are made (batch_size, workers, precision stay this run's)
 LIKE_KEYS = ("video", "audio", "text", "speech", "weights", "pooling", "max_text_tokens", "pca_dim", "centre")
+# and the whole understand section: captions change the text, the mood block is in the recipe
+
+
+def _like_mood_stats(like: str | Path) -> dict[str, Any] | None:
+    """The reference catalogue's mood statistics (the z-scores of new items use the catalogue's)."""
+    from .artifacts import read_manifest
+
+    ref = read_manifest(Path(like), "embeddings", verify="none")
+    return (((ref.get("extra") or {}).get("understand") or {}).get("mood") or {}).get("stats") or None
 
 
 def _apply_like(cfg: Config, like: Path, say: Progress) -> Recipe:
@@ -458,10 +504,25 @@ def _apply_like(cfg: Config, like: Path, say: Progress) -> Recipe:
     for key in LIKE_KEYS:
         if key in ref_embed:
             setattr(cfg.embed, key, ref_embed[key])
+    for key, value in ((ref.get("config") or {}).get("understand") or {}).items():
+        if hasattr(cfg.understand, key):
+            setattr(cfg.understand, key, value)
     n_ref = (ref.get("counts") or {}).get("items")
     say(f"embed: like {like}: its encoders, weights{', PCA' if recipe.pca is not None else ''} and the builtin "
         f"statistics of its {n_ref} items")
     return recipe
+
+
+def plan_understand(cfg: Config) -> dict[str, str]:
+    """{"caption": canonical name or "", "sentiment": ...} from the understand section, checked."""
+    out = {}
+    for key, prefix, example in (("caption", "caption", "Salesforce/blip-image-captioning-base"),
+                                 ("sentiment", "sentiment", "j-hartmann/emotion-english-distilroberta-base")):
+        name = (getattr(cfg.understand, key) or "").strip()
+        if name and parse_name(name)[0] != prefix:
+            raise ConfigError(f"understand.{key}={name} must be a {prefix}:<id|path> model (e.g. {prefix}:{example})")
+        out[key] = canonical(name) if name else ""
+    return out
 
 
 def embed(features_dir: str | Path, out_dir: str | Path, cfg: Config, *, like: str | Path | None = None,
@@ -485,6 +546,7 @@ def embed(features_dir: str | Path, out_dir: str | Path, cfg: Config, *, like: s
     speech = canonical(ec.speech) if (ec.speech or "").strip() else ""
     if speech and parse_name(speech)[0] != "asr":
         raise ConfigError(f"embed.speech={ec.speech} must be an asr:<id|path> model (e.g. asr:openai/whisper-tiny)")
+    understanding = plan_understand(cfg)
 
     with transaction(out_dir, kind="embeddings", inputs=[features_dir, *([like] if like else [])]) as txn:
         store = FeatureStore.open(features_dir, verify="full")
@@ -492,37 +554,46 @@ def embed(features_dir: str | Path, out_dir: str | Path, cfg: Config, *, like: s
         if not items:
             raise InputError(f"{features_dir} has no items with status ok; nothing to embed (check extract's errors)")
         return _embed(store, items, txn.path, cfg, plan=plan, weights=weights, speech=speech, recipe=recipe,
-                      like=like, say=say, out_dir=Path(out_dir))
+                      like=like, say=say, out_dir=Path(out_dir), understanding=understanding)
 
 
 def _embed(store: FeatureStore, items: list[dict[str, Any]], tmp: Path, cfg: Config, *, plan: dict[str, str],
            weights: dict[str, float], speech: str, recipe: Recipe | None, like: str | Path | None, say: Progress,
-           out_dir: Path) -> Path:
+           out_dir: Path, understanding: dict[str, str] | None = None) -> Path:
     ec = cfg.embed
+    uc = cfg.understand
     n = len(items)
     skipped = len(store.items) - n
+    caption, sentiment_name = (understanding or {}).get("caption", ""), (understanding or {}).get("sentiment", "")
+    extra_models = [e for e in (caption, sentiment_name) if e]
     say(f"embed: {n} items ({skipped} not ok, skipped); encoders: "
-        + ", ".join(f"{m}={e}" for m, e in plan.items()) + (f", speech={speech}" if speech else ""))
+        + ", ".join(f"{m}={e}" for m, e in plan.items()) + (f", speech={speech}" if speech else "")
+        + "".join(f", {k}={e}" for k, e in (understanding or {}).items() if e))
 
-    needs_torch = any(parse_name(e)[0] in TORCH_BACKENDS for e in [*plan.values(), speech] if e)
+    needs_torch = any(parse_name(e)[0] in TORCH_BACKENDS for e in [*plan.values(), speech, *extra_models] if e)
     # modalities whose vectors come from a model, per item (builtin and npy are table lookups)
     modelled = {m: name for m, name in plan.items() if parse_name(name)[0] not in ("builtin", "npy")}
-    on_ray = cfg.distributed.engine == "ray" and bool(modelled or speech)
+    on_ray = cfg.distributed.engine == "ray" and bool(modelled or speech or caption)
     device, precision = _device_and_precision(cfg, needs_torch, say, on_ray=on_ray)
     load = lambda name: load_encoder(name, device=device, precision=precision,  # noqa: E731
                                      batch_size=ec.batch_size, max_tokens=ec.max_text_tokens)
     # load every model before any work, so a missing one fails in seconds, not after an hour
-    # (on Ray the actors load theirs as they start)
-    encoders = {name: load(name) for name in dict.fromkeys([*plan.values(), speech])
+    # (on Ray the actors load theirs as they start; the sentiment classifier runs here)
+    encoders = {name: load(name) for name in dict.fromkeys([*plan.values(), speech, caption])
                 if name and parse_name(name)[0] != "builtin" and not (on_ray and parse_name(name)[0] != "npy")}
+    local = (lambda name: load_encoder(name, device="cpu", precision="fp32", batch_size=ec.batch_size,  # noqa: E731
+                                       max_tokens=ec.max_text_tokens)) if on_ray else load
+    sentiment = local(sentiment_name) if sentiment_name and (uc.mood or (recipe and "mood" in recipe.dims)) else None
 
     if on_ray:
         part = _embed_on_ray(store.path, items, modelled, speech, cfg, device=device, precision=precision,
-                             progress=say)
+                             progress=say, caption=caption)
     else:
-        part = embed_items(store, items, modelled, speech, encoders, ec, progress=say)
+        part = embed_items(store, items, modelled, speech, encoders, ec, progress=say, caption=caption,
+                           caption_frames=uc.caption_frames)
     transcripts, errors = part["transcripts"], part["errors"]
     speech_info = part["speech_info"]
+    captions = part.get("captions") or [[] for _ in items]
 
     vectors: dict[str, np.ndarray] = {}
     masks: dict[str, np.ndarray] = {}
@@ -553,6 +624,30 @@ def _embed(store: FeatureStore, items: list[dict[str, Any]], tmp: Path, cfg: Con
         models[m] = info
         timings[m] = part["seconds"].get(m, round(time.monotonic() - t0, 3))
         say(f"embed {m}: {int(mask.sum())}/{n} items, dim {x.shape[1]}, {timings[m]:.1f}s")
+
+    # understanding: moods and zero-shot tags, from the texts, the builtin features and these vectors
+    t0 = time.monotonic()
+
+    def text_encoder(name: str) -> Encoder | None:
+        """The loaded encoder that embeds text in ``name``'s space (None for builtin / npy)."""
+        if not name or parse_name(name)[0] not in ("text", "clip", "clap"):
+            return None
+        return encoders.get(name) or local(name)
+
+    from .understand.run import understand
+
+    records, understand_info, mood_x, mood_mask = understand(
+        store, items, cfg, texts=item_texts(items, transcripts, captions), plan=plan, vectors=vectors, masks=masks,
+        text_encoder=text_encoder, sentiment=sentiment, means=recipe.means if recipe else None,
+        stats=_like_mood_stats(like) if like is not None else None,
+        need_mood=bool(recipe and "mood" in recipe.dims), progress=say)
+    if part.get("caption_info"):
+        understand_info["caption"] = part["caption_info"]
+    timings["understand"] = round(time.monotonic() - t0, 3)
+    mood_block = (recipe is not None and "mood" in recipe.dims) or (recipe is None and uc.mood_weight > 0)
+    if mood_block and mood_x is not None:
+        vectors["mood"], masks["mood"] = mood_x, mood_mask
+        weights = {**weights, "mood": float(uc.mood_weight)}
 
     if recipe is None:  # fit the recipe on these items: the catalogue
         recipe = Recipe(blocks=blocks_for({m: x.shape[1] for m, x in vectors.items()}, weights), stats=stats)
@@ -588,6 +683,10 @@ def _embed(store: FeatureStore, items: list[dict[str, Any]], tmp: Path, cfg: Con
         }
         if speech:
             row["transcript"] = transcripts[i]
+        rec = {k: v for k, v in (("mood", records[i].get("mood")), ("captions", captions[i]),
+                                 ("tags", records[i].get("tags"))) if v}
+        if rec:
+            row["understand"] = rec
         rows.append(row)
 
     write_jsonl(tmp / "items.jsonl", rows)
@@ -611,6 +710,7 @@ def _embed(store: FeatureStore, items: list[dict[str, Any]], tmp: Path, cfg: Con
             "recipe": {"fitted_on": "these items" if like is None else str(Path(like).resolve()),
                        "builtin_stats": sorted(recipe.stats), "centred": sorted(recipe.means)},
             **({"speech": speech_info} if speech else {}),
+            **({"understand": understand_info} if understand_info else {}),
             "seconds": timings,
             "errors": dict(list(errors.items())[:MAX_ERRORS_KEPT]),
         },

@@ -1,7 +1,9 @@
 """The encoder registry: a prefixed name -> a loader (open_clip style).
 
 ``builtin``, ``text:<hub id|path>``, ``clip:<id|path>``, ``clap:<id|path>``,
-``audio:<id|path>``, ``asr:<id|path>``, ``npy:<file>``. Each backend lives in its own
+``audio:<id|path>``, ``asr:<id|path>``, ``npy:<file>``, and the understanding models
+``caption:<id|path>`` (key-frame captions) and ``sentiment:<id|path>`` (text emotions),
+named in the ``understand`` config section. Each backend lives in its own
 module and is imported only when its loader runs, so listing the registry or parsing a
 name costs nothing. Loaded models are cached per process: a model named twice (e.g. CLIP
 for video and for text, or for ``--query``) is loaded once.
@@ -63,6 +65,18 @@ def _asr(ref: str, *, device: str, precision: str, **_: Any) -> Encoder:
     return SpeechRecogniser(ref, device=device, precision=precision)
 
 
+def _caption(ref: str, *, device: str, precision: str, **_: Any) -> Encoder:
+    from .caption import Captioner
+
+    return Captioner(ref, device=device, precision=precision)
+
+
+def _sentiment(ref: str, *, device: str, precision: str, batch_size: int, max_tokens: int, **_: Any) -> Encoder:
+    from .sentiment import SentimentClassifier
+
+    return SentimentClassifier(ref, device=device, precision=precision, batch_size=batch_size, max_tokens=max_tokens)
+
+
 def _npy(ref: str, **_: Any) -> Encoder:
     from .npy import NpyVectors
 
@@ -91,6 +105,12 @@ REGISTRY: dict[str, Backend] = {
         Backend("asr", ("speech",), True,
                 "Whisper-style speech recognition; transcripts join the text modality (embed.speech)",
                 ("asr:openai/whisper-tiny", "asr:openai/whisper-base"), _asr),
+        Backend("caption", ("caption",), True,
+                "image-to-text captions of sampled key frames (BLIP or GIT); they join the text (understand.caption)",
+                ("caption:Salesforce/blip-image-captioning-base", "caption:microsoft/git-base-coco"), _caption),
+        Backend("sentiment", ("sentiment",), True,
+                "text emotion classifier (AutoModelForSequenceClassification) for moods (understand.sentiment)",
+                ("sentiment:j-hartmann/emotion-english-distilroberta-base",), _sentiment),
         Backend("npy", ("video", "audio", "text"), True,
                 "your own vectors: a (n, d) .npy with <file>.ids.txt (one item_id per line)",
                 ("npy:vectors.npy",), _npy),

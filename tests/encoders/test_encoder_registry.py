@@ -21,7 +21,7 @@ def test_parse_names():
     assert parse_name("builtin") == ("builtin", "")
     assert parse_name("clip:openai/clip-vit-base-patch32") == ("clip", "openai/clip-vit-base-patch32")
     assert parse_name("npy:/data/v.npy") == ("npy", "/data/v.npy")
-    assert set(REGISTRY) == {"builtin", "text", "clip", "clap", "audio", "asr", "npy"}
+    assert set(REGISTRY) == {"builtin", "text", "clip", "clap", "audio", "asr", "caption", "sentiment", "npy"}
     with pytest.raises(ConfigError, match="unknown encoder 'clipp:x'"):
         parse_name("clipp:x")
     with pytest.raises(ConfigError, match="needs a model"):

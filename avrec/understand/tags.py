@@ -1,0 +1,81 @@
+"""Zero-shot tags: which words of a vocabulary (``understand.tags``) fit each item.
+
+Each configured joint space scores every (item, tag) pair:
+
+- ``video`` with ``embed.video=clip:...``: the item's pooled frame vector against
+  "a photo of {tag}" (CLIP's own prompt, Radford et al. 2021);
+- ``audio`` with ``embed.audio=clap:...``: the pooled audio vector against "the sound of {tag}";
+- ``text``: the item's text vector against the tag embedded by the same text encoder.
+
+The score is the *centred cosine* (:func:`avrec.understand.mood.centred_cosine`): items are
+centred on their space's catalogue mean (the same mean embed centres each modality on before
+fusing) and the tag embeddings on the vocabulary's mean. ``understand.tag_threshold`` applies
+to that score, in every space. Why not the raw cosine: raw cosines differ by space and by tag
+(CLIP's image-text cosines all sit near 0.25, a text encoder's between 0 and 0.8, and a broad
+tag such as "music" is close to everything), so one raw threshold would tag everything in one
+space and nothing in another. The centred cosine is still a cosine in [-1, 1], but it measures
+how much better this item fits this tag than the catalogue's average item fits the
+vocabulary's average tag. It is relative to the catalogue and the vocabulary: give at least
+a handful of tags (with a single tag there is nothing to centre it on, and its raw cosine is
+used). An item keeps each tag's best score over the spaces (``from`` names that space) and
+at most ``understand.tag_top`` tags, best first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+from .mood import centred_cosine
+
+PROMPTS = {"video": "a photo of {tag}", "audio": "the sound of {tag}", "text": "{tag}"}
+
+
+def vocabulary(tags: Sequence[str] | str | None) -> list[str]:
+    """The tag list: the config's list, or one entry that is a file with one tag per line
+    ('#' starts a comment). Duplicates (case-insensitive) and blanks are dropped."""
+    if isinstance(tags, str):
+        tags = [tags]
+    tags = [str(t).strip() for t in (tags or []) if str(t).strip()]
+    if len(tags) == 1:
+        p = Path(tags[0]).expanduser()
+        if p.is_file() or tags[0].endswith((".txt", ".tags", ".list")):
+            try:
+                lines = p.read_text(encoding="utf-8").splitlines()
+            except OSError as e:
+                raise ConfigError(f"understand.tags={tags[0]}: cannot read the tag file ({e.strerror or e})") from None
+            tags = [ln.split("#", 1)[0].strip() for ln in lines]
+            tags = [t for t in tags if t]
+            if not tags:
+                raise ConfigError(f"understand.tags={p}: the file holds no tags (one per line)")
+    seen: dict[str, str] = {}
+    for t in tags:
+        seen.setdefault(t.lower(), t)
+    return list(seen.values())
+
+
+def space_scores(x: np.ndarray, mask: np.ndarray, x_mean: np.ndarray | None, tag_vecs: np.ndarray) -> np.ndarray:
+    """(n, k) centred cosines; rows of items without this modality are -inf."""
+    s = centred_cosine(x, x_mean, tag_vecs)
+    s[~np.asarray(mask, bool)] = -np.inf
+    return s
+
+
+def pick(tags: list[str], scores: dict[str, np.ndarray], *, threshold: float, top: int) -> list[list[dict[str, Any]]]:
+    """{space: (n, k) scores} -> per item [{tag, score, from}] (>= threshold, best first, <= top)."""
+    if not scores:
+        return []
+    n = len(next(iter(scores.values())))
+    out: list[list[dict[str, Any]]] = []
+    for i in range(n):
+        best: dict[int, tuple[float, str]] = {}
+        for space, s in scores.items():
+            for j in np.flatnonzero(s[i] >= threshold):
+                if j not in best or s[i, j] > best[j][0]:
+                    best[j] = (float(s[i, j]), space)
+        ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))[:top]
+        out.append([{"tag": tags[j], "score": round(sc, 4), "from": sp} for j, (sc, sp) in ranked])
+    return out
