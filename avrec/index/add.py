@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import ArtifactError, InputError
-from .build import _cfg_dict, _check_cfg, _write_index, centred
+from .build import _cfg_dict, _check_cfg, _write_index, centred, understand_counts
 from .read import KIND, Index
 
 
@@ -174,7 +174,9 @@ def _add(index_dir: Path, embeddings_dir: Path, tmp: Path, cfg: Any, *, seed: in
 
     old_items = read_jsonl(index_dir / "items.jsonl")
     new_rows = [r for r, keep in zip(rows, is_new) if keep]
-    items = old_items + [{k: r.get(k) for k in ("item_id", "title", "tags", "modalities", "duration")} for r in new_rows]
+    # the understand record (mood, captions, predicted tags) travels with each row
+    items = old_items + [{k: r.get(k) for k in ("item_id", "title", "tags", "modalities", "duration", "understand")
+                          if k != "understand" or r.get(k)} for r in new_rows]
     n_old = idx.n_items
     arrays: dict[str, np.ndarray] = {
         "item_vectors": np.vstack([idx.item_vectors, new_vecs]),
@@ -198,7 +200,12 @@ def _add(index_dir: Path, embeddings_dir: Path, tmp: Path, cfg: Any, *, seed: in
         emb["modalities"][m] = (np.vstack([v_old, v_new]), np.concatenate([mask_old, m_new]))
     users = [idx.users.id(u) for u in range(idx.n_users)]
     seed = int(extra.get("seed", 0)) if seed is None else seed
-    new_extra = _write_index(tmp, arrays=arrays, items=items, users=users, emb=emb, cfg=cfg, seed=seed, log=log)
+    clusters = None
+    if idx.clusters is not None and idx.cluster_centroids is not None:  # old items keep their clusters
+        clusters = {"centroids": np.asarray(idx.cluster_centroids), "labels": np.asarray(idx.clusters),
+                    "on": (extra.get("clusters") or {}).get("on")}
+    new_extra = _write_index(tmp, arrays=arrays, items=items, users=users, emb=emb, cfg=cfg, seed=seed, log=log,
+                             clusters=clusters)
     if recipe is not None:
         recipe.save(tmp)
     new_extra.update({
@@ -215,7 +222,7 @@ def _add(index_dir: Path, embeddings_dir: Path, tmp: Path, cfg: Any, *, seed: in
         inputs={**(man.get("inputs") or {}), "added": [a["embeddings"] for a in new_extra["added"]]},
         models=man.get("models") or {},
         counts={"items": n_old + n_new, "users": idx.n_users, "content_modalities": len(new_extra["content"]),
-                "added_items": sum(a["items"] for a in new_extra["added"])},
+                "added_items": sum(a["items"] for a in new_extra["added"]), **understand_counts(new_extra)},
         extra=new_extra,
     ))
     return n_new

@@ -191,24 +191,73 @@ def _load_model(model_dir: Path) -> dict[str, Any]:
     return {"manifest": man, "name": name, "items": items, "users": users, "item_vectors": item_vectors}
 
 
-def _write_metadata(out: Path, items: list[dict[str, Any]], extra_rows: list[dict[str, Any]] | None) -> list[str]:
-    """ids, titles, durations, modality flags and tags; returns the modality names seen."""
+def _num(v: Any) -> float:
+    """A finite float, or NaN for anything else (absent, null, text, inf)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return float("nan")
+    return float(v) if np.isfinite(v) else float("nan")
+
+
+def _understand(u: Any) -> dict[str, Any]:
+    """The parts of an ``understand`` record (avrec/understand/__init__.py) the index stores,
+    tolerant of absent or malformed parts: {valence, arousal (NaN when unknown), labels
+    [(label, score)], tags [(tag, score)]}."""
+    u = u if isinstance(u, dict) else {}
+    mood = u.get("mood") if isinstance(u.get("mood"), dict) else {}
+    labels: list[tuple[str, float]] = []
+    for lab in mood.get("labels") or []:
+        name = lab.get("label") if isinstance(lab, dict) else lab
+        if isinstance(name, str) and name.strip() and name.strip().lower() not in [x for x, _ in labels]:
+            sc = _num(lab.get("score")) if isinstance(lab, dict) else float("nan")
+            labels.append((name.strip().lower(), 1.0 if np.isnan(sc) else sc))
+    tags: list[tuple[str, float]] = []
+    for t in u.get("tags") or []:
+        name = t.get("tag") if isinstance(t, dict) else t
+        if isinstance(name, str) and name.strip():
+            sc = _num(t.get("score")) if isinstance(t, dict) else float("nan")
+            tags.append((name.strip(), 1.0 if np.isnan(sc) else sc))
+    return {"valence": _num(mood.get("valence")), "arousal": _num(mood.get("arousal")), "labels": labels,
+            "tags": tags}
+
+
+def _by_id(items: list[dict[str, Any]], extra_rows: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The embeddings' rows aligned to ``items`` by item_id (an empty row where one is missing)."""
+    if extra_rows is None:
+        return [{} for _ in items]
+    if len(extra_rows) == len(items) and all(str(e.get("item_id")) == str(r.get("item_id"))
+                                             for e, r in zip(extra_rows, items)):
+        return list(extra_rows)
+    pos = {str(e.get("item_id")): e for e in extra_rows}
+    return [pos.get(str(r.get("item_id")), {}) for r in items]
+
+
+def _write_metadata(out: Path, items: list[dict[str, Any]],
+                    extra_rows: list[dict[str, Any]] | None) -> tuple[list[str], dict[str, Any]]:
+    """ids, titles, durations, modality flags, tags (given and predicted), moods; returns the
+    modality names seen and what the understand columns hold ({moods, predicted_tags,
+    captions, mood_labels})."""
     from ..artifacts import save_npy, write_jsonl
+    from ..understand import MOOD_LABELS
 
     merged = []
-    for i, r in enumerate(items):
-        e = extra_rows[i] if extra_rows is not None and i < len(extra_rows) else {}
+    parsed = []
+    for r, e in zip(items, _by_id(items, extra_rows)):
         pick = lambda k, d=None: r.get(k) if r.get(k) not in (None, "") else e.get(k, d)  # noqa: E731
         tags = pick("tags") or []
         if isinstance(tags, str):
             tags = [t.strip() for t in tags.replace(";", ",").split(",") if t.strip()]
-        merged.append({
+        row = {
             "item_id": str(r["item_id"]),
             "title": str(pick("title") or ""),
             "tags": [str(t) for t in tags],
             "modalities": list(pick("modalities") or []),
             "duration": pick("duration"),
-        })
+        }
+        und = pick("understand")
+        if isinstance(und, dict) and und:
+            row["understand"] = und  # captions live here only (not on the hot path)
+        merged.append(row)
+        parsed.append(_understand(und))
     save_ids(out, "item_ids", [m["item_id"] for m in merged])
     save_strings(out, "titles", [m["title"] for m in merged])
     dur = np.array([float(m["duration"]) if isinstance(m["duration"], (int, float)) else np.nan for m in merged],
@@ -217,19 +266,183 @@ def _write_metadata(out: Path, items: list[dict[str, Any]], extra_rows: list[dic
     names = sorted({x for m in merged for x in m["modalities"]})
     for name in names:
         save_npy(out / f"has_{name}.npy", np.array([name in m["modalities"] for m in merged], dtype=bool))
-    vocab = sorted({t.lower() for m in merged for t in m["tags"]})
+    # tags: the given ones and the predicted ones in one vocabulary and one CSR; a parallel
+    # flag marks predicted entries (a tag both given and predicted is given), with its score
+    vocab = sorted({t.lower() for m in merged for t in m["tags"]} | {t.lower() for p in parsed for t, _ in p["tags"]})
     tid = {t: j for j, t in enumerate(vocab)}
     indptr = np.zeros(len(merged) + 1, dtype=np.int64)
     indices: list[int] = []
-    for i, m in enumerate(merged):
-        ts = sorted({tid[t.lower()] for t in m["tags"]})
-        indices.extend(ts)
+    predicted: list[bool] = []
+    scores: list[float] = []
+    n_pred = 0
+    for i, (m, p) in enumerate(zip(merged, parsed)):
+        entry = {tid[t.lower()]: (False, 1.0) for t in m["tags"]}
+        had = False
+        for t, sc in p["tags"]:
+            j = tid[t.lower()]
+            if j not in entry:
+                entry[j] = (True, sc)
+                had = True
+            elif entry[j][0]:
+                entry[j] = (True, max(entry[j][1], sc))
+        n_pred += had
+        for j in sorted(entry):
+            indices.append(j)
+            predicted.append(entry[j][0])
+            scores.append(entry[j][1])
         indptr[i + 1] = len(indices)
     save_strings(out, "tags_vocab", vocab)
     save_npy(out / "tags_indptr.npy", indptr)
     save_npy(out / "tags_indices.npy", np.asarray(indices, dtype=np.int32))
+    save_npy(out / "tags_predicted.npy", np.asarray(predicted, dtype=bool))
+    save_npy(out / "tags_scores.npy", np.asarray(scores, dtype=np.float32))
+    # moods: valence and arousal per item (NaN unknown), labels as a CSR over their vocabulary
+    # (the fixed MOOD_LABELS first, then any other label a classifier gave, sorted)
+    save_npy(out / "valence.npy", np.array([p["valence"] for p in parsed], dtype=np.float32))
+    save_npy(out / "arousal.npy", np.array([p["arousal"] for p in parsed], dtype=np.float32))
+    fixed = [lab for lab, _, _ in MOOD_LABELS]
+    mvocab = fixed + sorted({lab for p in parsed for lab, _ in p["labels"]} - set(fixed))
+    mid = {lab: j for j, lab in enumerate(mvocab)}
+    m_indptr = np.zeros(len(merged) + 1, dtype=np.int64)
+    m_indices: list[int] = []
+    m_scores: list[float] = []
+    for i, p in enumerate(parsed):  # best first, as the record lists them
+        for lab, sc in p["labels"]:
+            m_indices.append(mid[lab])
+            m_scores.append(sc)
+        m_indptr[i + 1] = len(m_indices)
+    save_strings(out, "moods_vocab", mvocab)
+    save_npy(out / "moods_indptr.npy", m_indptr)
+    save_npy(out / "moods_indices.npy", np.asarray(m_indices, dtype=np.int32))
+    save_npy(out / "moods_scores.npy", np.asarray(m_scores, dtype=np.float32))
     write_jsonl(out / "items.jsonl", merged)
+    stats = {
+        "moods": sum(1 for p in parsed if p["labels"] or not (np.isnan(p["valence"]) and np.isnan(p["arousal"]))),
+        "predicted_tags": int(n_pred),
+        "captions": sum(1 for m in merged if (m.get("understand") or {}).get("captions")),
+        "mood_labels": mvocab,
+    }
+    return names, stats
+
+
+# ---------------------------------------------------------------------------------------
+# content clusters (numpy k-means; a profile's "clusters" and their names)
+
+CLUSTERS_MAX = 64
+KMEANS_SAMPLE = 20000
+
+
+def choose_k(n: int) -> int:
+    """Clusters for ``n`` items: sqrt(n / 2), at least 1 (2 from 8 items), at most CLUSTERS_MAX."""
+    if n < 2:
+        return max(n, 0)
+    return int(min(CLUSTERS_MAX, max(2 if n >= 8 else 1, round(float(np.sqrt(n / 2.0))))))
+
+
+def _assign(x: np.ndarray, centroids: np.ndarray, *, chunk: int = 65536) -> np.ndarray:
+    """Nearest centroid by cosine of each row of x (-1 for zero rows)."""
+    out = np.full(len(x), -1, dtype=np.int32)
+    if len(centroids) == 0:
+        return out
+    for a in range(0, len(x), chunk):
+        v = np.asarray(x[a:a + chunk], dtype=np.float32)
+        nz = np.linalg.norm(v, axis=1) > 0
+        if nz.any():
+            out[a:a + chunk][nz] = np.argmax(v[nz] @ centroids.T, axis=1).astype(np.int32)
+    return out
+
+
+def kmeans(x: np.ndarray, k: int, *, seed: int, iters: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """Spherical k-means (cosine) with k-means++ seeding, fitted on at most KMEANS_SAMPLE
+    rows: ((k, D) unit centroids, (n,) int32 cluster of each row, -1 for zero rows)."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1)
+    rows = np.flatnonzero(norms > 0)
+    k = min(k, len(rows))
+    if k < 1:
+        return np.zeros((0, x.shape[1] if x.ndim == 2 else 0), np.float32), np.full(len(x), -1, np.int32)
+    rng = np.random.default_rng(seed)
+    fit = rows if len(rows) <= KMEANS_SAMPLE else np.sort(rng.choice(rows, KMEANS_SAMPLE, replace=False))
+    v = x[fit] / norms[fit, None]
+    c = [int(rng.integers(len(v)))]
+    dist = 1.0 - v @ v[c[0]]
+    for _ in range(1, k):  # k-means++ on cosine distance
+        p = np.maximum(dist, 0).astype(np.float64)
+        j = int(rng.choice(len(v), p=p / p.sum())) if p.sum() > 0 else int(rng.integers(len(v)))
+        c.append(j)
+        dist = np.minimum(dist, 1.0 - v @ v[j])
+    cent = v[c].copy()
+    lab = np.full(len(v), -1, np.int64)
+    for _ in range(iters):
+        sim = v @ cent.T
+        new = np.argmax(sim, axis=1)
+        if np.array_equal(new, lab):
+            break
+        lab = new
+        for j in range(k):
+            mem = lab == j
+            if mem.any():
+                s = v[mem].sum(0)
+            else:  # an empty cluster takes the row farthest from its centroid
+                s = v[int(np.argmin(sim[np.arange(len(v)), lab]))]
+            cent[j] = s / (float(np.linalg.norm(s)) or 1.0)
+    return cent.astype(np.float32), _assign(x, cent)
+
+
+def _cluster_names(labels: np.ndarray, k: int, out: Path) -> list[str]:
+    """Each cluster's name: its two most characteristic tags (given, or predicted weighted by
+    their score), scored count_in_cluster^2 / count_in_catalogue; else its commonest mood
+    label; else "cluster <j>"."""
+    indptr = np.load(out / "tags_indptr.npy")
+    indices = np.load(out / "tags_indices.npy").astype(np.int64)
+    weights = np.where(np.load(out / "tags_predicted.npy"), np.load(out / "tags_scores.npy"), 1.0)
+    vocab_t = _strings(out, "tags_vocab")
+    m_indptr = np.load(out / "moods_indptr.npy")
+    m_indices = np.load(out / "moods_indices.npy").astype(np.int64)
+    vocab_m = _strings(out, "moods_vocab")
+    item_of = np.repeat(np.arange(len(labels)), np.diff(indptr))
+    item_of_m = np.repeat(np.arange(len(labels)), np.diff(m_indptr))
+    total = np.bincount(indices, weights=weights, minlength=len(vocab_t))
+    names = []
+    for j in range(k):
+        sel = labels[item_of] == j
+        cnt = np.bincount(indices[sel], weights=weights[sel], minlength=len(vocab_t))
+        score = np.where(total > 0, cnt * cnt / np.where(total > 0, total, 1.0), 0.0)
+        top = [int(t) for t in np.argsort(-score, kind="stable")[:2] if score[t] > 0]
+        if top:
+            names.append(", ".join(vocab_t[t] for t in top))
+            continue
+        ms = np.bincount(m_indices[labels[item_of_m] == j], minlength=len(vocab_m))
+        names.append(vocab_m[int(np.argmax(ms))] if ms.size and ms.max() > 0 else f"cluster {j}")
     return names
+
+
+def _strings(directory: Path, name: str) -> list[str]:
+    blob = bytes(np.load(directory / f"{name}_utf8.npy"))
+    off = np.load(directory / f"{name}_offsets.npy").tolist()
+    return [blob[off[i]:off[i + 1]].decode("utf-8") for i in range(len(off) - 1)]
+
+
+def _write_clusters(out: Path, x: np.ndarray, on: str, *, seed: int, previous: dict[str, Any] | None,
+                    log: Callable[[str], None]) -> dict[str, Any]:
+    """clusters.npy (n,) int32 (-1: no vector), cluster_centroids.npy (k, D), cluster_names_*;
+    ``previous`` ({centroids, labels}: an index --add) keeps the old items' clusters and puts
+    new items in their nearest one. Returns the manifest's ``clusters`` entry."""
+    from ..artifacts import save_npy
+
+    if previous is not None and previous["centroids"].shape[1:] == x.shape[1:]:
+        cent = np.asarray(previous["centroids"], np.float32)
+        old = np.asarray(previous["labels"], np.int32)
+        labels = np.concatenate([old, _assign(x[len(old):], cent)]).astype(np.int32)
+    else:
+        cent, labels = kmeans(x, choose_k(int(np.count_nonzero(np.linalg.norm(x, axis=1) > 0))), seed=seed)
+    k = len(cent)
+    names = _cluster_names(labels, k, out)
+    save_npy(out / "clusters.npy", labels)
+    save_npy(out / "cluster_centroids.npy", cent)
+    save_strings(out, "cluster_names", names)
+    log(f"index: {k} content clusters on {on}" + (f" (e.g. {names[0]!r})" if names else ""))
+    return {"k": int(k), "on": on}
 
 
 def _query_sample(n_queries: int, *, user_vectors: np.ndarray, item_vectors: np.ndarray, seed: int) -> np.ndarray:
@@ -252,8 +465,12 @@ def _write_index(
     cfg: Any,
     seed: int,
     log: Callable[[str], None],
+    clusters: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write every file of an index into ``out``; returns the manifest ``extra``."""
+    """Write every file of an index into ``out``; returns the manifest ``extra``.
+
+    clusters: the old index's {centroids, labels, on} when adding items (kept; new items join
+    their nearest cluster), else None (k-means afresh)."""
     from ..artifacts import save_npy
 
     x = np.ascontiguousarray(arrays["item_vectors"], dtype=np.float32)
@@ -267,7 +484,7 @@ def _write_index(
             a = np.asarray(a, dtype=np.float32)
         save_npy(out / f"{name}.npy", a)
     save_ids(out, "user_ids", users)
-    names = _write_metadata(out, items, emb["rows"] if emb else None)
+    names, understood = _write_metadata(out, items, emb["rows"] if emb else None)
 
     transform, max_norm = choose_metric(x, cfg.metric)
     served = transform_items(x, max_norm) if transform == "extra_dim" else x
@@ -318,6 +535,15 @@ def _write_index(
             r = exact_recall_at_10(v, qs, out / f"content_{m}.ann", transform="none", search_k=cfg.search_k, allowed=mask)
             content[m] = {"dim": int(v.shape[1]), "items": int(len(rows)), "recall_at_10": round(r, 4)}
             log(f"index: content index '{m}' over {len(rows)} items, recall@10 = {r:.3f}")
+    # content clusters on the fused content vectors (item vectors without embeddings)
+    fused = emb["fused"] if emb is not None else None
+    on = "content_fused" if fused is not None and np.any(fused) else "item_vectors"
+    if clusters is not None and clusters.get("on") != on:
+        clusters = None
+    cluster_info = _write_clusters(out, np.asarray(fused if on == "content_fused" else x, np.float32), on,
+                                   seed=seed, previous=clusters, log=log)
+    if understood["moods"] or understood["predicted_tags"]:
+        log(f"index: {understood['moods']} items with a mood, {understood['predicted_tags']} with predicted tags")
     return {
         "metric": "inner_product" if transform == "extra_dim" else "angular",
         "transform": transform,
@@ -337,6 +563,8 @@ def _write_index(
         "recall_queries": int(len(queries)),
         "content": content,
         "item_modalities": names,
+        "clusters": cluster_info,
+        "understand": understood,
     }
 
 
@@ -398,9 +626,16 @@ def _build(model_dir: Path, tmp: Path, cfg: Any, *, seed: int, log: Callable[[st
                 "embeddings": str(emb_dir.resolve()) if emb is not None and emb_dir else None},
         models={"name": model["name"], "dim": extra["dim"]},
         counts={"items": len(item_ids), "users": len(model["users"]),
-                "content_modalities": len(extra["content"])},
+                "content_modalities": len(extra["content"]), **understand_counts(extra)},
         extra=extra,
     ))
+
+
+def understand_counts(extra: dict[str, Any]) -> dict[str, int]:
+    """The manifest counts of what the items' understand records gave."""
+    u = extra.get("understand") or {}
+    return {"items_with_mood": int(u.get("moods", 0)), "items_with_predicted_tags": int(u.get("predicted_tags", 0)),
+            "items_with_captions": int(u.get("captions", 0)), "clusters": int((extra.get("clusters") or {}).get("k", 0))}
 
 
 def centred(recipe: Any, m: str, v: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

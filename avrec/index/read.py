@@ -1,7 +1,10 @@
 """The read side of an index directory: numpy memory maps and annoy, nothing else.
 
-``avrec recommend`` and ``avrec serve`` import only this module (numpy, and annoy when a
-search needs it), so a request never pays for torch, transformers, librosa or OpenCV.
+``avrec recommend``, ``avrec profile`` and ``avrec serve`` import only this module (numpy,
+and annoy when a search needs it), so a request never pays for torch, transformers, librosa
+or OpenCV. The items' understand columns (tags_predicted/tags_scores, valence, arousal,
+moods_*, clusters, cluster_centroids, cluster_names_*; docs/artifacts.md) are optional:
+an index built before them reads as "nothing known" (NaN moods, no predicted tags).
 """
 
 from __future__ import annotations
@@ -263,18 +266,152 @@ class Index:
                           dtype=np.int64)
 
     def tag_rows(self, tag: str) -> np.ndarray:
-        """(n,) bool: items carrying ``tag`` (case-insensitive)."""
-        vocab = self.tag_vocab
+        """(n,) bool: items carrying ``tag`` (case-insensitive), given or predicted."""
+        return self._tag_rows(tag, None)
+
+    def given_tag_rows(self, tag: str) -> np.ndarray:
+        """(n,) bool: items ``tag`` was given to (metadata), not only predicted."""
+        return self._tag_rows(tag, False)
+
+    def predicted_tag_rows(self, tag: str) -> np.ndarray:
+        """(n,) bool: items only a classifier gave ``tag`` (a tag also given counts as given)."""
+        return self._tag_rows(tag, True)
+
+    def _tag_rows(self, tag: str, predicted: bool | None) -> np.ndarray:
         out = np.zeros(self.n_items, dtype=bool)
         t = tag.lower()
-        if t not in vocab:
+        tid = self.tag_ids.get(t)
+        if tid is None:
             return out
-        tid = vocab.index(t)
-        indptr = np.asarray(_npy(self.path / "tags_indptr.npy"))
-        indices = np.asarray(_npy(self.path / "tags_indices.npy"))
-        hit = np.flatnonzero(indices == tid)
-        out[np.searchsorted(indptr, hit, side="right") - 1] = True
+        sel = self.tags_indices == tid
+        flags = self.tags_predicted
+        if predicted is not None:
+            sel &= flags if predicted else ~flags
+        hit = np.flatnonzero(sel)
+        out[np.searchsorted(self.tags_indptr, hit, side="right") - 1] = True
         return out
+
+    # tags, moods and clusters (the items' understand records; each opened on first use) ----
+    @cached_property
+    def tag_ids(self) -> dict[str, int]:
+        return {t: j for j, t in enumerate(self.tag_vocab)}
+
+    @cached_property
+    def tags_indptr(self) -> np.ndarray:
+        return np.asarray(_npy(self.path / "tags_indptr.npy"))
+
+    @cached_property
+    def tags_indices(self) -> np.ndarray:
+        return np.asarray(_npy(self.path / "tags_indices.npy"))
+
+    @cached_property
+    def tags_predicted(self) -> np.ndarray:
+        """(nnz,) bool parallel to tags_indices: the entry is a predicted tag (all False in an
+        index built before predicted tags)."""
+        p = self.path / "tags_predicted.npy"
+        return np.asarray(_npy(p)) if p.exists() else np.zeros(len(self.tags_indices), dtype=bool)
+
+    @cached_property
+    def tags_scores(self) -> np.ndarray:
+        """(nnz,) float32 parallel to tags_indices: 1 for a given tag, the classifier's score
+        for a predicted one."""
+        p = self.path / "tags_scores.npy"
+        return np.asarray(_npy(p)) if p.exists() else np.ones(len(self.tags_indices), dtype=np.float32)
+
+    def item_tags(self, row: int) -> list[tuple[str, bool, float]]:
+        """(tag, predicted, score) of item ``row``, in vocabulary order."""
+        a, b = int(self.tags_indptr[row]), int(self.tags_indptr[row + 1])
+        vocab = self.tag_vocab
+        return [(vocab[int(t)], bool(p), float(s)) for t, p, s in
+                zip(self.tags_indices[a:b], self.tags_predicted[a:b], self.tags_scores[a:b])]
+
+    def _optional(self, name: str) -> np.ndarray | None:
+        p = self.path / f"{name}.npy"
+        return np.asarray(_npy(p)) if p.exists() else None
+
+    @cached_property
+    def valence(self) -> np.ndarray:
+        """(n,) float32 in [-1, 1], NaN when unknown (all NaN in an index built before moods)."""
+        v = self._optional("valence")
+        return v if v is not None else np.full(self.n_items, np.nan, dtype=np.float32)
+
+    @cached_property
+    def arousal(self) -> np.ndarray:
+        v = self._optional("arousal")
+        return v if v is not None else np.full(self.n_items, np.nan, dtype=np.float32)
+
+    @cached_property
+    def mood_vocab(self) -> list[str]:
+        """Mood labels (MOOD_LABELS first, then any other label a classifier gave); [] in an
+        index built before moods."""
+        if not (self.path / "moods_vocab_utf8.npy").exists():
+            return []
+        t = StringTable(self.path, "moods_vocab")
+        return [t[i] for i in range(len(t))]
+
+    @cached_property
+    def moods_indptr(self) -> np.ndarray:
+        v = self._optional("moods_indptr")
+        return v if v is not None else np.zeros(self.n_items + 1, dtype=np.int64)
+
+    @cached_property
+    def moods_indices(self) -> np.ndarray:
+        v = self._optional("moods_indices")
+        return v if v is not None else np.zeros(0, dtype=np.int32)
+
+    @cached_property
+    def moods_scores(self) -> np.ndarray:
+        v = self._optional("moods_scores")
+        return v if v is not None else np.zeros(0, dtype=np.float32)
+
+    def mood_rows(self, label: str) -> np.ndarray:
+        """(n,) bool: items whose top mood labels include ``label``."""
+        out = np.zeros(self.n_items, dtype=bool)
+        vocab = self.mood_vocab
+        lab = label.lower()
+        if lab not in vocab:
+            return out
+        hit = np.flatnonzero(self.moods_indices == vocab.index(lab))
+        out[np.searchsorted(self.moods_indptr, hit, side="right") - 1] = True
+        return out
+
+    def item_moods(self, row: int) -> list[tuple[str, float]]:
+        """(label, score) of item ``row``, best first."""
+        a, b = int(self.moods_indptr[row]), int(self.moods_indptr[row + 1])
+        vocab = self.mood_vocab
+        return [(vocab[int(j)], float(s)) for j, s in zip(self.moods_indices[a:b], self.moods_scores[a:b])]
+
+    def item_mood(self, row: int) -> dict[str, Any] | None:
+        """{valence, arousal, labels} of item ``row`` (None for an unknown value), or None
+        when nothing about its mood is known."""
+        v, a = float(self.valence[row]), float(self.arousal[row])
+        labels = [lab for lab, _ in self.item_moods(row)]
+        if not labels and v != v and a != a:
+            return None
+        return {"valence": None if v != v else round(v, 4), "arousal": None if a != a else round(a, 4),
+                "labels": labels}
+
+    @cached_property
+    def clusters(self) -> np.ndarray | None:
+        """(n,) int32 content cluster of each item (-1: none); None in an older index."""
+        return self._optional("clusters")
+
+    @cached_property
+    def cluster_centroids(self) -> np.ndarray | None:
+        return self._optional("cluster_centroids")
+
+    @cached_property
+    def cluster_names(self) -> list[str]:
+        if not (self.path / "cluster_names_utf8.npy").exists():
+            return []
+        t = StringTable(self.path, "cluster_names")
+        return [t[i] for i in range(len(t))]
+
+    @cached_property
+    def seen_weights(self) -> np.ndarray | None:
+        """(nnz,) float32 parallel to seen_indices when the model stores interaction weights;
+        None: every seen item weighs the same."""
+        return self._optional("seen_weights")
 
     # annoy --------------------------------------------------------------------------
     def annoy(self, name: str = "items") -> Any:
