@@ -18,7 +18,7 @@ from .manifest import DEFAULT_DIRS, MANIFEST
 
 # the artifact kind each stage reads by default
 UPSTREAM = {"embed": "features", "train": "embeddings", "index": "model", "recommend": "index", "evaluate": "embeddings",
-            "serve": "index"}
+            "serve": "index", "profile": "index"}
 
 
 def workdir(cfg_workdir: str | None = None, override: str | None = None) -> Path:

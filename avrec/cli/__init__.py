@@ -37,7 +37,7 @@ def _root(
 
 
 def _register() -> None:
-    from . import demo, embed, evaluate, events, extract, index, models, recommend, serve, train  # noqa: F401
+    from . import demo, embed, evaluate, events, extract, index, models, profile, recommend, serve, train  # noqa: F401
 
 
 def main() -> None:
