@@ -23,7 +23,9 @@ import numpy as np
 from .errors import InputError
 from .index import Index, norm_rows, search, topk_batch, topk_rows
 
-FILTER_FIELDS = ("modality", "duration", "tag", "popularity")
+FILTER_FIELDS = ("modality", "duration", "tag", "gtag", "ptag", "mood", "valence", "arousal", "popularity")
+NUMERIC_FIELDS = ("duration", "popularity", "valence", "arousal")
+CHOICE_FIELDS = ("modality", "tag", "gtag", "ptag", "mood")
 _FILTER_RE = re.compile(r"^\s*([A-Za-z_]+)\s*(<=|>=|!=|==|=|<|>)\s*(.*?)\s*$")
 
 
@@ -33,7 +35,11 @@ _FILTER_RE = re.compile(r"^\s*([A-Za-z_]+)\s*(<=|>=|!=|==|=|<|>)\s*(.*?)\s*$")
 
 @dataclass(frozen=True)
 class Filter:
-    """One ``--filter`` term: ``field op value``; ``=``/``!=`` accept comma-separated alternatives."""
+    """One ``--filter`` term: ``field op value``; ``=``/``!=`` accept comma-separated alternatives.
+
+    Fields: modality, tag (given or predicted), gtag (given only), ptag (predicted only),
+    mood (one of the item's top mood labels), and the numbers duration, popularity, valence,
+    arousal (< <= > >= = !=; an unknown value never passes a numeric filter)."""
 
     field: str
     op: str
@@ -43,37 +49,69 @@ class Filter:
     def parse(cls, spec: str) -> "Filter":
         m = _FILTER_RE.match(spec)
         if not m or not m.group(3):
-            raise InputError(f"bad --filter {spec!r}; write field<op>value, e.g. modality=video, duration<600, tag=music")
+            raise InputError(f"bad --filter {spec!r}; write field<op>value, e.g. modality=video, duration<600, tag=music, "
+                             "mood=calm, valence>0.3")
         name, op, value = m.group(1).lower(), m.group(2), m.group(3)
         op = "=" if op == "==" else op
         if name not in FILTER_FIELDS:
             raise InputError(f"unknown --filter field {name!r}; use one of {', '.join(FILTER_FIELDS)} (e.g. duration<600)")
-        if name in ("modality", "tag") and op not in ("=", "!="):
+        if name in CHOICE_FIELDS and op not in ("=", "!="):
             raise InputError(f"--filter {spec!r}: {name} takes = or != (e.g. {name}={value})")
-        if name in ("duration", "popularity"):
+        if name in NUMERIC_FIELDS:
             try:
-                float(value)
+                v = float(value)
             except ValueError:
-                raise InputError(f"--filter {spec!r}: {name} needs a number (e.g. {name}<600)") from None
+                raise InputError(f"--filter {spec!r}: {name} needs a number (e.g. {name}{op}"
+                                 f"{'0.3' if name in ('valence', 'arousal') else '600'})") from None
+            if not math.isfinite(v):
+                raise InputError(f"--filter {spec!r}: {name} needs a finite number")
         return cls(name, op, value)
 
     def mask(self, index: Index) -> np.ndarray:
         """(n_items,) bool of the items this term keeps."""
         n = index.n_items
-        if self.field in ("duration", "popularity"):
-            col = np.asarray(index.durations if self.field == "duration" else index.popularity, dtype=np.float64)
-            v = float(self.value)
+        if self.field in NUMERIC_FIELDS:
+            col = np.asarray(getattr(index, {"duration": "durations"}.get(self.field, self.field)), dtype=np.float64)
+            # the columns are float32: compare with the threshold as float32 holds it, so that
+            # valence=0.8 finds the items stored as 0.8 and valence>0.3 skips those stored as 0.3
+            v = float(np.float32(float(self.value)))
             with np.errstate(invalid="ignore"):
                 out = {"<": col < v, "<=": col <= v, ">": col > v, ">=": col >= v, "=": col == v, "!=": col != v}[self.op]
-            return out & ~np.isnan(col)  # unknown durations never pass a duration filter
+            return out & ~np.isnan(col)  # unknown values never pass a numeric filter
         values = [v.strip() for v in self.value.split(",") if v.strip()]
+        if self.field == "mood":
+            _check_moods(index, values)
         hit = np.zeros(n, dtype=bool)
         for v in values:
             if self.field == "modality":
                 hit |= _modality_mask(index, v.lower())
-            else:
+            elif self.field == "tag":
                 hit |= index.tag_rows(v)
+            elif self.field == "gtag":
+                hit |= index.given_tag_rows(v)
+            elif self.field == "ptag":
+                hit |= index.predicted_tag_rows(v)
+            else:
+                hit |= index.mood_rows(v)
         return hit if self.op == "=" else ~hit
+
+
+def mood_labels(index: Index) -> list[str]:
+    """The mood labels a filter may name: avrec.understand.MOOD_LABELS and any other label
+    the index's items carry."""
+    vocab = list(index.mood_vocab)
+    if not vocab:  # an index built before moods: the fixed vocabulary
+        from .understand import MOOD_LABELS
+
+        vocab = [lab for lab, _, _ in MOOD_LABELS]
+    return vocab
+
+
+def _check_moods(index: Index, values: list[str]) -> None:
+    known = mood_labels(index)
+    bad = [v for v in values if v.lower() not in known]
+    if bad:
+        raise InputError(f"unknown mood {bad[0]!r} in --filter; known: {', '.join(known)}")
 
 
 def _modality_mask(index: Index, name: str) -> np.ndarray:
@@ -226,7 +264,11 @@ class Recommender:
             rec: dict[str, Any] = {key: value, "rank": r, "item_id": self.index.items.id(row),
                                    "score": round(float(s), 6), "title": self.index.titles[row]}
             if explains is not None:
-                rec["explain"] = explains[r - 1]
+                ex = explains[r - 1]
+                mood = self.index.item_mood(row)
+                if mood is not None:
+                    ex["mood"] = mood
+                rec["explain"] = ex
             if source:
                 rec["source"] = source
             out.append(rec)
@@ -245,11 +287,15 @@ class Recommender:
 
     def explain_history(self, hist: np.ndarray, weights: np.ndarray, recs: np.ndarray) -> list[dict[str, Any]]:
         """For each recommended row: the history item with the largest share of its score
-        under fold-in (w_h * history_vector_h . item_vector_i / sum w), and the content
-        modality in which the two are most alike."""
+        under fold-in (w_h * history_vector_h . item_vector_i / sum w), the content
+        modality in which the two are most alike, and ``because_you_like``: the history's
+        top tags and moods (:func:`avrec.profile.interests`) that the item carries."""
+        from .profile import because_you_like, interests
+
         idx = self.index
         if len(hist) == 0:
-            return [{"because": None, "modality": None} for _ in recs]
+            return [{"because": None, "modality": None, "because_you_like": []} for _ in recs]
+        likes = interests(idx, hist, weights)
         contrib = (np.asarray(idx.history_vectors[hist]) @ np.asarray(idx.item_vectors[recs]).T)
         contrib = contrib * (weights[:, None] / weights.sum())
         best = np.argmax(contrib, axis=0)
@@ -263,6 +309,7 @@ class Recommender:
                 "contribution": round(float(contrib[best[j], j]), 6),
                 "modality": max(sims, key=sims.get) if sims else None,
                 "modalities": sims,
+                "because_you_like": because_you_like(idx, likes, r),
             })
         return out
 

@@ -31,19 +31,30 @@ The first key names the request: "user", "item", "query" (with "user" too when b
 "history" (the number of known history items). With --explain each line has "explain":
 {"because": history item id, "because_title", "contribution": its share of the score,
 "modality": the content modality in which the two items are most alike, "modalities":
-{modality: cosine}} (for --item: the modalities shared with the query item; for --query:
-the modality searched and the query similarity). Popular fallback lines carry
+{modality: cosine}, "because_you_like": the user's top interest tags and moods (see
+avrec profile) that this item carries, e.g. ["surf", "calm"]} (for --item: the modalities
+shared with the query item; for --query: the modality searched and the query similarity).
+Every explained item whose mood is known also gets "mood": {"valence", "arousal" (in
+[-1, 1], null when unknown), "labels": its top mood labels}. Popular fallback lines carry
 "source": "popular". Scores are inner products (user/history), cosines (item/query) or
 blended z-scores (query with user).
 
 Filters (repeatable, all must hold; = and != take comma-separated alternatives):
-modality=video, duration<600, tag=music, tag!=kids, popularity>=10.
+modality=video, duration<600, popularity>=10, tag=music (given or predicted tags),
+tag!=kids, gtag=music (given tags only), ptag=surf (predicted tags only: a tag that is
+also given counts as given), mood=calm,relaxed (one of the item's top mood labels; mood!=
+keeps items of unknown mood), valence>0.3, arousal<0 (numbers in [-1, 1]; an unknown
+duration, valence or arousal never passes a numeric filter). Mood labels: happy,
+excited, tense, angry, sad, gloomy, calm, relaxed, neutral, plus any label the index's
+items carry; another name is an error listing them.
 
 Examples:
 
   avrec recommend --user 42
 
   avrec recommend idx/ --user 42 --k 20 --filter modality=video --filter "duration<600" --json
+
+  avrec recommend --user 42 --filter mood=calm --filter "valence>0.3" --explain
 
   printf 'v1\\nv7\\n' | avrec recommend idx/ --history - --explain
 
@@ -54,7 +65,8 @@ Examples:
   avrec recommend idx/ --all-users --k 10 > recs.jsonl
 
 Config keys (section recommend): k, exclude_seen, fallback, diversity, mmr_pool, query_weight.
-Exit codes: 2 for an unknown user (unless --fallback popular) or item, or a bad filter.
+Exit codes: 2 for an unknown user (unless --fallback popular) or item, or a bad filter
+(an unknown field, mood label or modality).
 """
 
 Opt = typer.Option
@@ -83,7 +95,8 @@ def recommend_cmd(
                                                 "(repeatable).", show_default=False)] = None,
     diversity: Annotated[Optional[float], Opt("--diversity", help="MMR lambda in [0, 1] on content vectors; 0: off "
                                               "[recommend.diversity].", show_default=False)] = None,
-    explain: Annotated[bool, Opt("--explain", help="Say which history item and modality make each item relevant.")] = False,
+    explain: Annotated[bool, Opt("--explain", help="Say which history item, modality and interests (tags, moods) "
+                                 "make each item relevant, and each item's mood.")] = False,
     modality: Annotated[Optional[str], Opt("--modality", "-m", help="Content space for --item / --query "
                                            "(video, audio, text).", show_default=False)] = None,
     as_json: Annotated[bool, Opt("--json", help="JSON lines even on a terminal.")] = False,
@@ -244,4 +257,9 @@ def _why(ex: dict[str, Any]) -> str:
         sims = ex.get("modalities") or {}
         sim = sims.get(ex["modality"], ex.get("query_similarity"))
         parts.append(f"{ex['modality']}" + (f" {sim:.2f}" if isinstance(sim, (int, float)) else ""))
+    if ex.get("because_you_like"):
+        parts.append("because you like: " + ", ".join(ex["because_you_like"]))
+    mood = ex.get("mood") or {}
+    if mood.get("labels"):
+        parts.append("mood " + "/".join(mood["labels"]))
     return ", ".join(parts) or "-"
