@@ -9,6 +9,12 @@ Media is never decoded again: frames and PCM come from the features store. Readi
 preprocessing run in a torch DataLoader (``embed.workers`` processes) while the model runs
 in this one; per-frame / per-window vectors are batched across items (``embed.batch_size``)
 and pooled per item (``embed.pooling``).
+
+The ``understand`` section (avrec.understand) runs here too: key-frame captions before the
+text encoder (they join each item's text after its transcript), then moods and zero-shot
+tags from the texts, the builtin features and the vectors just made; each item's record is
+stored in items.jsonl under ``"understand"``, and with ``understand.mood_weight > 0`` the
+mood is a block of the fused vector.
 """
 
 from __future__ import annotations
@@ -530,7 +536,8 @@ def embed(features_dir: str | Path, out_dir: str | Path, cfg: Config, *, like: s
     """Embed every ok item of ``features_dir`` into ``out_dir``; returns ``out_dir``.
 
     like: an embeddings artifact whose encoders, weights, builtin statistics and PCA are
-    used as they are (nothing is fitted), so new items land in that catalogue's space.
+    used as they are (nothing is fitted), so new items land in that catalogue's space; its
+    understand section and mood statistics are taken too.
     """
     from .artifacts import transaction
 

@@ -27,12 +27,22 @@ Examples:
       --audio clap:laion/clap-htsat-unfused --device cuda --set embed.precision=fp16
   avrec embed features/ -o emb/ --speech asr:openai/whisper-tiny --set embed.weights.text=2
   avrec embed features/ --video npy:my_vectors.npy   # ids in my_vectors.npy.ids.txt
+  avrec embed features/ --set understand.caption=caption:Salesforce/blip-image-captioning-base \\
+      --set 'understand.tags=[surf, traffic, piano, birds]'
   avrec embed /shared/features --engine ray --actors 8 --device cuda   # 8 GPUs, one model copy each
+
+Beside the vectors, each item's "understand" record in items.jsonl holds its mood
+(valence, arousal and mood labels from the text's words, the sound and the picture;
+CLAP/CLIP prompts when those encoders are configured), captions of its key frames
+(understand.caption=caption:<id|path>, BLIP or GIT; they join the text like speech) and
+zero-shot tags from understand.tags (a list, or a file with a tag per line).
 
 Config keys (section embed): video, audio, text, speech, weights.<modality>, pooling
 (mean|max), batch_size, precision (fp32|fp16|bf16, GPU only), max_text_tokens, pca_dim,
-workers (DataLoader processes reading stored frames/audio). Section distributed: engine,
-address, actors.
+workers (DataLoader processes reading stored frames/audio). Section understand: mood,
+sentiment (sentiment:<id|path>, a text emotion classifier), caption, caption_frames, tags,
+tag_threshold (on the centred cosine), tag_top, mood_weight (> 0: a "mood" block in the
+fused vector). Section distributed: engine, address, actors.
 """
 
 

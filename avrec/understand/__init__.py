@@ -19,7 +19,14 @@ parts are omitted; every score is a float rounded to 4 places)::
 
 Mood labels come from one fixed vocabulary, :data:`MOOD_LABELS`, placed on the
 valence/arousal plane (Russell's circumplex), so every modality's estimate maps to labels
-the same way and filters (``mood=calm``) mean one thing everywhere.
+the same way and filters (``mood=calm``) mean one thing everywhere. (A text classifier's
+labels that have no place on the plane are kept under their own name.)
+
+Where it is computed: :mod:`.mood` (the per-modality mappings, their sources and the fusion
+rule), :mod:`.tags` (zero-shot tags and how ``tag_threshold`` applies), :mod:`.captions`
+(key frames -> ``caption:`` model), :mod:`.run` (what embed calls). With
+``understand.mood_weight > 0`` the embeddings also hold ``mood.npy`` (n, 11): [valence,
+arousal, closeness to each of MOOD_LABELS], the fused vector's ``mood`` block.
 """
 
 from __future__ import annotations
