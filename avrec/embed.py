@@ -528,6 +528,12 @@ def plan_understand(cfg: Config) -> dict[str, str]:
         if name and parse_name(name)[0] != prefix:
             raise ConfigError(f"understand.{key}={name} must be a {prefix}:<id|path> model (e.g. {prefix}:{example})")
         out[key] = canonical(name) if name else ""
+    if cfg.understand.mood_weight > 0 and not cfg.understand.mood:
+        raise ConfigError(f"understand.mood_weight={cfg.understand.mood_weight} makes the mood a block of the fused "
+                          "vector, but understand.mood is off; set understand.mood=true or mood_weight=0")
+    from .understand.tags import vocabulary
+
+    vocabulary(cfg.understand.tags)  # a missing or empty tag file fails now, not after the models ran
     return out
 
 

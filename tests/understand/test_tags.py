@@ -47,3 +47,18 @@ def test_pick_threshold_top_and_spaces():
     assert got[2][0] == {"tag": "city", "score": 0.9, "from": "video"} and len(got[2]) == 2
     s = space_scores(np.eye(3, 4), np.array([True, False, True]), None, np.eye(3, 4))
     assert np.isneginf(s[1]).all() and np.isfinite(s[0]).all()
+
+
+def test_embed_checks_the_understand_section_first(tmp_path):
+    from avrec.config import load_config
+    from avrec.embed import plan_understand
+
+    assert plan_understand(load_config(None, [], env={})) == {"caption": "", "sentiment": ""}
+    cfg = load_config(None, ["understand.mood=false", "understand.mood_weight=1"], env={})
+    with pytest.raises(ConfigError, match="understand.mood is off"):
+        plan_understand(cfg)
+    cfg = load_config(None, [f"understand.tags=[{tmp_path / 'none.txt'}]"], env={})
+    with pytest.raises(ConfigError, match="cannot read the tag file"):
+        plan_understand(cfg)
+    cfg = load_config(None, ["understand.caption=caption:Salesforce/blip-image-captioning-base"], env={})
+    assert plan_understand(cfg)["caption"] == "caption:Salesforce/blip-image-captioning-base"
