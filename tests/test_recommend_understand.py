@@ -95,6 +95,7 @@ def test_index_stores_moods_predicted_tags_and_captions(index_dir):
     n_rec = sum(1 for i in range(60) if i % 5)
     assert man["counts"]["items_with_mood"] == n_rec and man["counts"]["items_with_captions"] == n_rec
     assert man["counts"]["items_with_predicted_tags"] == sum(1 for i in range(60) if i % 5 and i % 3 != 2)
+    assert man["extra"]["understand"]["predicted_only"] == man["counts"]["items_with_predicted_tags"]  # surf, city
     val, aro = np.load(index_dir / "valence.npy"), np.load(index_dir / "arousal.npy")
     assert val.dtype == np.float32 and aro.dtype == np.float32
     assert np.isnan(val[0]) and np.isnan(aro[5]) and val[1] == np.float32(-0.5) and aro[3] == np.float32(-0.6)
@@ -326,3 +327,44 @@ def test_recommend_with_mood_filters_and_explain_stays_light(index_dir):
     assert r.stderr.strip().splitlines()[-1] == "[]"
     first = json.loads(r.stdout.splitlines()[0])
     assert first["explain"]["mood"]["labels"][0] == "tense"
+
+
+# ------------------------------------------------------------------------------------------
+# end to end on sample_data: avrec embed's own records (calm ocean against the busy city)
+
+
+@pytest.fixture(scope="module")
+def sample_index(sample_data, tmp_path_factory) -> Path:
+    w = tmp_path_factory.mktemp("sample-und")
+    steps = (
+        ("extract", str(sample_data / "media"), "--metadata", str(sample_data / "metadata.csv"), "-o", str(w / "f")),
+        ("embed", str(w / "f"), "-o", str(w / "e"), "--device", "cpu", "--set", "understand.tags=[ocean, city, piano, forest]"),
+        ("train", str(w / "e"), "-i", str(sample_data / "interactions.csv"), "-o", str(w / "m"),
+         "--set", "train.hybrid.epochs=40"),
+        ("index", str(w / "m"), "-o", str(w / "index")),
+    )
+    for args in steps:
+        r = run_avrec(*args, "-q")
+        assert r.returncode == 0, r.stderr[-2000:]
+    return w / "index"
+
+
+def test_sample_catalogue_end_to_end_moods_filters_and_profiles(sample_index):
+    idx = Index(sample_index)
+    man = json.loads((sample_index / "manifest.json").read_text())
+    assert man["counts"]["items_with_mood"] >= 24 and man["extra"]["clusters"]["k"] >= 2
+    assert man["counts"]["items_with_predicted_tags"] >= 10  # zero-shot tags (here all also given)
+    aro = np.asarray(idx.arousal)
+    r = run_avrec("recommend", str(sample_index), "--user", "u002", "--filter", "arousal<0", "--k", "28",
+                  "--explain")
+    assert r.returncode == 0, r.stderr
+    got = [json.loads(x) for x in r.stdout.splitlines()]
+    assert got and all(aro[idx.items.row(x["item_id"])] < 0 and x["explain"]["mood"]["arousal"] < 0 for x in got)
+    calm = [x["item_id"] for x in rec(sample_index, k=28, filters=["mood=calm"], exclude_seen=False).for_user("u001")]
+    assert calm and all("calm" in idx.item_mood(idx.items.row(i))["labels"] for i in calm)
+    from avrec.profile import user_profile
+
+    ocean, city = user_profile(idx, "u001"), user_profile(idx, "u002")
+    assert ocean["tags"][0]["tag"] == "ocean" and "ocean" in ocean["clusters"][0]["name"]
+    assert city["tags"][0]["tag"] == "city" and "city" in city["clusters"][0]["name"]
+    assert ocean["arousal"] < city["arousal"]  # the calm ocean against the busy city

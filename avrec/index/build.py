@@ -234,8 +234,9 @@ def _by_id(items: list[dict[str, Any]], extra_rows: list[dict[str, Any]] | None)
 def _write_metadata(out: Path, items: list[dict[str, Any]],
                     extra_rows: list[dict[str, Any]] | None) -> tuple[list[str], dict[str, Any]]:
     """ids, titles, durations, modality flags, tags (given and predicted), moods; returns the
-    modality names seen and what the understand columns hold ({moods, predicted_tags,
-    captions, mood_labels})."""
+    modality names seen and what the understand columns hold: {moods, predicted_tags,
+    predicted_only, captions} count the items with a mood, with predicted tags, with a
+    predicted tag not also given and with captions; mood_labels is the mood vocabulary."""
     from ..artifacts import save_npy, write_jsonl
     from ..understand import MOOD_LABELS
 
@@ -274,7 +275,7 @@ def _write_metadata(out: Path, items: list[dict[str, Any]],
     indices: list[int] = []
     predicted: list[bool] = []
     scores: list[float] = []
-    n_pred = 0
+    n_pred = n_pred_only = 0  # items with predicted tags; with one that is not also given
     for i, (m, p) in enumerate(zip(merged, parsed)):
         entry = {tid[t.lower()]: (False, 1.0) for t in m["tags"]}
         had = False
@@ -285,7 +286,8 @@ def _write_metadata(out: Path, items: list[dict[str, Any]],
                 had = True
             elif entry[j][0]:
                 entry[j] = (True, max(entry[j][1], sc))
-        n_pred += had
+        n_pred += bool(p["tags"])
+        n_pred_only += had
         for j in sorted(entry):
             indices.append(j)
             predicted.append(entry[j][0])
@@ -319,6 +321,7 @@ def _write_metadata(out: Path, items: list[dict[str, Any]],
     stats = {
         "moods": sum(1 for p in parsed if p["labels"] or not (np.isnan(p["valence"]) and np.isnan(p["arousal"]))),
         "predicted_tags": int(n_pred),
+        "predicted_only": int(n_pred_only),
         "captions": sum(1 for m in merged if (m.get("understand") or {}).get("captions")),
         "mood_labels": mvocab,
     }
