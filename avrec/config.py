@@ -182,7 +182,7 @@ class UnderstandConfig:
     caption: str = ""  # caption:<hf id|path>: an image-to-text model describing sampled key frames
     caption_frames: int = 3  # key frames captioned per video item
     tags: list[str] = field(default_factory=list)  # zero-shot tag vocabulary (or one entry: a file with a tag per line)
-    tag_threshold: float = 0.3  # cosine a predicted tag must reach in its space
+    tag_threshold: float = 0.3  # centred cosine (item minus catalogue mean, tag minus vocabulary mean) a predicted tag must reach
     tag_top: int = 5  # predicted tags kept per item (at most)
     mood_weight: float = 0.0  # weight of the mood block in the fused content vector; 0: not a feature
 

@@ -35,7 +35,7 @@ from ..recommend import Options
 from .events import EventStore, parse_event
 from .state import Batcher, NotFound, State
 
-ENDPOINTS = ("/recommend", "/similar", "/search", "/events", "/users/{id}", "/health", "/metrics", "/docs",
+ENDPOINTS = ("/recommend", "/similar", "/search", "/profile", "/events", "/users/{id}", "/health", "/metrics", "/docs",
              "/openapi.json")
 
 
@@ -477,6 +477,17 @@ def create_app(s: Settings, *, log: Callable[[str], None] | None = None) -> Any:
             return _error(404, str(e))
         except InputError as e:
             return _error(422, str(e))
+
+    @api.get("/profile", summary="A user's interests: tags, moods, modalities, content clusters (live events included)")
+    async def profile(request: Request, user: str = Query(..., min_length=1, max_length=1024),
+                      top: int = Query(10, ge=1, le=100, description="entries per list")):
+        if not authorised(request, False):
+            return unauthorised()
+        idx = state.index
+        try:
+            return _json(state.profile(idx, user, top=top))
+        except NotFound as e:
+            return _error(404, str(e))
 
     @api.post("/events", summary="Append events (durably) and fold them into the next answers")
     async def events(request: Request):

@@ -62,24 +62,17 @@ class PinnedIndex(Index):
             self._centres[m] = super().centre(m)
         return self._centres[m]
 
-    @cached_property
-    def _tag_csr(self) -> tuple[np.ndarray, np.ndarray] | None:
-        p = self.path / "tags_indptr.npy"
-        if not p.exists():
-            return None
-        return np.asarray(_npy(p)), np.asarray(_npy(self.path / "tags_indices.npy"))
-
     def tag_rows(self, tag: str) -> np.ndarray:
         t = tag.lower()
-        if t not in self._tags:
-            out = np.zeros(self.n_items, dtype=bool)
-            csr = self._tag_csr
-            if csr is not None and t in self.tag_vocab:
-                indptr, indices = csr
-                hit = np.flatnonzero(indices == self.tag_vocab.index(t))
-                out[np.searchsorted(indptr, hit, side="right") - 1] = True
-            self._tags[t] = out
+        if t not in self._tags:  # a filter's mask, computed once per index version
+            self._tags[t] = super().tag_rows(tag)
         return self._tags[t]
+
+    def mood_rows(self, label: str) -> np.ndarray:
+        key = f"mood:{label.lower()}"
+        if key not in self._tags:
+            self._tags[key] = super().mood_rows(label)
+        return self._tags[key]
 
     def pin(self) -> "PinnedIndex":
         """Open every file a request may read (and touch its pages), then return self."""
@@ -94,7 +87,12 @@ class PinnedIndex(Index):
         len(self.titles)
         if (self.path / "tags_vocab_utf8.npy").exists():
             self.tag_vocab  # noqa: B018
-            self._tag_csr  # noqa: B018
+        # the understand columns (each falls back to an empty default in an older index)
+        for name in ("tags_indptr", "tags_indices", "tags_predicted", "tags_scores", "valence", "arousal",
+                     "mood_vocab", "moods_indptr", "moods_indices", "moods_scores", "clusters", "cluster_names",
+                     "seen_weights"):
+            if hasattr(type(self), name):
+                getattr(self, name)
         self.content_fused  # noqa: B018
         for m in self.content_modalities:
             self.content(m), self.content_mask(m), self.centre(m)
@@ -316,6 +314,26 @@ class State:
         hist, hw = rows[taste], weights[taste]
         q = (hw[:, None] * np.asarray(idx.history_vectors[hist], dtype=np.float32)).sum(0) / hw.sum()
         return Plan(rec, user, q=q.astype(np.float32), exclude=exclude, hist=hist, weights=hw)
+
+    def profile(self, idx: PinnedIndex, user: str, *, top: int = 10) -> dict[str, Any]:
+        """GET /profile: the user's interests over the model's history plus live events."""
+        from ..profile import profile, user_history
+
+        uid = self.pid(user)
+        live, erased = self.live(idx, uid)
+        row = None if erased else idx.users.row(uid)
+        rows = np.zeros(0, np.int64)
+        weights = np.zeros(0, np.float64)
+        if row is not None:
+            rows, weights = user_history(idx, row)
+        lrows = [(idx.items.row(i), w) for i, w in live]
+        lrows = [(r, w) for r, w in lrows if r is not None and w > 0]
+        if lrows:
+            rows = np.concatenate([np.asarray(rows, np.int64), np.asarray([r for r, _ in lrows], np.int64)])
+            weights = np.concatenate([np.asarray(weights, np.float64), np.asarray([w for _, w in lrows], np.float64)])
+        if row is None and not lrows:
+            raise NotFound(f"unknown user {user!r}: no model history and no events")
+        return {"user": user, **profile(idx, rows, weights, top=top)}
 
     def for_history(self, idx: PinnedIndex, rec: Recommender, history: Sequence[tuple[str, float]],
                     user: str | None) -> list[dict[str, Any]]:

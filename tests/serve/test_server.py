@@ -53,6 +53,19 @@ def test_filters_explain_candidates_and_exclude_seen(server):
     assert len(seen_any) > len(unseen)
 
 
+def test_profile_follows_the_history_and_live_events(server):
+    c = server.client
+    r = c.get("/profile", params={"user": "u1"})
+    assert r.status_code == 200 and r.json()["user"] == "u1"
+    assert r.json()["tags"][0]["tag"] == "c1"  # u1 likes cluster 1, whose items carry tag c1
+    events = [{"user_id": "profiled", "item_id": f"item-{i:03d}"} for i in range(60, 66)]
+    assert c.post("/events", json=events).status_code == 200
+    p = c.get("/profile", params={"user": "profiled", "top": 2}).json()
+    assert p["history"] == 6 and p["tags"][0]["tag"] == "c2" and len(p["tags"]) <= 2
+    assert c.get("/profile", params={"user": "nobody-at-all"}).status_code == 404
+    assert c.get("/profile", params={"user": "u1", "top": 0}).status_code == 422
+
+
 def test_unknown_user_is_404_or_popular(server):
     r = server.client.get("/recommend", params={"user": "nobody"})
     assert r.status_code == 404 and "nobody" in r.json()["error"] and "\n" not in r.json()["error"]
@@ -152,6 +165,7 @@ def test_body_and_list_caps(server):
 
 def test_health_metrics_and_docs(server):
     c = server.client
+    assert c.get("/recommend", params={"user": "u1", "k": 0}).status_code == 422
     h = c.get("/health").json()
     assert h["status"] == "ok" and h["items"] == 115 and h["users"] == 80
     m = c.get("/metrics")
