@@ -1,0 +1,261 @@
+"""What avrec understands, measured against known labels and baselines (issue 14).
+
+1. Zero-shot tags: MovieLens latest-small's genres predicted from each movie's title and user
+   tags (never its genres) through the packaged all-MiniLM-L6-v2, with avrec's tag scorer
+   (:mod:`avrec.understand.tags`, centred cosines) against the raw cosine and against the
+   genre prior (the most frequent genres, the same for every movie). precision@1 and @3 of
+   the ranked vocabulary, and precision / recall of the tags avrec emits at its default
+   threshold and cap.
+2. Text sentiment: the offline labelled set within reach is MovieLens's user tags labelled
+   with the tagger's own rating of the movie (>= 4 positive, <= 2 negative). avrec's lexicon
+   valence (VADER) predicts the sign (0: the majority class) against the majority baseline;
+   accuracy and balanced accuracy, on all tags and on those the lexicon scores.
+3. Moods as content: cold-item NDCG@10 of the hybrid (train.tune: auto) with the text vectors
+   alone against the text vectors plus the mood block (`understand.mood_weight`: valence,
+   arousal, label closeness from the lexicon), the search free to weigh the two blocks;
+   seeds 2-4 of avrec's cold split, as benchmarks/movielens.py.
+4. Throughput of the understand paths on CPU (texts per second for the lexicon, items per
+   second for the zero-shot tag scoring).
+
+Speech digits (../shared/data/media/audio/speech-digits) need an audio-text model (CLAP) or a
+speech recogniser for zero-shot labels; none is available offline here, so that part reports
+itself as not run rather than a number.
+
+Usage: python benchmarks/understand.py [--seeds 2,3,4] [--skip cold]
+Writes benchmarks/results/understand.json and understand.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from movielens import embed_texts, load_movielens, log, machine, movie_text  # noqa: E402
+
+ML = ROOT.parent / "shared" / "data" / "movielens-latest-small"
+SPEECH = ROOT.parent / "shared" / "data" / "media" / "audio" / "speech-digits"
+CACHE = Path.home() / ".cache" / "avrec-bench"
+
+
+def _precision(order: np.ndarray, truth: list[set[int]], k: int) -> float:
+    return float(np.mean([len(set(order[i, :k].tolist()) & t) / k for i, t in enumerate(truth)]))
+
+
+def tags_movielens() -> dict:
+    from avrec.understand.tags import pick, space_scores
+
+    movies: dict[str, dict] = {}
+    with open(ML / "movies.csv", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            g = [x for x in r["genres"].split("|") if x != "(no genres listed)"]
+            if g:
+                movies[r["movieId"]] = {"title": r["title"], "genres": g, "tags": []}
+    with open(ML / "tags.csv", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            t = r["tag"].strip().lower()
+            if r["movieId"] in movies and t and t not in movies[r["movieId"]]["tags"]:
+                movies[r["movieId"]]["tags"].append(t)
+    ids = list(movies)
+    vocab = sorted({g for m in movies.values() for g in m["genres"]})
+    words = [g.replace("-", " ").lower() for g in vocab]  # "Sci-Fi" -> "sci fi": the label as a word, no prompt tuning
+    texts = [". ".join([movies[i]["title"], *([", ".join(movies[i]["tags"][:30])] if movies[i]["tags"] else [])])
+             for i in ids]
+    x, how = embed_texts(texts, CACHE / "understand-titles-tags.npz")
+    t, _ = embed_texts(words, CACHE / "understand-genres.npz")
+    truth = [{vocab.index(g) for g in movies[i]["genres"]} for i in ids]
+    has_tags = np.array([bool(movies[i]["tags"]) for i in ids])
+    t0 = time.perf_counter()
+    centred = space_scores(x, np.ones(len(x), bool), x.mean(axis=0), t)
+    score_s = time.perf_counter() - t0
+    raw = x @ t.T
+    prior = np.argsort(-np.bincount([j for s in truth for j in s], minlength=len(vocab)), kind="stable")
+    out = {"movies": len(ids), "n_with_user_tags": int(has_tags.sum()), "vocabulary": vocab, "embedding": how,
+           "items_per_second_scoring": round(len(x) / max(score_s, 1e-9))}
+    for name, sel in (("all", np.ones(len(ids), bool)), ("with_user_tags", has_tags)):
+        tr = [truth[i] for i in np.flatnonzero(sel)]
+        row = {}
+        for method, s in (("avrec centred cosine", centred[sel]), ("raw cosine", raw[sel])):
+            order = np.argsort(-s, axis=1, kind="stable")
+            row[method] = {"p@1": round(_precision(order, tr, 1), 4), "p@3": round(_precision(order, tr, 3), 4)}
+        po = np.tile(prior, (int(sel.sum()), 1))
+        row["genre prior"] = {"p@1": round(_precision(po, tr, 1), 4), "p@3": round(_precision(po, tr, 3), 4)}
+        from avrec.config import Config
+
+        uc = Config().understand
+        emitted = pick(words, {"text": centred[sel]}, threshold=uc.tag_threshold, top=uc.tag_top)
+        hit = n_emit = 0
+        for picks, tset in zip(emitted, tr):
+            got = {words.index(p["tag"]) for p in picks}
+            hit += len(got & tset)
+            n_emit += len(got)
+        n_true = sum(len(s) for s in tr)
+        row["emitted at defaults"] = {"threshold": uc.tag_threshold, "top": uc.tag_top,
+                                      "tags per movie": round(n_emit / len(tr), 2),
+                                      "precision": round(hit / max(n_emit, 1), 4), "recall": round(hit / n_true, 4)}
+        out[name] = row
+    return out
+
+
+def sentiment_movielens() -> dict:
+    from avrec.understand.mood import lexicon_valence
+
+    ratings = {}
+    with open(ML / "ratings.csv", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            ratings[(r["userId"], r["movieId"])] = float(r["rating"])
+    texts, labels = [], []
+    with open(ML / "tags.csv", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            y = ratings.get((r["userId"], r["movieId"]))
+            if y is None or 2.0 < y < 4.0:
+                continue
+            texts.append(r["tag"])
+            labels.append(1 if y >= 4.0 else 0)
+    y = np.asarray(labels)
+    t0 = time.perf_counter()
+    v = np.asarray([lexicon_valence(s) for s in texts])
+    secs = time.perf_counter() - t0
+    majority = int(np.bincount(y).argmax())
+    pred = np.where(v > 0, 1, np.where(v < 0, 0, majority))
+
+    def scores(p: np.ndarray, yy: np.ndarray) -> dict:
+        rec = [float(np.mean(p[yy == c] == c)) for c in (0, 1) if np.any(yy == c)]
+        return {"n": int(len(yy)), "accuracy": round(float(np.mean(p == yy)), 4),
+                "balanced_accuracy": round(float(np.mean(rec)), 4)}
+
+    fired = v != 0
+    return {"labelled_tags": len(y), "positive": int(y.sum()), "negative": int((1 - y).sum()),
+            "texts_per_second": round(len(texts) / max(secs, 1e-9)),
+            "lexicon": scores(pred, y), "majority": scores(np.full_like(y, majority), y),
+            "lexicon_where_it_scores": scores(pred[fired], y[fired]),
+            "majority_where_it_scores": scores(np.full(int(fired.sum()), majority), y[fired])}
+
+
+def cold_with_mood(seeds: list[int]) -> dict:
+    from avrec.config import Config
+    from avrec.data import make_split
+    from avrec.evaluate import evaluate_scorer
+    from avrec.train import fit_model
+    from avrec.understand import mood as M
+
+    data, movies, _n = load_movielens(ML, min_rating=4.0)
+    items = data.items.ids
+    texts = [movie_text(movies[m]) for m in items]
+    text, _how = embed_texts(texts, CACHE / "movielens-minilm.npz")
+    t0 = time.perf_counter()
+    recs = M.fuse({"text": M.text_mood(texts)}, len(texts))
+    mood, mask = M.mood_vectors(recs)
+    mood_s = time.perf_counter() - t0
+    # the mood block as embed fuses it: centred on the catalogue, unit rows, weight 1 (then searched)
+    mb = mood - mood[mask].mean(axis=0)
+    mb[~mask] = 0
+    mb /= np.maximum(np.linalg.norm(mb, axis=1, keepdims=True), 1e-12)
+    tx = text - text.mean(axis=0)
+    tx /= np.maximum(np.linalg.norm(tx, axis=1, keepdims=True), 1e-12)
+    variants = {
+        "text": (tx.astype(np.float32), [{"modality": "text", "start": 0, "end": tx.shape[1], "weight": 1.0}]),
+        "text + mood": (np.hstack([tx, mb]).astype(np.float32),
+                        [{"modality": "text", "start": 0, "end": tx.shape[1], "weight": 1.0},
+                         {"modality": "mood", "start": tx.shape[1], "end": tx.shape[1] + mb.shape[1], "weight": 1.0}]),
+    }
+    out: dict = {"items_with_mood": int(mask.sum()), "items": len(items), "mood_seconds": round(mood_s, 2), "runs": {}}
+    for seed in seeds:
+        cfg = Config()
+        cfg.runtime.seed = seed
+        split = make_split(data, "cold", ratio=cfg.evaluate.test_ratio, cold_ratio=cfg.evaluate.cold_ratio, seed=seed)
+        for name, (content, blocks) in variants.items():
+            model, chosen, report = fit_model("hybrid", split.train.to_csr(binary=True), content, cfg, device="cpu",
+                                              progress=lambda m: None, blocks=blocks)
+            r = evaluate_scorer(split, model.score, [10], content=content)
+            nd = r["metrics"][10]["ndcg"]
+            out["runs"].setdefault(name, []).append(round(nd, 4))
+            log(f"cold seed {seed} {name}: NDCG@10 {nd:.4f} chosen {chosen}")
+            out.setdefault("chosen", {}).setdefault(name, []).append(
+                {k: v for k, v in chosen.items() if k in ("modality_weights", "ridge", "solver")})
+    for name, v in out["runs"].items():
+        out[f"{name} mean"] = round(float(np.mean(v)), 4)
+    return out
+
+
+def report(res: dict) -> str:
+    L = ["# What avrec understands, against known labels", "", f"Machine: {res['machine']}.", "",
+         "Reproduce: `python benchmarks/understand.py`.", ""]
+    t = res.get("tags")
+    if t:
+        L += ["## Zero-shot tags: MovieLens genres from titles and user tags", "",
+              f"{t['movies']} movies with a genre ({t['n_with_user_tags']} with user tags), {len(t['vocabulary'])} genres as "
+              f"the vocabulary, texts embedded with {t['embedding']}; the genres themselves are never in the text.", "",
+              "| movies | method | precision@1 | precision@3 |", "|---|---|---:|---:|"]
+        for sub in ("all", "with_user_tags"):
+            for m in ("avrec centred cosine", "raw cosine", "genre prior"):
+                L.append(f"| {sub} | {m} | {t[sub][m]['p@1']} | {t[sub][m]['p@3']} |")
+        for sub in ("all", "with_user_tags"):
+            e = t[sub]["emitted at defaults"]
+            L.append(f"\n- Emitted at the defaults (threshold {e['threshold']}, at most {e['top']}), {sub}: "
+                     f"{e['tags per movie']} tags per movie, precision {e['precision']}, recall {e['recall']}.")
+        L.append(f"- Scoring speed: {t['items_per_second_scoring']} items/s for {len(t['vocabulary'])} tags (vectors given).")
+    s = res.get("sentiment")
+    if s:
+        L += ["", "## Text sentiment: MovieLens user tags labelled by the tagger's rating", "",
+              f"{s['labelled_tags']} tags ({s['positive']} by users who rated the movie >= 4, {s['negative']} <= 2).", "",
+              "| set | method | n | accuracy | balanced accuracy |", "|---|---|---:|---:|---:|",
+              f"| all | avrec lexicon (VADER) | {s['lexicon']['n']} | {s['lexicon']['accuracy']} | {s['lexicon']['balanced_accuracy']} |",
+              f"| all | majority | {s['majority']['n']} | {s['majority']['accuracy']} | {s['majority']['balanced_accuracy']} |",
+              f"| where the lexicon scores | avrec lexicon | {s['lexicon_where_it_scores']['n']} | {s['lexicon_where_it_scores']['accuracy']} | {s['lexicon_where_it_scores']['balanced_accuracy']} |",
+              f"| where the lexicon scores | majority | {s['majority_where_it_scores']['n']} | {s['majority_where_it_scores']['accuracy']} | {s['majority_where_it_scores']['balanced_accuracy']} |",
+              "", f"- Lexicon speed: {s['texts_per_second']} texts/s on one core."]
+    c = res.get("cold")
+    if c:
+        L += ["", "## Moods as hybrid content: cold-item NDCG@10 on MovieLens", "",
+              f"Lexicon moods for {c['items_with_mood']} of {c['items']} movies ({c['mood_seconds']} s).", "",
+              "| content | NDCG@10 per seed | mean |", "|---|---|---:|"]
+        for name, v in c["runs"].items():
+            L.append(f"| {name} | {', '.join(map(str, v))} | {c[name + ' mean']} |")
+        L.append(f"\n- Weights the search chose: {json.dumps(c.get('chosen', {}))}")
+    L += ["", "## Speech digits", "", res.get("speech", "")]
+    return "\n".join(L) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", default="2,3,4")
+    ap.add_argument("--skip", default="")
+    ap.add_argument("--name", default="understand")
+    args = ap.parse_args()
+    if not (ML / "ratings.csv").exists():
+        print(f"MovieLens latest-small not found at {ML}; nothing to measure", file=sys.stderr)
+        return 0
+    skip = set(filter(None, args.skip.split(",")))
+    m = machine()
+    res: dict = {"machine": f"{m['cpu']}, {m['cores']} cores, {m['ram']} RAM, python {m['python']}, "
+                            + ", ".join(f"{k} {v}" for k, v in m["libs"].items())}
+    if "tags" not in skip:
+        res["tags"] = tags_movielens()
+        log(f"tags: {json.dumps({k: res['tags'][k] for k in ('all', 'with_user_tags')})}")
+    if "sentiment" not in skip:
+        res["sentiment"] = sentiment_movielens()
+        log(f"sentiment: {res['sentiment']}")
+    if "cold" not in skip:
+        res["cold"] = cold_with_mood([int(s) for s in args.seeds.split(",")])
+    res["speech"] = (f"Not run: {len(list(SPEECH.glob('*.wav'))) if SPEECH.exists() else 0} clips at {SPEECH}, but "
+                     "zero-shot digit or speaker labels need an audio-text model (clap:) or a speech recogniser "
+                     "(asr:), and none is available offline on this machine (tests use tiny random ones).")
+    out = ROOT / "benchmarks" / "results"
+    (out / f"{args.name}.json").write_text(json.dumps(res, indent=1) + "\n")
+    (out / f"{args.name}.md").write_text(report(res))
+    print(report(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
