@@ -64,6 +64,8 @@ class EmbedConfig:
     audio: str = "builtin"
     text: str = "text:sentence-transformers/all-MiniLM-L6-v2"
     speech: str = ""  # asr:<id|path> transcribes speech into the text modality
+    modalities: dict[str, str] = field(default_factory=dict)  # more named modalities: {name: encoder}, e.g. {vggish: "npy:vggish.npy"}
+    kinds: dict[str, str] = field(default_factory=dict)  # {name: video|audio|text|other}: what a modality holds (npy: and builtin need it; others are known)
     weights: dict[str, float] = field(default_factory=lambda: {"video": 1.0, "audio": 1.0, "text": 1.0})
     pooling: str = "mean"  # mean | max | attention (over frames / audio windows)
     batch_size: int = 32

@@ -19,6 +19,7 @@ mood is a block of the fused vector.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -30,7 +31,7 @@ from .config import Config
 from .encoders.base import Encoder, Unit
 from .encoders.fusion import Recipe, apply_pca, blocks_for, fit_pca
 from .encoders.pooling import POOLINGS, pool
-from .encoders.registry import canonical, check_modality, load_encoder, parse_name
+from .encoders.registry import REGISTRY, canonical, check_modality, load_encoder, parse_name
 from .errors import ConfigError, DeviceError, InputError, ModelError
 from .features.store import FeatureStore
 
@@ -45,22 +46,85 @@ Progress = Callable[[str], None]
 # plan
 
 
+KINDS = ("video", "audio", "text", "other")
+_KIND_ALIASES = {"visual": "video", "image": "video", "frames": "video", "sound": "audio"}
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+# names that are files or blocks of their own in the artifacts
+_RESERVED = {"fused", "mood", "history", "item", "items", "user", "users", "content", "centre", "builtin", "speech"}
+
+
 def plan_encoders(cfg: Config) -> dict[str, str]:
-    """{modality: canonical encoder name} for the enabled modalities; checks each fits."""
-    plan = {}
+    """{modality name: canonical encoder name} for the enabled modalities: the shorthand slots
+    ``embed.video`` / ``audio`` / ``text`` and any ``embed.modalities`` entries (an entry
+    with a slot's name replaces the slot). Resolves every modality's kind into
+    ``cfg.embed.kinds`` (see :func:`modality_kinds`), so the Ray actors and the manifest see it."""
+    plan: dict[str, str] = {}
     for m in MODALITIES:
         name = (getattr(cfg.embed, m) or "").strip()
         if name:
-            check_modality(name, m, f"embed.{m}")
-            plan[m] = canonical(name)
+            plan[m] = name
+    for m, name in (cfg.embed.modalities or {}).items():
+        if not _NAME.match(str(m)) or m in _RESERVED:
+            raise ConfigError(f"embed.modalities.{m}: a modality name is 1-32 lower-case letters, digits or _, "
+                              f"starting with a letter, and not one of {', '.join(sorted(_RESERVED))}")
+        name = (str(name) if name is not None else "").strip()
+        if name:
+            plan[m] = name
+        else:
+            plan.pop(m, None)  # "" switches a slot off, as embed.<slot>: "" does
+    plan = {m: canonical(name) for m, name in plan.items()}
+    cfg.embed.kinds = modality_kinds(cfg, plan)
     return plan
+
+
+def modality_kinds(cfg: Config, plan: dict[str, str]) -> dict[str, str]:
+    """{name: video | audio | text | other}: what each modality is made from. The slots are
+    their own kind; clip: is video, clap: and audio: audio, text: text; builtin needs
+    ``embed.kinds.<name>: video`` or ``audio`` (unless named video or audio); npy: vectors
+    are ``other`` unless declared (a declared kind lets explanations, moods and tags treat
+    them as that medium)."""
+    declared = {}
+    for m, k in (cfg.embed.kinds or {}).items():
+        kind = _KIND_ALIASES.get(str(k).strip().lower(), str(k).strip().lower())
+        if kind not in KINDS:
+            raise ConfigError(f"embed.kinds.{m}={k}: use visual, audio, text or other")
+        declared[m] = kind
+    out = {}
+    for m, name in plan.items():
+        prefix = parse_name(name)[0]
+        can = REGISTRY[prefix].modalities
+        if m in MODALITIES:  # a slot's name is its kind: embed.video holds video, whatever the encoder
+            if m in declared and declared[m] != m:
+                raise ConfigError(f"embed.kinds.{m}={declared[m]}: the {m} modality holds {m}; give the vectors "
+                                  f"another name in embed.modalities to declare another kind")
+            kind = m
+        elif prefix == "npy":
+            kind = declared.get(m, m if m in MODALITIES else "other")
+        elif prefix == "builtin":
+            kind = declared.get(m, m if m in ("video", "audio") else "")
+            if kind not in ("video", "audio"):
+                raise ConfigError(f"embed.modalities.{m}=builtin: declare what it reads, embed.kinds.{m}: visual or audio")
+        else:
+            media = [k for k in ("video", "audio") if k in can]
+            kind = media[0] if media else "text"
+            if m in declared and declared[m] != kind:
+                raise ConfigError(f"embed.kinds.{m}={declared[m]} but {name} embeds {kind}; drop the kind or "
+                                  "choose an encoder for that medium")
+        if kind != "other":
+            where = f"embed.{m}" if m in MODALITIES and not (cfg.embed.modalities or {}).get(m) else f"embed.modalities.{m}"
+            check_modality(name, kind, where)
+        out[m] = kind
+    for m in declared:
+        if m not in plan:
+            raise ConfigError(f"embed.kinds.{m}: no modality of that name (have {', '.join(plan) or 'none'})")
+    return out
 
 
 def fusion_weights(cfg: Config, plan: dict[str, str]) -> dict[str, float]:
     weights = dict(cfg.embed.weights or {})
     for k, w in weights.items():
-        if k not in MODALITIES:
-            raise ConfigError(f"embed.weights.{k}: unknown modality; use video, audio or text")
+        if k not in plan and k not in MODALITIES:
+            raise ConfigError(f"embed.weights.{k}: unknown modality; use one of {', '.join(plan)}")
         if w < 0:
             raise ConfigError(f"embed.weights.{k} must be >= 0; got {w}")
     return {m: float(weights.get(m, 1.0)) for m in plan}
@@ -347,14 +411,16 @@ def embed_items(store: FeatureStore, items: list[dict[str, Any]], modelled: dict
     out: dict[str, Any] = {"transcripts": transcripts, "captions": captions, "errors": errors,
                            "speech_info": speech_info, "caption_info": caption_info,
                            "vectors": {}, "masks": {}, "models": {}, "seconds": {}}
+    kinds = dict(getattr(ec, "kinds", None) or {})
     for m, name in modelled.items():
         t0 = time.monotonic()
         enc = encoders[name]
-        if m == "text":
+        kind = kinds.get(m, m)
+        if kind == "text":
             x, mask = embed_texts(enc, item_texts(items, transcripts, captions), batch_size=ec.batch_size,
                                   progress=say)
         else:
-            x, mask, errs = embed_media(store, items, m, enc, batch_size=ec.batch_size, workers=ec.workers,
+            x, mask, errs = embed_media(store, items, kind, enc, batch_size=ec.batch_size, workers=ec.workers,
                                         pooling=ec.pooling, progress=say)
             for i, e in errs.items():
                 errors.setdefault(items[i]["item_id"], f"{m}: {e}")
@@ -485,7 +551,8 @@ def _device_and_precision(cfg: Config, needs_torch: bool, progress: Progress | N
 
 # the embed keys --like takes from the reference artifact: what decides the vectors, not how
 # fast they are made (batch_size, workers, precision stay this run's)
-LIKE_KEYS = ("video", "audio", "text", "speech", "weights", "pooling", "max_text_tokens", "pca_dim", "centre")
+LIKE_KEYS = ("video", "audio", "text", "modalities", "kinds", "speech", "weights", "pooling", "max_text_tokens",
+             "pca_dim", "centre")
 # and the whole understand section: captions change the text, the mood block is in the recipe
 
 
@@ -554,7 +621,8 @@ def embed(features_dir: str | Path, out_dir: str | Path, cfg: Config, *, like: s
         raise ConfigError(f"embed.pooling must be one of {', '.join(POOLINGS)}; got {ec.pooling!r}")
     plan = plan_encoders(cfg)
     if not plan:
-        raise ConfigError("embed.video, embed.audio and embed.text are all empty; enable at least one encoder")
+        raise ConfigError("embed.video, embed.audio, embed.text and embed.modalities are all empty; enable at least "
+                          "one encoder")
     weights = fusion_weights(cfg, plan)
     speech = canonical(ec.speech) if (ec.speech or "").strip() else ""
     if speech and parse_name(speech)[0] != "asr":
@@ -619,7 +687,7 @@ def _embed(store: FeatureStore, items: list[dict[str, Any]], tmp: Path, cfg: Con
         t0 = time.monotonic()
         prefix, _ = parse_name(name)
         if prefix == "builtin":
-            x, mask, st = embed_builtin(store, items, m, recipe.stats.get(m) if recipe else None)
+            x, mask, st = embed_builtin(store, items, ec.kinds.get(m, m), recipe.stats.get(m) if recipe else None)
             if st.shape[1]:
                 stats[m] = st
             info = {"name": name, "dim": int(x.shape[1]), "revision": "builtin"}
@@ -663,7 +731,8 @@ def _embed(store: FeatureStore, items: list[dict[str, Any]], tmp: Path, cfg: Con
         weights = {**weights, "mood": float(uc.mood_weight)}
 
     if recipe is None:  # fit the recipe on these items: the catalogue
-        recipe = Recipe(blocks=blocks_for({m: x.shape[1] for m, x in vectors.items()}, weights), stats=stats)
+        recipe = Recipe(blocks=blocks_for({m: x.shape[1] for m, x in vectors.items()}, weights), stats=stats,
+                        kinds={m: k for m, k in ec.kinds.items() if m in vectors})
         if ec.centre:
             recipe.fit_means(vectors, masks)
         fused = recipe.fuse(vectors, masks, n)
@@ -691,7 +760,7 @@ def _embed(store: FeatureStore, items: list[dict[str, Any]], tmp: Path, cfg: Con
     for i, it in enumerate(items):
         row = {
             "item_id": it["item_id"], "title": it.get("title") or "", "description": it.get("description") or "",
-            "tags": it.get("tags") or [], "modalities": [m for m in MODALITIES if m in masks and bool(masks[m][i])],
+            "tags": it.get("tags") or [], "modalities": [m for m in plan if m in masks and bool(masks[m][i])],
             "duration": it.get("duration"), "path": it.get("path"),
         }
         if speech:

@@ -112,6 +112,7 @@ class Recipe:
     stats: dict[str, np.ndarray] = field(default_factory=dict)  # builtin modality -> (2, d)
     pca: dict[str, np.ndarray] | None = None  # {mean, components, explained_variance_ratio}
     means: dict[str, np.ndarray] = field(default_factory=dict)  # modality -> (d,) catalogue mean
+    kinds: dict[str, str] = field(default_factory=dict)  # modality -> video | audio | text | other (default: its name)
 
     def fit_means(self, vectors: dict[str, np.ndarray], masks: dict[str, np.ndarray]) -> None:
         """Each modality's mean over the items that have it (the catalogue's)."""
@@ -154,7 +155,8 @@ class Recipe:
         from ..artifacts import save_npy, write_json
 
         write_json(directory / "fusion.json", {"blocks": self.blocks, "stats": sorted(self.stats),
-                                               "centred": sorted(self.means), "pca": self.pca is not None})
+                                               "centred": sorted(self.means), "pca": self.pca is not None,
+                                               "kinds": dict(self.kinds)})
         for m, st in self.stats.items():
             save_npy(directory / f"builtin_{m}_stats.npy", np.asarray(st, np.float64))
         for m, mu in self.means.items():
@@ -180,7 +182,11 @@ class Recipe:
         if meta.get("pca"):
             with np.load(directory / "pca.npz", allow_pickle=False) as z:
                 pca = {k: z[k] for k in z.files}
-        return cls(blocks=list(meta["blocks"]), stats=stats, pca=pca, means=means)
+        return cls(blocks=list(meta["blocks"]), stats=stats, pca=pca, means=means, kinds=dict(meta.get("kinds") or {}))
+
+    def kind(self, m: str) -> str:
+        """What modality ``m`` is made from (an artifact from before named modalities: its name)."""
+        return self.kinds.get(m, m)
 
 
 def blocks_for(dims: dict[str, int], weights: dict[str, float]) -> list[dict[str, Any]]:

@@ -101,7 +101,7 @@ def _restandardise(idx: Index, recipe: Any, m: str, embeddings_dir: Path, new_ma
     missing = [r["item_id"] for r in new_rows if str(r["item_id"]) not in by_id]
     if missing:
         raise InputError(f"{src} lacks the new item {missing[0]!r}; embed the new items with `avrec embed --like`")
-    raw, present = store.feature_matrix([by_id[str(r["item_id"])] for r in new_rows], m)
+    raw, present = store.feature_matrix([by_id[str(r["item_id"])] for r in new_rows], recipe.kind(m))
     v, mask = standardise(raw, present, recipe.stats[m])
     return v, mask
 

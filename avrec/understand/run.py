@@ -46,6 +46,7 @@ def understand(
 
     say = progress or (lambda _msg: None)
     uc = cfg.understand
+    kinds = dict(getattr(cfg.embed, "kinds", None) or {})  # named modalities: what each one is made from
     n = len(items)
     records: list[dict[str, Any]] = [{} for _ in range(n)]
     info: dict[str, Any] = {}
@@ -72,12 +73,14 @@ def understand(
             sig, st = signal(raw, present, names, (stats.get(m) or None))
             if st:
                 stats[m] = st
-            name = plan.get(m, "")
-            enc = text_encoder(name) if name and parse_name(name)[0] == kind else None
-            if enc is not None and m in vectors and masks[m].any():
-                x, mask = vectors[m], masks[m]
-                zs = M.zero_shot_mood(x, mask, _centre(x, mask, means, m), M.prompt_matrix(enc.encode_text, prompts),
-                                      f"{m}:{kind}")
+            # the first modality of this medium embedded by the joint model (named modalities too)
+            mod = next((k for k, e in plan.items() if kinds.get(k, k) == m and parse_name(e)[0] == kind), "")
+            name = plan.get(mod, "")
+            enc = text_encoder(name) if name else None
+            if enc is not None and mod in vectors and masks[mod].any():
+                x, mask = vectors[mod], masks[mod]
+                zs = M.zero_shot_mood(x, mask, _centre(x, mask, means, mod), M.prompt_matrix(enc.encode_text, prompts),
+                                      f"{m}:{kind}" if mod == m else f"{mod}:{kind}")
                 sig = [z if z is not None else s for z, s in zip(zs, sig)]
             est[m] = sig
         moods = M.fuse(est, n)
@@ -101,12 +104,14 @@ def understand(
         spaces: dict[str, str] = {}
         for m, name in plan.items():
             prefix = parse_name(name)[0]
-            if (m == "video" and prefix != "clip") or (m == "audio" and prefix != "clap") or m not in vectors:
+            kind = kinds.get(m, m)
+            if (kind == "video" and prefix != "clip") or (kind == "audio" and prefix != "clap") or kind not in PROMPTS \
+                    or m not in vectors:
                 continue
             enc = text_encoder(name)
             if enc is None or not masks[m].any():
                 continue
-            tag_vecs = enc.encode_text([PROMPTS[m].format(tag=t) for t in vocab])
+            tag_vecs = enc.encode_text([PROMPTS[kind].format(tag=t) for t in vocab])
             x, mask = vectors[m], masks[m]
             scores[m] = space_scores(x, mask, _centre(x, mask, means, m), tag_vecs)
             spaces[m] = name
