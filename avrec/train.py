@@ -135,7 +135,6 @@ def _train(emb: Path, interactions_path: str | Path, tmp: Path, cfg, *, tune: bo
     from .artifacts import Manifest, fingerprint, save_npy, write_jsonl, write_manifest
     from .config import resolve_device
     from .data.embeddings import fusion_blocks, load_embeddings
-    from .data.interactions import load_interactions
 
     rows, content = load_embeddings(emb)
     ids = [str(r["item_id"]) for r in rows]

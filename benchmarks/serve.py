@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import shutil
 import signal
@@ -276,6 +275,7 @@ def main() -> None:
     ap.add_argument("--skip", default="")
     ap.add_argument("--name", default="serve")
     ap.add_argument("--workers", type=int, default=1, help="server processes (avrec serve --workers)")
+    ap.add_argument("--set", action="append", default=[], help="avrec serve --set KEY=VALUE (repeatable)")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     from scale import machine
@@ -288,8 +288,9 @@ def main() -> None:
     res = {"machine": machine(), "size": args.size, "requests": args.requests,
            "index": {"items": man["counts"]["items"], "users": man["counts"]["users"], "dim": man["extra"]["dim"],
                      "serving": man["extra"].get("serving", "exact")}}
-    srv = Server(idx, tmp / "events.sqlite", "--set", "serve.access_log=false", "--workers", str(args.workers))
-    res["workers"] = args.workers
+    sets = [x for kv in args.set for x in ("--set", kv)]
+    srv = Server(idx, tmp / "events.sqlite", "--set", "serve.access_log=false", "--workers", str(args.workers), *sets)
+    res["workers"], res["server_sets"] = args.workers, args.set
     try:
         res["load"] = []
         for c in [int(x) for x in args.clients.split(",")]:

@@ -112,8 +112,10 @@ class Guard:
     """Outermost ASGI layer: body cap, latency metrics, access log (path template and
     status only: query strings carry user ids and are never logged)."""
 
-    def __init__(self, app: Any, *, settings: Settings, metrics: Metrics):
+    def __init__(self, app: Any, *, settings: Settings, metrics: Metrics,
+                 fast: dict[tuple[str, str], Callable] | None = None):
         self.app, self.s, self.m = app, settings, metrics
+        self.fast = fast or {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -144,7 +146,16 @@ class Guard:
             await send(msg)
 
         try:
-            await self.app(scope, capped_receive, tracking_send)
+            handler = self.fast.get((scope["method"], scope["path"]))
+            if handler is not None:
+                try:
+                    response = await handler(Request(scope, capped_receive))
+                except Exception as e:  # noqa: BLE001 - what the framework's error layer would do: a 500, logged
+                    sys.stderr.write(f"serve: {scope['path']} failed: {type(e).__name__}: {e}\n")
+                    response = _error(500, "internal error; the server log has the cause")
+                await response(scope, capped_receive, tracking_send)
+            else:
+                await self.app(scope, capped_receive, tracking_send)
         except _TooLarge:
             status["code"] = 413
             await _error(413, f"request body over serve.max_body_bytes={cap}")(scope, receive, send)
@@ -547,7 +558,10 @@ def create_app(s: Settings, *, log: Callable[[str], None] | None = None) -> Any:
         metrics.index(state)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app = Guard(api, settings=s, metrics=metrics)
+    # the hot GET routes are answered by the outer layer itself: the same handlers, without
+    # the framework's per-request routing and wrappers (~0.2 ms of a 0.5 ms answer under load);
+    # their FastAPI routes stay for /docs and the schema
+    app = Guard(api, settings=s, metrics=metrics, fast={("GET", "/recommend"): recommend, ("GET", "/similar"): similar})
     app.state = state  # for tests and the benchmark
     app.api = api
     return app
