@@ -150,12 +150,17 @@ def recommend_cmd(
     def answer(rec: Recommender) -> list[dict[str, Any]]:
         if item is not None:
             return rec.for_item(item)
-        if hist is not None:
-            out = rec.for_history(hist, user_id=uid)
-        elif query is not None:
-            out = rec.for_query(query, user_id=uid)
-        else:
-            out = rec.for_user(uid)  # type: ignore[arg-type]
+        try:
+            if hist is not None:
+                out = rec.for_history(hist, user_id=uid)
+            elif query is not None:
+                out = rec.for_query(query, user_id=uid)
+            else:
+                out = rec.for_user(uid)  # type: ignore[arg-type]
+        except InputError as e:  # name the user as given, not by the pseudonym
+            if uid is not None and uid != user and uid in str(e):
+                raise InputError(str(e).replace(uid, str(user))) from None
+            raise
         for r in out:  # lines name the user as given, never by the stored pseudonym
             if "user" in r and uid is not None:
                 r["user"] = user

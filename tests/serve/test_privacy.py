@@ -77,6 +77,12 @@ def test_nothing_avrec_writes_holds_a_raw_user_id(private):
     assert len(users) == 80 and all(len(u) == 64 and int(u, 16) >= 0 for u in users)
 
 
+def test_an_unknown_user_is_named_as_given(private):
+    _taste, _work, _model, idx, sets, _emb_dir = private
+    r = run_avrec("recommend", str(idx), "--user", "raw-user-nobody", *sets)
+    assert r.returncode == 2 and "'raw-user-nobody'" in r.stderr
+
+
 def test_a_store_is_never_read_with_another_key(private, tmp_path):
     _taste, work, _model, idx, sets, _emb_dir = private
     db = tmp_path / "ev.sqlite"
