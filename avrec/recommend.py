@@ -204,6 +204,8 @@ class Options:
 
 
 class Recommender:
+    MIN_CHUNK_USERS = 16  # --all-users reads the item matrix once per chunk of at least this many users
+
     def __init__(self, index: Index, opts: Options):
         if opts.k < 1:
             raise InputError(f"--k must be at least 1; got {opts.k}")
@@ -563,6 +565,7 @@ class Recommender:
         A worker thread scores the next chunks (the matrix product and the partial sort
         release the GIL) while the caller writes the current one. A chunk holds at least 16
         users, so the item matrix is read once per 16 users or more, not once per user."""
+        import itertools
         from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
@@ -573,14 +576,20 @@ class Recommender:
         pos[cols] = np.arange(len(cols))
         xt = np.ascontiguousarray(np.asarray(idx.item_vectors[cols], dtype=np.float32).T)  # (d, c)
         kk = min(self._pool(), len(cols))
-        step = max(16, min(4096, chunk_cells // max(len(cols), 1)))
+        step = max(self.MIN_CHUNK_USERS, min(4096, chunk_cells // max(len(cols), 1)))
         indptr = np.asarray(idx.seen_indptr)
+
+        buf: dict[str, np.ndarray] = {}
 
         def chunk(a: int) -> tuple[int, int, np.ndarray, np.ndarray]:
             b = min(a + step, n_users)
             if kk <= 0:
                 return a, b, np.zeros((b - a, 0), np.int64), np.zeros((b - a, 0), np.float32)
-            s = np.asarray(idx.user_vectors[a:b], dtype=np.float32) @ xt  # (c, n_cols)
+            # one score buffer for every chunk (the single worker thread): a fresh (c, n_cols)
+            # matrix per chunk costs its page faults again (seconds of system time at 100k users)
+            if "s" not in buf:
+                buf["s"] = np.empty((step, xt.shape[1]), dtype=np.float32)
+            s = np.matmul(np.asarray(idx.user_vectors[a:b], dtype=np.float32), xt, out=buf["s"][: b - a])
             if self.opts.exclude_seen:
                 lo, hi = int(indptr[a]), int(indptr[b])
                 counts = np.diff(indptr[a:b + 1])
@@ -589,11 +598,12 @@ class Recommender:
                 ok = p >= 0
                 s[r[ok], p[ok]] = -np.inf
             part, vals = topk_batch(s, kk)
-            return a, b, cols[part], vals
+            return a, b, cols[part], np.array(vals, dtype=np.float32)  # a copy: the buffer is the next chunk's
 
         starts = iter(range(0, n_users, step))
         with ThreadPoolExecutor(max_workers=1) as pool:
-            ahead: deque = deque(pool.submit(chunk, a) for a, _ in zip(starts, range(2)))
+            # islice, not zip(starts, range(2)): zip would draw a third start and drop it
+            ahead: deque = deque(pool.submit(chunk, a) for a in itertools.islice(starts, 2))
             while ahead:
                 done = ahead.popleft().result()
                 nxt = next(starts, None)

@@ -234,6 +234,18 @@ def test_all_users_jsonl_is_the_records_byte_for_byte(index_dir, annoy_index_dir
     assert max(lengths) < 1000  # every list ended early, at the last unseen item: the -inf slots were cut
 
 
+def test_all_users_covers_every_user_over_many_chunks(index_dir, monkeypatch):
+    """Chunks are prefetched by a worker thread: every chunk must come out, once, in order
+    (a zip over the start iterator once dropped the third chunk)."""
+    monkeypatch.setattr(Recommender, "MIN_CHUNK_USERS", 3)
+    r = rec(index_dir, k=2)
+    lines = "".join(r.all_users_jsonl(chunk_cells=30)).splitlines()  # 10 chunks of 3 users
+    users = list(dict.fromkeys(json.loads(x)["user"] for x in lines))
+    assert users == [f"u{u}" for u in range(30)]
+    assert [[x["item_id"] for x in rows] for rows in rec(index_dir, k=2).all_users(chunk_cells=30)] == \
+        [[x["item_id"] for x in rec(index_dir, k=2).for_user(f"u{u}")] for u in range(30)]
+
+
 def test_read_id_lines():
     lines = ["item_id,weight", "a", "b,2.5", "# comment", "", "c\t0.5", "d#1"]
     assert read_id_lines(lines) == [("a", 1.0), ("b", 2.5), ("c", 0.5), ("d#1", 1.0)]

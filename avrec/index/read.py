@@ -107,7 +107,7 @@ def topk_rows(scores: np.ndarray, k: int) -> np.ndarray:
     return part[np.isfinite(scores[part])].astype(np.int64)
 
 
-def topk_batch(s: np.ndarray, k: int, *, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def topk_batch(s: np.ndarray, k: int, *, block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise top k of s (c, n), best first: (c, k) column indices and values (-inf where a
     row has fewer than k finite scores). Wide rows go through the block-maxima filter of
     :func:`avrec.metrics._topk_wide` (numpy only); narrow ones through one argpartition."""
@@ -117,6 +117,8 @@ def topk_batch(s: np.ndarray, k: int, *, block: int = 1024) -> tuple[np.ndarray,
     k = min(k, n)
     if c == 0 or k == 0:
         return np.zeros((c, k), dtype=np.int64), np.full((c, k), -np.inf, dtype=np.float32)
+    if block is None:  # measured: 1024-wide blocks for 100k columns, 256 for 20k (46 ms against 110 for 1677 rows)
+        block = 1024 if n >= 65536 else 256
     if n // block < 2 * k:
         part = np.argpartition(s, n - k, axis=1)[:, n - k:] if k < n else np.tile(np.arange(n), (c, 1))
         vals = np.take_along_axis(s, part, axis=1)
