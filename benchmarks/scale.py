@@ -155,7 +155,7 @@ def machine() -> str:
 
 def report(results: list[dict], info: str) -> str:
     lines = ["# avrec at scale, against implicit in the same run", "", f"Machine: {info}.", "",
-             "Reproduce: `python benchmarks/scale.py --sizes " + ",".join(r["size"] for r in results) + "`.", "",
+             "Reproduce: `python " + " ".join(["benchmarks/scale.py", *sys.argv[1:]]) + "`.", "",
              "| size | items | users | interactions | load avrec s (MB) | load pyarrow s | train avrec s (MB), solver | "
              "implicit ALS fit s | index s, annoy recall@10 (search_k), served by, served recall | recommend --user s | --all-users ms/user | implicit batch ms/user |",
              "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"]
