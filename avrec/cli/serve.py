@@ -128,6 +128,14 @@ def serve_cmd(
     kw = dict(host=host, port=port, access_log=False, log_level="warning" if common.quiet else "info",
               timeout_graceful_shutdown=30, server_header=False)
     if workers > 1:
+        import atexit
+        import shutil
+        import tempfile
+
+        # the workers' metrics meet in files here, so /metrics on any worker counts all of them
+        mdir = tempfile.mkdtemp(prefix="avrec-serve-metrics-")
+        atexit.register(shutil.rmtree, mdir, True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = mdir
         os.environ["AVREC_SERVE"] = json.dumps(s.__dict__)
         create_app(s, log=log)  # fail here, once, with a clear line if anything is wrong
         if port == 0:  # the workers share one socket that uvicorn binds: choose the port for it

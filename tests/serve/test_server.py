@@ -233,3 +233,34 @@ def test_a_public_bind_without_a_token_is_refused(world, avrec_cli):
     r = avrec_cli("serve", str(p["index"]), "--host", "0.0.0.0", "--port", "0")
     assert r.returncode == 2
     assert "--token-file" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_several_workers_share_the_store_and_count_together(world, tmp_path):
+    _taste, p = world
+    s = Server(str(copy_index(p["index"], tmp_path / "index")), "--events", str(tmp_path / "ev.sqlite"),
+               "--workers", "2")
+    try:
+        import time
+
+        import httpx
+
+        for _ in range(100):  # the URL is printed before the workers listen
+            try:
+                if s.client.get("/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        # an event posted through one connection is in the next answer of any worker
+        assert s.client.post("/events", json={"user_id": "multi", "item_id": "item-070"}).status_code == 200
+        for _ in range(10):
+            with httpx.Client(base_url=s.url, timeout=30) as c:  # new connections: either worker
+                r = c.get("/recommend", params={"user": "multi", "k": 5})
+                assert r.status_code == 200 and "item-070" not in {it["item_id"] for it in r.json()["items"]}
+        for _ in range(20):
+            s.client.get("/recommend", params={"user": "u1"})
+        text = s.client.get("/metrics").text
+        total = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                    if line.startswith('avrec_requests_total{endpoint="/recommend",status="200"'))
+        assert total >= 30  # both workers' counts, whichever answered the scrape
+    finally:
+        assert s.stop() == 0
