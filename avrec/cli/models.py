@@ -36,6 +36,8 @@ def models_cmd(
 
     cfg = common.load()
     configured = {m: getattr(cfg.embed, m) for m in ("video", "audio", "text", "speech")}
+    configured.update({f"modalities.{m}": e for m, e in (cfg.embed.modalities or {}).items()})
+    configured.update({f"understand.{k}": getattr(cfg.understand, k) for k in ("caption", "sentiment")})
     rows = [*backends(), *models(configured)]
     if as_json or not sys.stdout.isatty():
         for r in rows:
