@@ -122,7 +122,7 @@ def test_cli_profile_user_json_and_all_users_streamed(world):
 def test_cli_profile_errors_are_one_line_exit_2(world):
     _taste, _work, idx_dir, _ev, _emb = world
     for args, msg in ((("--user", "ghost"), "unknown user 'ghost'"), ((), "give exactly one of --user, --all-users"),
-                      (("--user", "u1", "--all-users"), "got both"), (("--user", "u1", "--top", "0"), "--top")):
+                      (("--user", "u1", "--all-users"), "got --user --all-users"), (("--user", "u1", "--top", "0"), "--top")):
         r = run_avrec("profile", str(idx_dir), *args)
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and r.stdout == "" and len(lines) == 1 and msg in lines[0], (args, r.stderr)
@@ -166,3 +166,19 @@ def test_pseudonymised_users_are_looked_up_through_the_key_and_printed_as_given(
     assert r.returncode == 2 and "unknown user 'u3'" in r.stderr
     first = json.loads(_ok(run_avrec("profile", str(idx), "--all-users", *sets)).splitlines()[0])
     assert len(first["user"]) == 64 and "u" not in first["user"]  # stored pseudonyms, never raw ids
+
+
+def test_profile_of_a_history_the_model_never_saw(sample_data, tmp_path):
+    """--history: a profile of item ids (with weights) from a file or stdin; unknown ids are skipped."""
+    from avrec_runner import run_avrec as run
+
+    work = tmp_path / "w"
+    r = run("demo", "-w", str(work), "--data", str(sample_data))
+    assert r.returncode == 0, r.stderr
+    idx = next(p for p in (work / "avrec-demo" / "index", work / "index") if p.exists())
+    r = run("profile", str(idx), "--history", "-", "--json", input="piano_video_1\npiano_audio_1,2\nnot-an-item\n")
+    assert r.returncode == 0, r.stderr
+    p = json.loads(r.stdout)
+    assert p["history"] == 2 and "piano" in [t["tag"] for t in p["tags"][:3]]
+    r = run("profile", str(idx), "--history", "-", input="not-an-item\n")
+    assert r.returncode == 2 and "none of the --history items" in r.stderr

@@ -47,6 +47,8 @@ Examples:
 
   avrec profile idx/ --all-users > profiles.jsonl
 
+  printf 'v1\nv7,2\n' | avrec profile idx/ --history -
+
 With privacy.pseudonymize, --user is mapped through the key like recommend does and printed
 as given; --all-users prints the stored pseudonyms.
 Exit codes: 2 for an unknown user or a bad option.
@@ -62,14 +64,18 @@ def profile_cmd(
                                                    show_default=False)] = None,
     user: Annotated[Optional[str], Opt("--user", "-u", help="User id.", show_default=False)] = None,
     all_users: Annotated[bool, Opt("--all-users", help="Every user of the model, as JSON lines.")] = False,
+    history: Annotated[Optional[str], Opt("--history", help="A history the model never saw: item ids, one per "
+                                          "line, optionally 'id,weight'; '-': stdin.", show_default=False)] = None,
     top: Annotated[int, Opt("--top", "-n", help="Entries per list (tags, moods, modalities, clusters).")] = 10,
     as_json: Annotated[bool, Opt("--json", help="JSON even on a terminal.")] = False,
 ) -> None:
     from ..errors import InputError
 
     cfg = common.load()
-    if (user is None) == (not all_users):
-        raise InputError("give exactly one of --user, --all-users" + ("; got both" if user is not None else ""))
+    modes = [m for m, on in (("--user", user is not None), ("--all-users", all_users), ("--history", history is not None))
+             if on]
+    if len(modes) != 1:
+        raise InputError("give exactly one of --user, --all-users, --history" + (f"; got {' '.join(modes)}" if modes else ""))
     if top < 1:
         raise InputError(f"--top must be at least 1; got {top}")
 
@@ -80,8 +86,35 @@ def profile_cmd(
     from ..privacy import pseudonymizer
     from ..profile import all_profiles, user_profile
 
-    path = resolve_input(index, stage="profile", work=common.work(cfg))
+    path = resolve_input(index, stage="profile", work=common.work(cfg), use_stdin=history != "-")
     idx = Index(path)
+    if history is not None:
+        import numpy as np
+
+        from ..profile import profile
+        from ..recommend import read_id_lines
+
+        if history == "-":
+            if sys.stdin is None or sys.stdin.isatty():
+                raise InputError("--history -: stdin is a terminal; pipe item ids in (one per line)")
+            pairs = read_id_lines(sys.stdin)
+        else:
+            try:
+                with open(history, encoding="utf-8") as f:
+                    pairs = read_id_lines(f)
+            except FileNotFoundError:
+                raise InputError(f"--history file not found: {history}") from None
+        known = [(idx.items.row(i), w) for i, w in pairs]
+        known = [(r, w) for r, w in known if r is not None and w > 0]
+        if not known:
+            raise InputError("none of the --history items is in the index; pass item ids from the catalogue")
+        p = {"history_file": history, **profile(idx, np.asarray([r for r, _ in known], np.int64),
+                                                 np.asarray([w for _, w in known], np.float64), top=top)}
+        if sys.stdout.isatty() and not as_json:
+            _table({"user": history, **p})
+        else:
+            print(json.dumps(p, ensure_ascii=False), flush=True)
+        return
     if all_users:
         write = sys.stdout.write
         for p in all_profiles(idx, top=top):
