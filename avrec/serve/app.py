@@ -394,16 +394,21 @@ def create_app(s: Settings, *, log: Callable[[str], None] | None = None) -> Any:
     def DIV():
         return Query(None, ge=0.0, le=1.0, description="MMR diversity lambda [recommend.diversity]")
 
+    def read_args(request: Request, spec) -> dict[str, Any] | Response:
+        """The parsed query of a hot GET endpoint, or the 401 / 422 to answer instead."""
+        if not authorised(request, False):
+            return unauthorised()
+        try:
+            return _parse(request, spec, s.max_k)
+        except _Bad as e:
+            return _error(422, str(e))
 
     @api.get("/recommend", summary="Recommendations for a user (live events included)",
              openapi_extra={"parameters": _doc_params(RECOMMEND_PARAMS, s.max_k)})
     async def recommend(request: Request):
-        if not authorised(request, False):
-            return unauthorised()
-        try:
-            a = _parse(request, RECOMMEND_PARAMS, s.max_k)
-        except _Bad as e:
-            return _error(422, str(e))
+        a = read_args(request, RECOMMEND_PARAMS)
+        if isinstance(a, Response):
+            return a
         idx = state.index
         user = a["user"]
         try:
@@ -480,12 +485,9 @@ def create_app(s: Settings, *, log: Callable[[str], None] | None = None) -> Any:
     @api.get("/similar", summary="Items like an item (model vectors, or one content modality)",
              openapi_extra={"parameters": _doc_params(SIMILAR_PARAMS, s.max_k)})
     async def similar(request: Request):
-        if not authorised(request, False):
-            return unauthorised()
-        try:
-            a = _parse(request, SIMILAR_PARAMS, s.max_k)
-        except _Bad as e:
-            return _error(422, str(e))
+        a = read_args(request, SIMILAR_PARAMS)
+        if isinstance(a, Response):
+            return a
         idx = state.index
         opts = options(a["k"], a["filter"], a["diversity"], a["explain"], a["candidates"], None, None, a["modality"])
 

@@ -286,13 +286,6 @@ class State:
         erased_since = erased is not None and erased >= idx.trained_at
         return self.store.user_events(uid, after=idx.watermark), erased_since
 
-    def for_user(self, idx: PinnedIndex, rec: Recommender, user: str) -> list[dict[str, Any]]:
-        """GET /recommend in one call (the server batches :meth:`plan_user` instead)."""
-        plan = self.plan_user(idx, rec, user)
-        if plan.done is not None:
-            return plan.done
-        return plan.finish(*rec.rank_vector(plan.q, plan.exclude))
-
     def plan_user(self, idx: PinnedIndex, rec: Recommender, user: str) -> "Plan":
         """What GET /recommend must rank: the model's vector, or a fresh fold-in when the
         user has live events; or the finished answer (popular items) when nothing is to rank."""
