@@ -166,7 +166,7 @@ class _MediaDataset:
     def __init__(self, store_path: Path, items: list[dict[str, Any]], source: str, prepare: Callable):
         self.store_path = Path(store_path)
         self.items = items
-        self.source = source  # "frames" | "audio"
+        self.source = source  # "frames" | "audio" | "frames+times" (prepare(frames, their times): captions)
         self.prepare = prepare
         self._store: FeatureStore | None = None
 
@@ -178,8 +178,13 @@ class _MediaDataset:
             if self._store is None:
                 self._store = FeatureStore.open(self.store_path, verify="none")  # the stage verified it
             item = self.items[i]
-            data = self._store.frames(item) if self.source == "frames" else self._store.audio(item)
-            units = self.prepare(data) if len(data) else []
+            data = self._store.audio(item) if self.source == "audio" else self._store.frames(item)
+            if self.source == "frames+times":
+                from .understand.captions import frame_times
+
+                units = self.prepare(data, frame_times(self._store, item)) if len(data) else []
+            else:
+                units = self.prepare(data) if len(data) else []
             return i, (_pack(units) if _in_worker() else units), ""
         except Exception as e:  # noqa: BLE001 - one bad item is a recorded error, not a crash
             return i, [], f"{type(e).__name__}: {e}".splitlines()[0]

@@ -9,7 +9,6 @@ transcripts do.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -24,39 +23,13 @@ def frame_times(store: FeatureStore, item: dict[str, Any]) -> np.ndarray:
     return store.shard(int(item["shard"])).frame_times(int(item["row"]))
 
 
-class CaptionDataset:
-    """Item i -> (i, units, error): the chosen key frames of item i, prepared. Picklable."""
-
-    def __init__(self, store_path: Path, items: list[dict[str, Any]], prepare: Callable):
-        self.store_path = Path(store_path)
-        self.items = items
-        self.prepare = prepare
-        self._store: FeatureStore | None = None
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int):
-        from ..embed import _in_worker, _pack
-
-        try:
-            if self._store is None:
-                self._store = FeatureStore.open(self.store_path, verify="none")
-            item = self.items[i]
-            frames = self._store.frames(item)
-            units = self.prepare(frames, frame_times(self._store, item)) if len(frames) else []
-            return i, (_pack(units) if _in_worker() else units), ""
-        except Exception as e:  # noqa: BLE001 - one bad item is a recorded error
-            return i, [], f"{type(e).__name__}: {e}".splitlines()[0]
-
-
 def caption_items(store: FeatureStore, items: list[dict[str, Any]], enc: Any, *, frames: int, batch_size: int,
                   workers: int, progress: Callable[[str], None] | None = None
                   ) -> tuple[list[list[dict[str, Any]]], dict[int, str]]:
     """-> (per item [{t, text}] in time order, {item index: error}); items without frames get []."""
-    from ..embed import _run_units
+    from ..embed import _MediaDataset, _run_units
 
-    ds = CaptionDataset(store.path, items, enc.caption_preparer(frames))
+    ds = _MediaDataset(store.path, items, "frames+times", enc.caption_preparer(frames))
     outputs, errors = _run_units(ds, enc.caption_units, batch_size=batch_size, workers=workers,
                                  label=f"captions [{enc.name}]", progress=progress)
     caps: list[list[dict[str, Any]]] = [[] for _ in items]

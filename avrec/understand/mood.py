@@ -276,6 +276,16 @@ def _z(x: np.ndarray, st: Sequence[float]) -> np.ndarray:
     return np.where(np.isfinite(z), np.clip(z, -4.0, 4.0), 0.0)
 
 
+def _zscores(cols: dict[str, np.ndarray], present: np.ndarray, stats: dict[str, list[float]] | None
+             ) -> tuple[dict[str, np.ndarray], dict[str, list[float]]]:
+    """Each feature column z-scored with the given (catalogue) statistics, fitting any that
+    are missing on ``present`` items; returns (z-scores, the statistics used)."""
+    stats = dict(stats) if stats else fit_stats(cols, present)
+    for k in cols:
+        stats.setdefault(k, fit_stats({k: cols[k]}, present)[k])
+    return {k: _z(x, stats[k]) for k, x in cols.items()}, stats
+
+
 def _combine(zs: dict[str, np.ndarray], weights: dict[str, float | np.ndarray]) -> np.ndarray:
     num = sum(np.asarray(w) * zs[k] for k, w in weights.items() if k in zs)
     den = sum(np.abs(np.asarray(w)) for k, w in weights.items() if k in zs)
@@ -297,10 +307,7 @@ def audio_mood(raw: np.ndarray, present: np.ndarray, names: Sequence[str],
         cols["mode"] = mode
     if not cols:
         return [None] * len(raw), {}
-    stats = dict(stats) if stats else fit_stats(cols, present)
-    for k in cols:
-        stats.setdefault(k, fit_stats({k: cols[k]}, present)[k])
-    zs = {k: _z(x, stats[k]) for k, x in cols.items()}
+    zs, stats = _zscores(cols, present, stats)
     arousal = _combine(zs, AUDIO_AROUSAL)
     vw = {k: (w * clarity if k == "mode" else w) for k, w in AUDIO_VALENCE.items()}
     valence = _combine(zs, vw)
@@ -318,10 +325,7 @@ def video_mood(raw: np.ndarray, present: np.ndarray, names: Sequence[str],
     cols = _columns(raw, names, VIDEO_FEATURES)
     if not cols:
         return [None] * len(raw), {}
-    stats = dict(stats) if stats else fit_stats(cols, present)
-    for k in cols:
-        stats.setdefault(k, fit_stats({k: cols[k]}, present)[k])
-    zs = {k: _z(x, stats[k]) for k, x in cols.items()}
+    zs, stats = _zscores(cols, present, stats)
     arousal, valence = _combine(zs, VIDEO_AROUSAL), _combine(zs, VIDEO_VALENCE)
     return [Estimate.make("video", valence=(valence[i], 0.4), arousal=(arousal[i], 0.4)) if present[i] else None
             for i in range(len(raw))], stats
