@@ -16,6 +16,7 @@ import difflib
 import math
 import os
 import signal
+import sys
 import threading
 import types
 import typing
@@ -101,6 +102,7 @@ class HybridConfig:
     closed_max: int = 12000  # auto: the closed form's dense solve side (min(items, users + content dims)) up to which it is used
     als_factors: int = 64  # als: factors
     als_iterations: int = 15  # als: ALS iterations
+    als_warm_iterations: int = 5  # als: iterations when the fit starts from the validation search's item factors
     als_reg: float = 0.01  # als: L2 regularisation
     als_alpha: float = 10.0  # als: confidence 1 + alpha * weight
 
@@ -137,7 +139,8 @@ class TrainConfig:
     validation: float = 0.1  # fraction of each user's interactions for early stopping; 0: none
     min_weight: float = 0.0  # interactions with weight below this are ignored
     tune: str = "auto"  # auto: choose the hybrid's solver, hyperparameters and modality weights on a validation split | off
-    tune_budget_s: float = 60.0  # seconds the auto search may spend (a fit that would overrun it is not started)
+    tune_budget_s: float = 60.0  # seconds the auto search may spend at most (a fit that would overrun it is not started)
+    tune_budget_fits: float = 1.5  # and at most this many times its first validation fit, but 20 s at least; 0: no such limit
     tune_max_interactions: int = 1000000  # above this, the search runs on a random subset of users holding about this many
     hybrid: HybridConfig = field(default_factory=HybridConfig)
     mf: MFConfig = field(default_factory=MFConfig)
@@ -491,6 +494,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "train.validation": (0, 1, False, True),
     "train.min_weight": (0, _INF, False, False),
     "train.tune_budget_s": (0, _INF, True, False),
+    "train.tune_budget_fits": (0, _INF, False, False),
     "train.tune_max_interactions": (1000, _INF, False, False),
     "train.hybrid.dim": (1, 1 << 16, False, False),
     "train.hybrid.l2": (0, _INF, True, False),
@@ -513,6 +517,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "train.hybrid.closed_max": (0, 1 << 20, False, False),
     "train.hybrid.als_factors": (1, 1 << 12, False, False),
     "train.hybrid.als_iterations": (1, 10000, False, False),
+    "train.hybrid.als_warm_iterations": (1, 10000, False, False),
     "train.hybrid.als_reg": (0, _INF, False, False),
     "train.hybrid.als_alpha": (0, _INF, False, False),
     "train.mf.factors": (1, 1 << 16, False, False),
@@ -624,11 +629,24 @@ def sigint_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
+def _gpu_nodes() -> bool:
+    """Whether this machine has an NVIDIA or AMD (ROCm) GPU device node: torch sees no CUDA without one."""
+    import glob
+
+    return bool(glob.glob("/dev/nvidia[0-9]*") or os.path.exists("/dev/kfd"))
+
+
 def resolve_device(spec: str) -> str:
     """Resolve ``auto | cpu | cuda | cuda:N | mps`` to a concrete torch device string.
 
-    Imports torch, so call it only on stages that use torch.
+    Imports torch, so call it only on stages that use torch; except that ``cpu``, and ``auto``
+    on a Linux machine with no GPU device node, are answered without it (importing torch costs
+    ~2 s, and the ALS solver does not use it).
     """
+    if spec == "cpu" and "torch" not in sys.modules:
+        return "cpu"
+    if spec == "auto" and "torch" not in sys.modules and sys.platform.startswith("linux") and not _gpu_nodes():
+        return "cpu"
     with sigint_deferred():  # a Ctrl-C inside torch's C++ start-up aborts the process (SIGABRT)
         import torch
 

@@ -22,7 +22,7 @@ def fit_model(name: str, seen, content, cfg, *, device: str, progress: Callable[
     from .tune import tune_hybrid
 
     overrides: dict[str, Any] = {"content_blocks": blocks} if name == "hybrid" and blocks else {}
-    report = None
+    report, init = None, None
     if tune and name != "hybrid":
         raise InputError("--tune searches the hybrid's hyperparameters; use --model hybrid")
     private = cfg.train.privacy.epsilon > 0
@@ -39,9 +39,11 @@ def fit_model(name: str, seen, content, cfg, *, device: str, progress: Callable[
             found = tune_hybrid(seen, content, cfg, device=device, progress=progress,
                                 budget_s=None if tune else cfg.train.tune_budget_s, blocks=blocks)
             report = found.pop("report")
+            init = found.pop("als_init", None)
             overrides.update(found)
     model = build_model(name, cfg.train, seed=cfg.runtime.seed, device=device, **overrides)
-    model.fit(seen, content if name == "hybrid" else None, progress=progress)
+    model.fit(seen, content if name == "hybrid" else None, progress=progress,
+              **({"als_init": init} if init is not None else {}))
     if report and report.get("chosen", {}).get("solver") and "solver" in model.info:
         model.info["solver"]["reason"] = (f"train.tune: {report['chosen']['solver']} scored highest on the validation "
                                           f"split (warm NDCG@{report['eval_k']} {report['warm_ndcg']})")

@@ -15,9 +15,15 @@ Protocols (NDCG@``eval_k``):
 
 Search: the defaults first, then a coordinate search, one parameter at a time over its grid,
 keeping a move only when it scores ``MIN_GAIN`` higher; then, on the cold protocol, which
-modalities to use, the ridge, and finer modality weights. Before each fit the time it will take
-is predicted from the fits so far; a phase stops when that would overrun its share of the
-budget (the first fit always runs). Fewer than ``MIN_USERS`` validation users: no search. Above
+modalities to use, the ridge, and finer modality weights. The budget is
+``train.tune_budget_s``, cut after the first fit to ``train.tune_budget_fits`` times that
+fit (``MIN_BUDGET_S`` at least): on large data one validation fit is a large part of the
+final one, and a search longer than the fit would double the cost of every train. Before
+each fit the time it will take is predicted from the fits so far of the same kind; a phase
+stops when that would overrun its share of the budget (the first fit always runs). ALS fits
+after the first start from the best warm fit's item factors, and the final fit starts from
+them too (``als_warm_iterations`` instead of ``als_iterations``): the search's cost is
+partly paid back. Fewer than ``MIN_USERS`` validation users: no search. Above
 ``train.tune_max_interactions`` the search runs on a random subset of users holding about that
 many interactions, and the factor count is left as configured (its cost grows with it).
 """
@@ -47,34 +53,51 @@ MAX_EVAL_USERS = 5000  # validation users scored per fit (a random subset above 
 MIN_USERS = 200  # validation users below which the search is not run (the configured values are kept)
 WARM_SHARE = 0.65  # of the budget the warm search may use; the rest is the cold search's
 EDGE_STEPS = 2  # steps past a grid's edge while the score keeps rising
+MIN_BUDGET_S = 20.0  # train.tune_budget_fits never cuts the budget below this (small data: the grid ends first)
 
 
 @dataclass
 class Search:
-    """What was tried and how long it took; the budget is checked before every fit."""
+    """What was tried and how long it took; the budget is checked before every fit.
+
+    ALS fits are cheap to repeat: a fit whose ALS parameters and data match the last one of
+    its protocol reuses its factors (the cold search varies only the content side), and any
+    other starts from the best warm fit's item factors (``als_warm_iterations``)."""
 
     budget_s: float | None  # None: no limit (--tune)
     progress: Callable[[str], None]
+    per_fit: float = 0.0  # > 0: the budget shrinks to this many first fits (MIN_BUDGET_S at least)
     share: float = 1.0  # of the budget the current phase may use up to (the warm phase leaves some to the cold one)
     t0: float = field(default_factory=time.perf_counter)
-    fit_seconds: dict[str, list[float]] = field(default_factory=dict)
+    fit_seconds: dict[str, list[float]] = field(default_factory=dict)  # by kind: "<solver>:<start>"
     tried: list[dict[str, Any]] = field(default_factory=list)
     stopped: str | None = None
+    budget_rule: str = ""
+    als_fits: dict[str, tuple[str, Any]] = field(default_factory=dict)  # protocol -> (ALS key, (x, y))
+    als_init: np.ndarray | None = None  # item factors of the best warm ALS fit
+    best_warm: float = -1.0
+    prep_cache: dict = field(default_factory=dict)  # the content preparation, shared by fits on one split
+    warm_ratio: float = 1.0  # als_warm_iterations / als_iterations: a warm start's predicted share of a fit
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
 
-    def affordable(self, solver: str) -> bool:
+    def affordable(self, kind: str) -> bool:
         if self.budget_s is None or not self.fit_seconds:
             return True  # the first fit (the configured values) always runs: it is the reference
-        past = self.fit_seconds.get(solver) or [v for vs in self.fit_seconds.values() for v in vs]
-        predicted = 1.2 * max(past) if past else 0.0
+        solver = kind.split(":")[0]
+        past = self.fit_seconds.get(kind)
+        if not past:  # a kind not fitted yet: a fit from factors runs als_warm_iterations of the random one's
+            past = [v * (self.warm_ratio if not kind.endswith(":random") else 1.0)
+                    for k, vs in self.fit_seconds.items() if k.startswith(solver + ":") for v in vs] \
+                or [v for vs in self.fit_seconds.values() for v in vs]
+        predicted = 1.2 * max(past)
         limit = self.budget_s * self.share
         if self.elapsed() + predicted > limit:
             if self.stopped is None:
                 self.stopped = (f"budget: a fit takes ~{predicted:.1f}s and {limit - self.elapsed():.1f}s of "
-                                f"{'' if self.share == 1 else f'{self.share:.0%} of '}train.tune_budget_s="
-                                f"{self.budget_s:g} were left")
+                                f"{'' if self.share == 1 else f'{self.share:.0%} of '}the {self.budget_s:.0f}s "
+                                f"budget ({self.budget_rule}) were left")
             return False
         return True
 
@@ -83,12 +106,19 @@ class Search:
         key = _key(params)
         return next((t["ndcg"] for t in self.tried if t["protocol"] == protocol and _key(t["params"]) == key), None)
 
-    def record(self, protocol: str, params: dict[str, Any], score: float, seconds: float) -> None:
-        solver = params.get("solver", "?")
-        self.fit_seconds.setdefault(solver, []).append(seconds)
-        self.tried.append({"protocol": protocol, "params": params, "ndcg": round(score, 5), "seconds": round(seconds, 2)})
+    def record(self, protocol: str, params: dict[str, Any], score: float, seconds: float, kind: str) -> None:
+        first = not self.tried
+        self.fit_seconds.setdefault(kind, []).append(seconds)
+        self.tried.append({"protocol": protocol, "params": params, "ndcg": round(score, 5), "seconds": round(seconds, 2),
+                           "start": kind.split(":")[1]})
         shown = {k: v for k, v in params.items() if k != "content_blocks"}
-        self.progress(f"tune: {protocol} {shown} -> NDCG {score:.4f} ({seconds:.1f}s)")
+        self.progress(f"tune: {protocol} {shown} -> NDCG {score:.4f} ({seconds:.1f}s, {kind.split(':')[1]})")
+        if first and self.budget_s is not None and self.per_fit > 0:
+            cap = self.budget_s
+            self.budget_s = min(cap, max(MIN_BUDGET_S, self.per_fit * seconds))
+            self.budget_rule = (f"train.tune_budget_fits={self.per_fit:g} x the first fit's {seconds:.1f}s, at least "
+                                f"{MIN_BUDGET_S:g}s, at most train.tune_budget_s={cap:g}")
+            self.progress(f"tune: budget {self.budget_s:.0f}s ({self.budget_rule})")
 
 
 def _key(params: dict[str, Any]) -> str:
@@ -155,6 +185,12 @@ def cold_score(model, held, held_items: np.ndarray, k: int, *, seed: int = 0) ->
 
     users = _eval_users(held, seed)
     k = min(k, len(held_items))
+    if getattr(model, "user_vectors", None) is not None and getattr(model, "item_vectors", None) is not None:
+        # a factor model: score the held items alone, not every item
+        vecs = model.item_vectors[held_items].T
+        r = rank_users(lambda rows: model.user_vectors[rows] @ vecs, users, k=k)
+        top = np.where(r >= 0, held_items[np.maximum(r, 0)], -1)
+        return metrics_at_k(top, held[users], [k], n_candidates=len(held_items))[k]["ndcg"]
     top = rank_users(model.score, users, k=k, candidates=held_items)
     return metrics_at_k(top, held[users], [k], n_candidates=len(held_items))[k]["ndcg"]
 
@@ -198,19 +234,27 @@ def tune_hybrid(seen, content, cfg, *, device: str, progress: Callable[[str], No
     tc, hc = cfg.train, cfg.train.hybrid
     if tc.validation <= 0:
         raise InputError("tuning needs a validation split: set train.validation above 0 (or train.tune=off)")
-    search = Search(budget_s, progress)
+    search = Search(budget_s, progress, per_fit=tc.tune_budget_fits,
+                    warm_ratio=min(1.0, hc.als_warm_iterations / max(hc.als_iterations, 1)),
+                    budget_rule=f"train.tune_budget_s={budget_s:g}" if budget_s is not None else "")
     k_eval = hc.eval_k
     kdim = 0 if content is None else (min(hc.content_dim, content.shape[1]) if hc.content_dim else content.shape[1])
     n_active = int((np.diff(seen.tocsc().indptr) > 0).sum())
     solver, why = choose_solver({"solver": hc.solver, "closed_max": hc.closed_max}, n_users=seen.shape[0],
                                 n_active=n_active, content_dim=kdim)
     solvers = [solver] + (["als"] if hc.solver == "auto" and solver == "closed" else [])
+    if any(s in ("closed", "sgd") for s in solvers):
+        import torch  # noqa: F401  (before the clock: ~2 s, more from a cold disk, is no fit's cost)
+
+        search.t0 = time.perf_counter()
     sub, share = subsample_users(seen, tc.tune_max_interactions, cfg.runtime.seed)
     if share < 1:
         progress(f"tune: on {sub.shape[0]} of {seen.shape[0]} users ({sub.nnz} interactions, "
                  f"train.tune_max_interactions={tc.tune_max_interactions})")
     progress(f"tune: solvers {solvers} ({why}); budget "
-             f"{'none (--tune)' if budget_s is None else f'{budget_s:g}s (train.tune_budget_s)'}")
+             f"{'none (--tune)' if budget_s is None else f'{budget_s:g}s (train.tune_budget_s)'}"
+             + (f", cut after the first fit to {tc.tune_budget_fits:g}x it ({MIN_BUDGET_S:g}s at least)"
+                if budget_s is not None and tc.tune_budget_fits > 0 else ""))
     fit, held = _holdout(sub, tc.validation, cfg.runtime.seed)
     n_val = int((np.diff(held.indptr) > 0).sum())
     if n_val < MIN_USERS:
@@ -227,13 +271,27 @@ def tune_hybrid(seen, content, cfg, *, device: str, progress: Callable[[str], No
         done = search.known(protocol, full)
         if done is not None:
             return done
-        if not search.affordable(params["solver"]):
+        fit_kw: dict[str, Any] = {}
+        start, akey = "random", ""
+        if params["solver"] == "als":
+            akey = _key({k: full[k] for k in GRIDS["als"]})
+            cached = search.als_fits.get(protocol)
+            if cached is not None and cached[0] == akey:
+                fit_kw, start = {"als_given": cached[1]}, "given"
+            elif search.als_init is not None and search.als_init.shape[1] == full["als_factors"]:
+                fit_kw, start = {"als_init": search.als_init}, "warm"
+        kind = f"{params['solver']}:{start}"
+        if not search.affordable(kind):
             return None
         t = time.perf_counter()
         m = build_model("hybrid", tc, seed=cfg.runtime.seed, device=device, refit=False, **params)
-        m.fit(data, content)
+        m.fit(data, content, prep_cache=search.prep_cache, **fit_kw)
         score = score_fn(m)
-        search.record(protocol, full, score, time.perf_counter() - t)
+        search.record(protocol, full, score, time.perf_counter() - t, kind)
+        if getattr(m, "als_", None) is not None:
+            search.als_fits[protocol] = (akey, m.als_)
+            if protocol == "warm" and score > search.best_warm:
+                search.best_warm, search.als_init = score, m.als_[1]
         return score
 
     def warm(params: dict[str, Any]) -> float | None:
@@ -293,9 +351,14 @@ def tune_hybrid(seen, content, cfg, *, device: str, progress: Callable[[str], No
     chosen = {k: v for k, v in best.items() if k != "content_blocks"}
     report = {"chosen": chosen, "warm_ndcg": round(best_score, 5),
               "cold_ndcg": None if cold_best is None else round(cold_best, 5), "eval_k": k_eval,
-              "budget_s": budget_s, "seconds": round(search.elapsed(), 2), "stopped": search.stopped,
+              "budget_s": None if search.budget_s is None else round(search.budget_s, 1), "budget_rule": search.budget_rule,
+              "seconds": round(search.elapsed(), 2), "stopped": search.stopped,
               "users_share": round(share, 4), "fits": len(search.tried), "tried": search.tried}
     progress(f"tune: chose {chosen} (warm NDCG@{k_eval} {best_score:.4f}"
              + ("" if cold_best is None else f", cold {cold_best:.4f}") + f") in {search.elapsed():.1f}s"
              + (f"; stopped by the {search.stopped}" if search.stopped else ""))
-    return {**best, "report": report}
+    found: dict[str, Any] = {**best, "report": report}
+    if best.get("solver") == "als" and search.als_init is not None \
+            and search.als_init.shape[1] == best.get("als_factors", hc.als_factors):
+        found["als_init"] = search.als_init  # the final fit starts from them (als_warm_iterations)
+    return found

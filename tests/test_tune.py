@@ -143,3 +143,39 @@ def test_too_little_data_to_choose_on_keeps_the_configured_values():
     found = tune_hybrid(_seen(small), small.content, _cfg(), device="cpu", progress=logs.append, budget_s=10)
     assert found["report"]["skipped"] and not found["report"]["tried"] and "skipped" in logs[-1]
     assert set(found) == {"report"}
+
+
+def test_als_search_reuses_factors_and_starts_the_final_fit_from_them(taste, tmp_path):
+    """The cold search varies only the content side, so it reuses the ALS factors; other ALS
+    fits start from the best warm fit's item factors, and so does the final fit."""
+    from avrec.artifacts import read_manifest
+    from avrec.train import train
+
+    cfg = _cfg(**{"train.hybrid.solver": "als", "train.hybrid.als_factors": 8})
+    found = tune_hybrid(_seen(taste), taste.content, cfg, device="cpu", progress=lambda _m: None, budget_s=None)
+    starts = [(t["protocol"], t["start"]) for t in found["report"]["tried"]]
+    assert starts[0] == ("warm", "random") and ("warm", "warm") in starts and ("cold", "given") in starts
+    assert found["als_init"].shape == (len(taste.item_ids), 8)
+
+    write_embeddings(taste, tmp_path / "emb")
+    write_csv(taste, tmp_path / "ev.csv")
+    man = read_manifest(train(tmp_path / "emb", tmp_path / "ev.csv", tmp_path / "m", cfg))
+    assert man["extra"]["info"]["als"] == {"iterations": cfg.train.hybrid.als_warm_iterations,
+                                           "start": "validation search's item factors"}
+    # --set train.tune=off: nothing to start from
+    from avrec.config import apply_set
+
+    apply_set(cfg, "train.tune=off")
+    man = read_manifest(train(tmp_path / "emb", tmp_path / "ev.csv", tmp_path / "m2", cfg))
+    assert man["extra"]["info"]["als"]["start"] == "random"
+
+
+def test_the_budget_is_cut_to_a_few_first_fits_but_not_below_the_floor(taste):
+    from avrec.tune import MIN_BUDGET_S
+
+    found = tune_hybrid(_seen(taste), taste.content, _cfg(**{"train.tune_budget_fits": 1e-9}), device="cpu",
+                        progress=lambda _m: None, budget_s=1000.0)
+    assert found["report"]["budget_s"] == MIN_BUDGET_S and "train.tune_budget_fits" in found["report"]["budget_rule"]
+    found = tune_hybrid(_seen(taste), taste.content, _cfg(**{"train.tune_budget_fits": 0}), device="cpu",
+                        progress=lambda _m: None, budget_s=1000.0)
+    assert found["report"]["budget_s"] == 1000.0

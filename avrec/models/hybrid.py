@@ -52,6 +52,7 @@ random so the content towers learn to carry an item alone.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from typing import Any, Iterator
 
@@ -136,14 +137,14 @@ class Hybrid(Recommender):
         patience: int = 20, mask_ratio: float = 0.25, content_hidden: int = 0, content_dim: int = 128,
         validation: float = 0.1, eval_k: int = 20, eval_every: int = 5, refit: bool = True, seed: int = 0,
         closed_max: int = 12000, als_factors: int = 64, als_iterations: int = 15, als_reg: float = 0.01,
-        als_alpha: float = 10.0, device: str = "cpu", **params: Any,
+        als_alpha: float = 10.0, als_warm_iterations: int = 5, device: str = "cpu", **params: Any,
     ):
         if solver not in SOLVERS:
             from ..errors import ConfigError
 
             raise ConfigError(f"train.hybrid.solver must be one of {', '.join(SOLVERS)}; got {solver!r}")
         params.update(closed_max=int(closed_max), als_factors=int(als_factors), als_iterations=int(als_iterations),
-                      als_reg=float(als_reg), als_alpha=float(als_alpha))
+                      als_reg=float(als_reg), als_alpha=float(als_alpha), als_warm_iterations=int(als_warm_iterations))
         super().__init__(
             solver=solver, dim=int(dim), l2=float(l2), content_prior=float(content_prior), ridge=float(ridge),
             cold_scale=float(cold_scale), epochs=int(epochs), lr=float(lr), weight_decay=float(weight_decay),
@@ -158,13 +159,20 @@ class Hybrid(Recommender):
         self.user_vectors: np.ndarray | None = None  # (n_users, dim + 1)
         self.projections_: dict[str, np.ndarray] = {}  # (D+1, dim+1) affine maps for new items
         self._prep: np.ndarray | None = None  # (D+1, content_dim) content preparation, while fitting
+        self.als_: tuple[np.ndarray, np.ndarray] | None = None  # the raw ALS factors of the last fit (not saved)
 
     # ------------------------------------------------------------------------------------
-    def _fit(self, seen, content, *, progress: Progress, **kw) -> None:
+    def _fit(self, seen, content, *, progress: Progress, als_init: np.ndarray | None = None,
+             als_given: tuple[np.ndarray, np.ndarray] | None = None, prep_cache: dict | None = None, **kw) -> None:
+        """als_init: (n_items, als_factors) item factors the ALS solver starts from (the
+        validation search's, so the final fit needs ``als_warm_iterations``, not
+        ``als_iterations``); als_given: (user, item) factors already fitted on exactly
+        ``seen`` with these ALS parameters (the search varying only the content side);
+        prep_cache: see ``_prepare_content``."""
         t0 = time.perf_counter()
         private = self._private_release(seen, progress) if private_epsilon(self.params) > 0 else None
         active = np.flatnonzero(np.diff(seen.tocsc().indptr) > 0) if private is None else private.items
-        c, self._prep = self._prepare_content(content, active)
+        c, self._prep = self._prepare_content(content, active, prep_cache)
         self.projections_ = {}
         if private is None:
             solver, why = choose_solver(self.params, n_users=seen.shape[0], n_active=len(active),
@@ -176,7 +184,7 @@ class Hybrid(Recommender):
         if solver == "closed":
             self._fit_closed(seen, c, content, progress=progress, private=private)
         elif solver == "als":
-            self._fit_als(seen, c, content, progress=progress)
+            self._fit_als(seen, c, content, progress=progress, init=als_init, given=als_given)
         else:
             self._fit_sgd(seen, c, content, progress=progress)
         self._prep = None
@@ -294,18 +302,28 @@ class Hybrid(Recommender):
         self.item_vectors = item.astype(np.float32)
         self.user_vectors = self._fold(seen)
 
-    def _fit_als(self, seen, c, raw, *, progress: Progress) -> None:
+    def _fit_als(self, seen, c, raw, *, progress: Progress, init: np.ndarray | None = None,
+                 given: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         from .mf import fit_als
 
         p = self.params
         n = seen.shape[1]
         active = np.flatnonzero(np.diff(seen.tocsc().indptr) > 0)
         t0 = time.perf_counter()
-        x, y = fit_als(seen, factors=p["als_factors"], iterations=p["als_iterations"], reg=p["als_reg"],
-                       alpha=p["als_alpha"], seed=p["seed"], device=self.device)
+        if given is not None:
+            x, y = given
+            self.info["als"] = {"iterations": 0, "start": "given"}
+        else:
+            warm = init is not None and init.shape == (n, p["als_factors"]) and not self.device.startswith("cuda")
+            iters = p["als_warm_iterations"] if warm else p["als_iterations"]
+            x, y = fit_als(seen, factors=p["als_factors"], iterations=iters, reg=p["als_reg"], alpha=p["als_alpha"],
+                           seed=p["seed"], device=self.device, init_items=init if warm else None)
+            self.info["als"] = {"iterations": iters, "start": "validation search's item factors" if warm else "random"}
+            start = "from the search's item factors " if warm else ""
+            progress(f"hybrid: ALS over {len(active)} items, {y.shape[1]} factors, {iters} iterations {start}in "
+                     f"{time.perf_counter() - t0:.1f}s")
+        self.als_ = (x, y)
         d = y.shape[1]
-        progress(f"hybrid: ALS over {len(active)} items, {d} factors, {p['als_iterations']} iterations in "
-                 f"{time.perf_counter() - t0:.1f}s")
         ya = y[active].astype(np.float64)
         g_inv = np.linalg.inv(ya.T @ ya + p["als_reg"] * np.eye(d))  # the linear fold-in's (Y'Y + reg I)^-1
         pa, qa = ya @ g_inv, ya
@@ -317,8 +335,8 @@ class Hybrid(Recommender):
             self._set_projections(w @ g_inv, w * p["cold_scale"], np.zeros(w.shape[0]), 0.0)
             hist, item = self._cold_rows(raw)
         hist[active, :d], item[active, :d] = pa, qa
-        self.history_vectors = hist.astype(np.float32)
-        self.item_vectors = item.astype(np.float32)
+        self.history_vectors = hist.astype(np.float32, copy=False)
+        self.item_vectors = item.astype(np.float32, copy=False)
         self.user_vectors = np.hstack([x, np.ones((x.shape[0], 1), np.float32)]).astype(np.float32)
         empty = np.diff(seen.indptr) == 0
         self.user_vectors[empty] = 0.0  # no history: nothing to go on
@@ -337,9 +355,11 @@ class Hybrid(Recommender):
         }
 
     def _cold_rows(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(history, item) vectors (n, d+1) float64 of every item from its raw content alone."""
-        x = np.hstack([raw.astype(np.float64), np.ones((raw.shape[0], 1))])
-        return x @ self.projections_["history_projection"], x @ self.projections_["content_projection"]
+        """(history, item) vectors (n, d+1) float32 of every item from its raw content alone."""
+        x = raw.astype(np.float32, copy=False)  # float32 products: 100k x 384 in float64 cost ~1 s per fit
+        hp, cp = self.projections_["history_projection"], self.projections_["content_projection"]
+        return x @ hp[:-1].astype(np.float32) + hp[-1].astype(np.float32), \
+            x @ cp[:-1].astype(np.float32) + cp[-1].astype(np.float32)
 
     def projections(self) -> dict[str, np.ndarray]:
         """{content_projection, history_projection}: (D+1, d+1) affine maps from a raw content
@@ -361,12 +381,25 @@ class Hybrid(Recommender):
             net, active, _, _ = self._train(seen, c, epochs=epochs, held=None, progress=progress)
         self._export(net, active, c, raw, seen)
 
-    def _prepare_content(self, content: np.ndarray | None, active: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def _prepare_content(self, content: np.ndarray | None, active: np.ndarray,
+                         cache: dict | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Centre, project on the top ``content_dim`` principal directions, scale to unit mean
         norm; statistics from the items with interactions (``active``) only. Returns the
-        prepared content (n, k) float32 and the affine map (D+1, k) float64 that gives it."""
+        prepared content (n, k) float32 and the affine map (D+1, k) float64 that gives it.
+        cache: a dict kept across fits on the same content (the validation search's), keyed by
+        what the result depends on."""
         if content is None or content.shape[1] == 0 or self.params["content_weight"] <= 0:
             return None, None
+        if cache is not None:
+            import hashlib
+
+            key = (id(content), content.shape, self.params["content_dim"],
+                   json.dumps(self.params.get("modality_weights") or {}, sort_keys=True),
+                   hashlib.blake2b(np.ascontiguousarray(active).tobytes(), digest_size=16).hexdigest())
+            if key not in cache:
+                cache.clear()  # one entry: a search holds one or two splits' worth at a time
+                cache[key] = self._prepare_content(content, active)
+            return cache[key]
         # float32 products, float64 statistics: at 100k items x 384 dims the float64 copies and
         # products took 5 s of a 19 s fit
         scale = self._content_scale(content.shape[1])
@@ -376,14 +409,14 @@ class Hybrid(Recommender):
         proj = np.eye(x.shape[1])
         k = self.params["content_dim"]
         if 0 < k < x.shape[1]:
-            import torch
+            from threadpoolctl import threadpool_limits
 
             xc = xa - mu.astype(np.float32)
             cov = (xc.T @ xc).astype(np.float64)
             del xc
-            with _one_thread():
-                _, vecs = torch.linalg.eigh(torch.as_tensor(cov))
-            proj = vecs.numpy()[:, ::-1][:, :k].copy()
+            with threadpool_limits(1, "blas"):  # a D x D eigh: small LAPACK work runs best on one thread
+                _, vecs = np.linalg.eigh(cov)  # numpy, not torch: the ALS path then never imports torch (~2 s)
+            proj = vecs[:, ::-1][:, :k].copy()
         proj /= max(float(np.linalg.norm(xa @ proj.astype(np.float32) - (mu @ proj).astype(np.float32), axis=1).mean()), 1e-8)
         aff = np.vstack([proj, -mu @ proj])
         prepared = x @ aff[:-1].astype(np.float32) + aff[-1].astype(np.float32)

@@ -111,3 +111,35 @@ def test_tune_searches_the_solver_auto_picks():
     assert best["solver"] == "als" and set(GRIDS["als"]) <= set(best)
     assert {t["params"]["solver"] for t in report["tried"]} == {"als"}
     assert any("solvers ['als']" in m for m in logs)
+
+
+def test_als_from_given_item_factors_needs_few_iterations(taste):
+    """A warm start (the validation search's item factors) stays at the converged solution in
+    2 iterations; 2 from random are farther from it."""
+    ref = build_model("hybrid", None, seed=0, **{**ALS, "als_iterations": 30}).fit(_data(taste), taste.content)
+    assert ref.info["als"] == {"iterations": 30, "start": "random"}
+    users = np.arange(ref.n_users)
+
+    def gap(**kw):  # relative distance of the user x item scores from the converged ones
+        m = build_model("hybrid", None, seed=1, **{**ALS, "als_iterations": 2, "als_warm_iterations": 2})
+        m.fit(_data(taste), taste.content, **kw)
+        a, b = m.score(users), ref.score(users)
+        return m, float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+    warm, warm_gap = gap(als_init=ref.als_[1])
+    assert warm.info["als"] == {"iterations": 2, "start": "validation search's item factors"}
+    _, cold_gap = gap()
+    assert warm_gap < 0.05 and warm_gap < cold_gap / 3, (warm_gap, cold_gap)
+    # factors of another shape are not a start: the fit runs from random, all its iterations
+    other, _ = gap(als_init=np.zeros((taste.content.shape[0], 3), np.float32))
+    assert other.info["als"]["start"] == "random"
+
+
+def test_als_given_factors_are_served_as_they_are(taste):
+    ref = build_model("hybrid", None, seed=0, **ALS).fit(_data(taste), taste.content)
+    x, y = ref.als_
+    m = build_model("hybrid", None, seed=0, **{**ALS, "ridge": 10.0}).fit(_data(taste), taste.content, als_given=(x, y))
+    assert m.info["als"]["iterations"] == 0
+    np.testing.assert_array_equal(m.user_vectors[:, :-1], x)
+    active = np.flatnonzero(np.asarray(m.popularity) > 0)
+    np.testing.assert_allclose(m.item_vectors[active, :-1], y[active], rtol=1e-6)
