@@ -17,7 +17,9 @@ of one process, measured with /usr/bin/time:
 The item content is the generated 384-d vectors, written as an embeddings artifact (the
 shortcut is the benchmark's: avrec embed would give the same artifact from `npy:`).
 
-Usage: python benchmarks/scale.py [--sizes S1,S2] [--skip quality,...]
+Usage: python benchmarks/scale.py [--sizes S1,S2] [--skip load,train,index,quality,implicit-recommend]
+(implicit-recommend: time implicit's fit alone, not its batched recommend for every user,
+which takes ~20 minutes at S4)
 Writes benchmarks/results/scale.json and scale.md.
 """
 
@@ -90,11 +92,12 @@ with threadpool_limits(1, "blas"):
     model = AlternatingLeastSquares(factors=64, regularization=0.01, alpha=1.0, iterations=15, random_state=0)
     t0 = time.perf_counter(); model.fit(c, show_progress=False); fit = time.perf_counter() - t0
     t0 = time.perf_counter()
-    users = np.arange(m.shape[0])
+    users = np.arange(m.shape[0]) if sys.argv[3] == "1" else np.arange(0)
     for s in range(0, len(users), 10000):
         model.recommend(users[s:s + 10000], m[s:s + 10000], N=10, filter_already_liked_items=True)
     rec = time.perf_counter() - t0
-print(json.dumps({"fit_seconds": round(fit, 2), "recommend_all_seconds": round(rec, 2), "users": int(m.shape[0])}))
+print(json.dumps({"fit_seconds": round(fit, 2), "recommend_all_seconds": round(rec, 2) if len(users) else None,
+                  "users": int(m.shape[0])}))
 """
 
 
@@ -120,7 +123,8 @@ def run_size(name: str, skip: set[str], log) -> dict:
         tuned = man["extra"].get("tuned") or {}
         res["train_avrec"]["tune"] = {k: tuned.get(k) for k in ("seconds", "fits", "chosen", "stopped", "users_share",
                                                                "warm_ndcg", "cold_ndcg", "skipped")}
-        imp = timed([PY, "-c", IMPLICIT, str(csv), str(n_items)], stdout=subprocess.PIPE)
+        imp = timed([PY, "-c", IMPLICIT, str(csv), str(n_items), "0" if "implicit-recommend" in skip else "1"],
+                    stdout=subprocess.PIPE)
         res["implicit"] = {**json.loads(imp.pop("stdout")), **imp}
         log(f"{name} train: avrec {res['train_avrec']}, implicit {res['implicit']}")
     if "index" not in skip and (work / "model" / "manifest.json").exists():
@@ -175,7 +179,7 @@ def report(results: list[dict], info: str) -> str:
                                  f"{x.get('served_recall_at_10', '–')}"),
             g("recommend_user", lambda x: str(x["seconds"])),
             g("recommend_all", lambda x: str(x["ms_per_user"])),
-            f"{1000 * imp['recommend_all_seconds'] / imp['users']:.3f}" if imp else "–",
+            f"{1000 * imp['recommend_all_seconds'] / imp['users']:.3f}" if imp.get("recommend_all_seconds") else "–",
         ]) + " |")
     lines += ["", "Quality: NDCG@10 on avrec evaluate's random split (20% of each user's interactions held out; "
               "mf is implicit's ALS with 64 factors):", ""]
