@@ -210,7 +210,7 @@ def test_cli_index_prints_only_the_path_and_reads_a_piped_model(tmp_path):
     assert r.stdout.strip() == str(out) and Index(out).n_items == 62
 
 
-@pytest.mark.parametrize("c,n,k", [(5, 20000, 10), (7, 3000, 10), (3, 50, 10), (4, 5000, 3), (3, 4096, 2), (6, 30000, 100)])
+@pytest.mark.parametrize("c,n,k", [(5, 20000, 10), (7, 3000, 10), (3, 50, 10), (4, 5000, 3), (3, 4096, 2), (6, 30000, 100), (3, 100000, 50)])
 def test_topk_batch_matches_a_full_sort(c, n, k):
     from avrec.index import topk_batch
 

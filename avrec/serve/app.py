@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import json
 import math
@@ -322,6 +323,10 @@ def create_app(s: Settings, *, log: Callable[[str], None] | None = None) -> Any:
                     log(f"serve: index check failed: {e}")
 
         task = asyncio.create_task(poll())
+        # what start-up allocated lives as long as the process: out of the collector's sight,
+        # a full collection no longer walks it in the middle of a request (a latency tail)
+        gc.collect()
+        gc.freeze()
         log(f"serve: {state.index.n_items} items, {state.index.n_users} users from {s.index} "
             f"(build {state.index.build_id}); events: {s.events or 'off'}")
         try:
