@@ -285,7 +285,7 @@ def tune_hybrid(seen, content, cfg, *, device: str, progress: Callable[[str], No
             return None
         t = time.perf_counter()
         m = build_model("hybrid", tc, seed=cfg.runtime.seed, device=device, refit=False, **params)
-        m.fit(data, content, prep_cache=search.prep_cache, **fit_kw)
+        m.fit(data, content, prep_cache=search.prep_cache, keep_als=True, **fit_kw)
         score = score_fn(m)
         search.record(protocol, full, score, time.perf_counter() - t, kind)
         if getattr(m, "als_", None) is not None:

@@ -163,12 +163,14 @@ class Hybrid(Recommender):
 
     # ------------------------------------------------------------------------------------
     def _fit(self, seen, content, *, progress: Progress, als_init: np.ndarray | None = None,
-             als_given: tuple[np.ndarray, np.ndarray] | None = None, prep_cache: dict | None = None, **kw) -> None:
+             als_given: tuple[np.ndarray, np.ndarray] | None = None, prep_cache: dict | None = None,
+             keep_als: bool = False, **kw) -> None:
         """als_init: (n_items, als_factors) item factors the ALS solver starts from (the
         validation search's, so the final fit needs ``als_warm_iterations``, not
         ``als_iterations``); als_given: (user, item) factors already fitted on exactly
         ``seen`` with these ALS parameters (the search varying only the content side);
-        prep_cache: see ``_prepare_content``."""
+        prep_cache: see ``_prepare_content``; keep_als: keep the raw ALS factors in ``als_``
+        (the search reuses them; a final fit drops them: at S4 they are ~400 MB)."""
         t0 = time.perf_counter()
         private = self._private_release(seen, progress) if private_epsilon(self.params) > 0 else None
         active = np.flatnonzero(np.diff(seen.tocsc().indptr) > 0) if private is None else private.items
@@ -185,6 +187,8 @@ class Hybrid(Recommender):
             self._fit_closed(seen, c, content, progress=progress, private=private)
         elif solver == "als":
             self._fit_als(seen, c, content, progress=progress, init=als_init, given=als_given)
+            if not keep_als:
+                self.als_ = None
         else:
             self._fit_sgd(seen, c, content, progress=progress)
         self._prep = None

@@ -116,7 +116,8 @@ def test_tune_searches_the_solver_auto_picks():
 def test_als_from_given_item_factors_needs_few_iterations(taste):
     """A warm start (the validation search's item factors) stays at the converged solution in
     2 iterations; 2 from random are farther from it."""
-    ref = build_model("hybrid", None, seed=0, **{**ALS, "als_iterations": 30}).fit(_data(taste), taste.content)
+    ref = build_model("hybrid", None, seed=0, **{**ALS, "als_iterations": 30}).fit(_data(taste), taste.content,
+                                                                                 keep_als=True)
     assert ref.info["als"] == {"iterations": 30, "start": "random"}
     users = np.arange(ref.n_users)
 
@@ -136,7 +137,8 @@ def test_als_from_given_item_factors_needs_few_iterations(taste):
 
 
 def test_als_given_factors_are_served_as_they_are(taste):
-    ref = build_model("hybrid", None, seed=0, **ALS).fit(_data(taste), taste.content)
+    ref = build_model("hybrid", None, seed=0, **ALS).fit(_data(taste), taste.content, keep_als=True)
+    assert build_model("hybrid", None, seed=0, **ALS).fit(_data(taste), taste.content).als_ is None  # a final fit drops them
     x, y = ref.als_
     m = build_model("hybrid", None, seed=0, **{**ALS, "ridge": 10.0}).fit(_data(taste), taste.content, als_given=(x, y))
     assert m.info["als"]["iterations"] == 0
