@@ -5,7 +5,6 @@ whose embeddings carry hand-written "understand" records (no dependency on avrec
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from avrec.errors import InputError  # noqa: E402
 from avrec.index import Index  # noqa: E402
 from avrec.profile import all_profiles, profile, user_profile  # noqa: E402
 
-from avrec_runner import run_avrec  # noqa: E402
+from avrec_runner import run_avrec, run_light  # noqa: E402
 
 # cluster c of the taste data: given tag c<c>, predicted tag p<c>, and one mood
 MOOD = {0: ("calm", 0.5, -0.6), 1: ("tense", -0.5, 0.8), 2: ("happy", 0.8, 0.5), 3: ("sad", -0.7, -0.4)}
@@ -139,17 +138,9 @@ def test_profile_table_on_a_terminal(world, capsys):
 
 def test_profile_stays_light(world):
     _taste, _work, idx_dir, _ev, _emb = world
-    code = (
-        "import sys, runpy\n"
-        f"sys.argv = ['avrec', 'profile', {str(idx_dir)!r}, '--user', 'u1']\n"
-        "try:\n    runpy.run_module('avrec', run_name='__main__')\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        "heavy = {'torch', 'transformers', 'librosa', 'cv2', 'scipy', 'rich', 'sklearn', 'av'}\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy), file=sys.stderr)\n"
-    )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, input="", timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stderr.strip().splitlines()[-1] == "[]"
-    assert json.loads(r.stdout)["user"] == "u1"
+    out, heavy = run_light("profile", str(idx_dir), "--user", "u1")
+    assert heavy == []
+    assert json.loads(out)["user"] == "u1"
 
 
 def test_pseudonymised_users_are_looked_up_through_the_key_and_printed_as_given(world, tmp_path):

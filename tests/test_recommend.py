@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,7 @@ from avrec.errors import InputError
 from avrec.index import Index, build_index
 from avrec.recommend import Filter, Options, Recommender, mmr, read_id_lines
 
-from avrec_runner import run_avrec
+from avrec_runner import run_avrec, run_light
 from test_index_fixtures import content, make_model
 
 
@@ -292,17 +290,9 @@ def test_cli_reads_the_index_path_from_a_pipe(index_dir):
 
 def test_recommend_imports_no_heavy_library(index_dir):
     # the serving path: numpy and annoy only (typer for the CLI), no torch/transformers/librosa/cv2/scipy/rich
-    code = (
-        "import sys, runpy\n"
-        f"sys.argv = ['avrec', 'recommend', {str(index_dir)!r}, '--user', 'u1', '--explain', '--filter', 'tag=music']\n"
-        "try:\n    runpy.run_module('avrec', run_name='__main__')\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        "heavy = {'torch', 'transformers', 'librosa', 'cv2', 'scipy', 'rich', 'sklearn', 'av'}\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy), file=sys.stderr)\n"
-    )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, input="", timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stderr.strip().splitlines()[-1] == "[]"
-    assert json.loads(r.stdout.splitlines()[0])["user"] == "u1"
+    out, heavy = run_light("recommend", str(index_dir), "--user", "u1", "--explain", "--filter", "tag=music")
+    assert heavy == []
+    assert json.loads(out.splitlines()[0])["user"] == "u1"
 
 
 def test_table_on_a_terminal(index_dir, capsys):

@@ -11,8 +11,6 @@ has no record at all.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,7 @@ from avrec.errors import InputError
 from avrec.index import Index, add_items, build_index
 from avrec.recommend import Options, Recommender
 
-from avrec_runner import run_avrec
+from avrec_runner import run_avrec, run_light
 from test_index_fixtures import item_rows, make_embeddings, make_model
 
 MOODS = {0: ("calm", 0.5, -0.6), 1: ("tense", -0.5, 0.8), 2: ("happy", 0.8, 0.5)}
@@ -314,18 +312,10 @@ def test_embeddings_rows_in_another_order_are_aligned_by_item_id(tmp_path):
 
 
 def test_recommend_with_mood_filters_and_explain_stays_light(index_dir):
-    code = (
-        "import sys, runpy\n"
-        f"sys.argv = ['avrec', 'recommend', {str(index_dir)!r}, '--user', 'u1', '--explain', '--filter', 'mood=tense',"
-        " '--filter', 'valence<0', '--filter', 'tag=city']\n"
-        "try:\n    runpy.run_module('avrec', run_name='__main__')\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        "heavy = {'torch', 'transformers', 'librosa', 'cv2', 'scipy', 'rich', 'sklearn', 'av'}\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy), file=sys.stderr)\n"
-    )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, input="", timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stderr.strip().splitlines()[-1] == "[]"
-    first = json.loads(r.stdout.splitlines()[0])
+    out, heavy = run_light("recommend", str(index_dir), "--user", "u1", "--explain", "--filter", "mood=tense",
+                           "--filter", "valence<0", "--filter", "tag=city")
+    assert heavy == []
+    first = json.loads(out.splitlines()[0])
     assert first["explain"]["mood"]["labels"][0] == "tense"
 
 
