@@ -22,8 +22,11 @@ fresh histories folded in without retraining), popular, itemknn, ease, mf (ALS).
 
 By default (train.tune: auto) the hybrid first chooses its solver, hyperparameters and
 modality weights on a validation split of these interactions, within train.tune_budget_s
-seconds, logs each fit and records the search in the model manifest (extra.tuned). --tune
-runs the search to its end without the budget; --set train.tune=off fits the configured values.
+seconds (cut after the first validation fit to train.tune_budget_fits times it, 20 s at
+least), logs each fit and records the search in the model manifest (extra.tuned). With the
+ALS solver the final fit starts from the search's item factors (train.hybrid.als_warm_iterations
+iterations). --tune runs the search to its end without the budget; --set train.tune=off fits
+the configured values.
 
 --set train.privacy.epsilon=E (> 0) trains with user-level (E, delta)-differential privacy:
 each user keeps at most train.privacy.max_items_per_user interactions (a random subset; 0:
@@ -44,9 +47,10 @@ Examples:
   avrec train --interactions events.csv --set train.tune=off --set train.hybrid.l2=400
 
 Config keys (section train): model, validation, min_weight, tune, tune_budget_s,
-tune_max_interactions, hybrid.{solver, dim, l2, content_prior, ridge, cold_scale, epochs, lr,
-weight_decay, batch_size, negatives, content_weight, dropout, patience, mask_ratio,
-content_hidden, eval_k, refit}, mf.{factors, epochs, reg, alpha}, ease.l2,
+tune_budget_fits, tune_max_interactions, hybrid.{solver, dim, l2, content_prior, ridge,
+cold_scale, epochs, lr, weight_decay, batch_size, negatives, content_weight, dropout, patience,
+mask_ratio, content_hidden, eval_k, refit, closed_max, als_factors, als_iterations,
+als_warm_iterations, als_reg, als_alpha}, mf.{factors, epochs, reg, alpha}, ease.l2,
 itemknn.{neighbours, shrink}, privacy.{epsilon, delta, max_items_per_user}.
 """
 
