@@ -101,3 +101,19 @@ def test_cuda_requested_without_cuda_is_a_clear_error():
     with pytest.raises(DeviceError, match="CUDA is not available"):
         resolve_device("cuda")
     assert resolve_device("auto") in ("cpu", "mps")
+
+
+def test_cpu_devices_resolve_without_importing_torch():
+    """The ALS path never needs torch: resolving cpu (and auto on a machine with no GPU device
+    node) must not import it (~2 s of every train)."""
+    import subprocess
+    import sys
+
+    from avrec.config import _gpu_nodes
+
+    code = ("import sys; from avrec.config import resolve_device; "
+            "print(resolve_device('cpu'), resolve_device('auto'), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == "cpu"
+    if not _gpu_nodes() and sys.platform.startswith("linux"):
+        assert out[1:] == ["cpu", "False"]
