@@ -358,7 +358,6 @@ def tune_hybrid(seen, content, cfg, *, device: str, progress: Callable[[str], No
              + ("" if cold_best is None else f", cold {cold_best:.4f}") + f") in {search.elapsed():.1f}s"
              + (f"; stopped by the {search.stopped}" if search.stopped else ""))
     found: dict[str, Any] = {**best, "report": report}
-    if best.get("solver") == "als" and search.als_init is not None \
-            and search.als_init.shape[1] == best.get("als_factors", hc.als_factors):
-        found["als_init"] = search.als_init  # the final fit starts from them (als_warm_iterations)
+    if best.get("solver") == "als" and search.als_init is not None:
+        found["als_init"] = search.als_init  # the final fit starts from them (of another shape: from random)
     return found

@@ -186,9 +186,7 @@ class Hybrid(Recommender):
         if solver == "closed":
             self._fit_closed(seen, c, content, progress=progress, private=private)
         elif solver == "als":
-            self._fit_als(seen, c, content, progress=progress, init=als_init, given=als_given)
-            if not keep_als:
-                self.als_ = None
+            self._fit_als(seen, c, content, progress=progress, init=als_init, given=als_given, keep=keep_als)
         else:
             self._fit_sgd(seen, c, content, progress=progress)
         self._prep = None
@@ -307,7 +305,7 @@ class Hybrid(Recommender):
         self.user_vectors = self._fold(seen)
 
     def _fit_als(self, seen, c, raw, *, progress: Progress, init: np.ndarray | None = None,
-                 given: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+                 given: tuple[np.ndarray, np.ndarray] | None = None, keep: bool = False) -> None:
         from .mf import fit_als
 
         p = self.params
@@ -326,7 +324,7 @@ class Hybrid(Recommender):
             start = "from the search's item factors " if warm else ""
             progress(f"hybrid: ALS over {len(active)} items, {y.shape[1]} factors, {iters} iterations {start}in "
                      f"{time.perf_counter() - t0:.1f}s")
-        self.als_ = (x, y)
+        self.als_ = (x, y) if keep else None
         d = y.shape[1]
         ya = y[active].astype(np.float64)
         g_inv = np.linalg.inv(ya.T @ ya + p["als_reg"] * np.eye(d))  # the linear fold-in's (Y'Y + reg I)^-1
