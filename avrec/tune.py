@@ -198,7 +198,8 @@ def cold_score(model, held, held_items: np.ndarray, k: int, *, seed: int = 0) ->
 def coordinate_search(score: float, start: dict[str, Any], grid: dict[str, tuple[Any, ...]],
                       evaluate: Callable[[dict[str, Any]], float | None], search: Search) -> tuple[float, dict[str, Any]]:
     """One pass over ``grid``'s keys in order, each over its values with the others held at the
-    best so far (``start`` scored ``score``). A best value at the grid's edge is followed one
+    best so far (``start`` scored ``score``). A best value inside the grid is refined between
+    its neighbours (:func:`_refine`); one at the grid's edge is followed one
     step further (the grid's end ratio) up to ``EDGE_STEPS`` times while it keeps improving.
     ``evaluate`` returns None when the budget is spent. Returns (best score, best parameters)."""
     best = dict(start)
@@ -209,6 +210,7 @@ def coordinate_search(score: float, start: dict[str, Any], grid: dict[str, tuple
             s = evaluate({**best, key: v})
             if s is not None and s > score * (1 + MIN_GAIN):
                 score, best = s, {**best, key: v}
+        score, best = _refine(key, values, score, best, evaluate, search)
         lo, hi = min(values), max(values)
         for edge, ratio in ((hi, values[-1] / values[-2]), (lo, values[0] / values[1])):
             if best[key] != edge or edge <= 0 or len(values) < 2:
@@ -220,6 +222,25 @@ def coordinate_search(score: float, start: dict[str, Any], grid: dict[str, tuple
                 if s is None or s <= score * (1 + MIN_GAIN):
                     break
                 score, best = s, {**best, key: v}
+    return score, best
+
+
+def _refine(key: str, values: tuple[Any, ...], score: float, best: dict[str, Any],
+            evaluate: Callable[[dict[str, Any]], float | None], search: Search) -> tuple[float, dict[str, Any]]:
+    """A best float strictly inside its grid: try the geometric midpoints with its two
+    neighbours (a grid of factor-2 steps is coarse where the score peaks; integers such as
+    ``dim`` are left alone, their fits cost more and their scores move less)."""
+    v = best[key]
+    grid = sorted(values)
+    if not isinstance(v, float) or v not in grid or v in (grid[0], grid[-1]):
+        return score, best
+    i = grid.index(v)
+    for nb in (grid[i - 1], grid[i + 1]):
+        if nb <= 0 or search.stopped:
+            continue
+        s = evaluate({**best, key: float(f"{(v * nb) ** 0.5:.4g}")})
+        if s is not None and s > score * (1 + MIN_GAIN):
+            return s, {**best, key: float(f"{(v * nb) ** 0.5:.4g}")}
     return score, best
 
 

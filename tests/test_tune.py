@@ -179,3 +179,21 @@ def test_the_budget_is_cut_to_a_few_first_fits_but_not_below_the_floor(taste):
     found = tune_hybrid(_seen(taste), taste.content, _cfg(**{"train.tune_budget_fits": 0}), device="cpu",
                         progress=lambda _m: None, budget_s=1000.0)
     assert found["report"]["budget_s"] == 1000.0
+
+
+def test_a_peak_between_grid_points_is_refined_and_an_edge_followed():
+    from avrec.tune import Search, coordinate_search
+
+    search = Search(None, lambda m: None)
+    calls = []
+
+    def evaluate(p):  # a score peaked at l2 = 280 (between the grid's 200 and 400), content_prior at 100+
+        calls.append(dict(p))
+        return 1.0 - abs(np.log(p["l2"] / 280.0)) - 0.01 * abs(np.log((p["cp"] + 1) / 1000.0))
+
+    score, best = coordinate_search(evaluate({"l2": 100.0, "cp": 10.0}), {"l2": 100.0, "cp": 10.0},
+                                    {"l2": (50.0, 100.0, 200.0, 400.0, 800.0), "cp": (0.0, 10.0, 30.0, 100.0)},
+                                    evaluate, search)
+    assert best["l2"] == pytest.approx(282.8, rel=1e-3)  # sqrt(200 x 400), not a grid value
+    assert best["cp"] > 100.0  # followed past the grid's edge while rising
+    assert len({tuple(sorted(c.items())) for c in calls}) == len(calls)  # nothing scored twice
