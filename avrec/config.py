@@ -205,6 +205,10 @@ class ServeConfig:
     max_k: int = 1000  # largest k a request may ask for
     max_history: int = 10000  # items in a POST /recommend history
     access_log: bool = True  # one JSON line per request on stderr
+    rate_limit: float = 0.0  # requests a second per client address; over it: 429 with Retry-After; 0: no limit
+    rate_burst: int = 0  # requests a client may make at once before the rate applies; 0: the rate, rounded up
+    tls_cert: str | None = None  # PEM certificate: serve HTTPS (with tls_key); None: plain HTTP (or TLS at a proxy)
+    tls_key: str | None = None  # PEM private key of tls_cert
     event_weights: dict[str, float] = field(default_factory=lambda: {
         "view": 1.0, "play": 1.0, "click": 1.0, "listen": 1.0, "watch": 1.0, "open": 1.0,
         "complete": 2.0, "finish": 2.0, "like": 2.0, "save": 2.0, "add": 2.0,
@@ -550,6 +554,8 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "understand.tag_top": (1, 1000, False, False),
     "understand.mood_weight": (0, _INF, False, False),
     "serve.port": (0, 65535, False, False),
+    "serve.rate_limit": (0, _INF, False, False),
+    "serve.rate_burst": (0, _INF, False, False),
     "serve.poll_s": (0, 3600, True, False),
     "serve.max_body_bytes": (1024, _INF, False, False),
     "serve.max_events": (1, 1000000, False, False),

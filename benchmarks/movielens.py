@@ -432,7 +432,9 @@ def markdown(res: dict) -> str:
         "except in `lightfm-features-noid`).",
         f"- Splits: `random` ({res['test_ratio']:.0%} of each user's positives held out; every item ranked, seen "
         f"ones excluded) and `cold` ({res['cold_ratio']:.0%} of the items with interactions held out with all their "
-        "interactions; each user's held-out items ranked among the held-out items only). The same splits and the "
+        "interactions; each user's held-out items ranked among the held-out items only), and `temporal` (the "
+        f"last {res['test_ratio']:.0%} of interactions in time; the protocol kept back while the hybrid was "
+        "developed). The same splits and the "
         "same metric code (avrec.evaluate) for every model.",
         "- Tuning: every peer with hyperparameters is chosen by NDCG@10 on a validation split carved from the "
         "training part only (random: the same per-user holdout applied to the training part; cold: a cold-item "
@@ -454,9 +456,16 @@ def markdown(res: dict) -> str:
     ]
     for proto, models in res["summary"].items():
         any_run = res["runs"][str(seeds[0])][proto]["split"]
+        scored = sorted({r.get("users") for r in res["runs"][str(seeds[0])][proto]["models"].values()} - {None})
         lines.append(f"## {proto} split (seed {seeds[0]}: {any_run['train']} train, of which {any_run['validation']} "
                      f"validation / {any_run['test']} test)")
         lines.append("")
+        if scored:
+            n = scored[0] if len(scored) == 1 else f"{scored[0]}-{scored[-1]}"
+            lines.append(f"Users scored (test users with training interactions): {n}"
+                         + (". A mean over this few users is a noisy one: read differences of a few hundredths "
+                            "between models as ties." if scored[-1] < 100 else "."))
+            lines.append("")
         lines.append("| model | NDCG@10 | Recall@10 | MAP@10 | NDCG@20 | coverage@10 | fit s | tune s | chosen per seed |")
         lines.append("|---|---|---|---|---|---|---|---|---|")
         for name, d in sorted(models.items(), key=lambda kv: -kv[1]["ndcg10"]["mean"]):

@@ -32,11 +32,15 @@ Endpoints:
 
 Answers: {"user": "42", "k": 10, "index": BUILD, "items": [{"item_id", "rank", "score",
 "title", ...}]}. Errors: {"error": "one line"} with 401, 404 (unknown user or item, unless
-fallback=popular), 413 (body over serve.max_body_bytes) or 422 (a bad parameter, named).
+fallback=popular), 413 (body over serve.max_body_bytes), 422 (a bad parameter, named) or
+429 (over serve.rate_limit, with Retry-After).
 
 Access: binds 127.0.0.1 by default. With --token-file, or on any non-loopback address
 (where a token is required), POST /events and DELETE /users need
 `Authorization: Bearer <token>`; serve.auth=all extends that to reads.
+--tls-cert/--tls-key serve HTTPS directly (or terminate TLS at a reverse proxy).
+serve.rate_limit=R limits each client address (X-Forwarded-For from a local proxy) to R
+requests a second, with bursts of serve.rate_burst; /health and /metrics are never limited.
 
 Examples:
 
@@ -46,13 +50,17 @@ Examples:
 
   avrec serve idx/ --host 0.0.0.0 --token-file /etc/avrec/token --workers 2
 
+  avrec serve idx/ --tls-cert cert.pem --tls-key key.pem --set serve.rate_limit=50
+
   curl -s 'localhost:8000/recommend?user=42&k=5'
 
   curl -s -XPOST localhost:8000/events -d '{"user_id": "42", "item_id": "v17", "event": "like"}'
 
 Config keys (section serve): host, port, events, poll_s, auth, token_file, max_body_bytes,
-max_events, max_k, max_history, access_log, event_weights; privacy.pseudonymize, key_file.
-Exit codes: 2 for a missing index, a bad address, or a non-loopback bind without a token.
+max_events, max_k, max_history, access_log, event_weights, rate_limit, rate_burst, tls_cert,
+tls_key; privacy.pseudonymize, key_file.
+Exit codes: 2 for a missing index, a bad address, a non-loopback bind without a token, or a
+missing TLS file.
 """
 
 Opt = typer.Option
@@ -80,6 +88,21 @@ def read_token(path: str) -> str:
     return tok
 
 
+def tls_files(cert: str | None, key: str | None) -> dict[str, str]:
+    """uvicorn's ssl_certfile/ssl_keyfile, both or neither, each an existing file."""
+    from ..errors import InputError
+
+    if not cert and not key:
+        return {}
+    if not (cert and key):
+        raise InputError("--tls-cert and --tls-key go together: pass both (a PEM certificate and its private key)")
+    for flag, f in (("--tls-cert", cert), ("--tls-key", key)):
+        if not Path(f).expanduser().is_file():
+            raise InputError(f"{flag} {f}: not found; pass a PEM file (openssl req -x509 -newkey rsa:2048 -nodes "
+                             "-keyout key.pem -out cert.pem -subj /CN=localhost makes a self-signed pair)")
+    return {"ssl_certfile": str(Path(cert).expanduser()), "ssl_keyfile": str(Path(key).expanduser())}
+
+
 @command("serve", help=HELP, no_args_is_help=False)
 def serve_cmd(
     common: Common,
@@ -94,6 +117,10 @@ def serve_cmd(
     token_file: Annotated[Optional[str], Opt("--token-file", help="File holding the bearer token [serve.token_file].",
                                              show_default=False)] = None,
     workers: Annotated[int, Opt("--workers", min=1, max=64, help="Server processes sharing the port and the event store.")] = 1,
+    tls_cert: Annotated[Optional[str], Opt("--tls-cert", help="PEM certificate: serve HTTPS [serve.tls_cert].",
+                                           show_default=False)] = None,
+    tls_key: Annotated[Optional[str], Opt("--tls-key", help="PEM private key of --tls-cert [serve.tls_key].",
+                                          show_default=False)] = None,
 ) -> None:
     from ..artifacts import resolve_input
     from ..errors import InputError
@@ -111,6 +138,7 @@ def serve_cmd(
     if not _loopback(host) and token is None:
         raise InputError(f"--host {host} is not a loopback address: pass --token-file so that writes need a bearer "
                          "token (or bind 127.0.0.1 behind a reverse proxy)")
+    tls = tls_files(tls_cert or cfg.serve.tls_cert, tls_key or cfg.serve.tls_key)
     path = resolve_input(index, stage="serve", work=common.work(cfg))
     if not (path / "manifest.json").exists():
         raise InputError(f"{path} is not an index (no manifest.json); build one with avrec index")
@@ -126,7 +154,8 @@ def serve_cmd(
 
     log = common.log
     kw = dict(host=host, port=port, access_log=False, log_level="warning" if common.quiet else "info",
-              timeout_graceful_shutdown=30, server_header=False)
+              timeout_graceful_shutdown=30, server_header=False, **tls)
+    scheme = "https" if tls else "http"
     if workers > 1:
         import atexit
         import shutil
@@ -144,13 +173,13 @@ def serve_cmd(
             with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
                 probe.bind((host, 0))
                 kw["port"] = probe.getsockname()[1]
-        print(f"http://{host if ':' not in host else '[' + host + ']'}:{kw['port']}", flush=True)
+        print(f"{scheme}://{host if ':' not in host else '[' + host + ']'}:{kw['port']}", flush=True)
         uvicorn.run("avrec.serve.app:app_from_env", factory=True, workers=workers, **kw)
         return
     app = create_app(s, log=log)
     config = uvicorn.Config(app, **kw)
     server = uvicorn.Server(config)
-    _announce(server, host, log)
+    _announce(server, host, log, scheme=scheme)
     import signal
 
     # uvicorn drains the requests in flight on SIGTERM, then raises the signal again: with
@@ -159,7 +188,7 @@ def serve_cmd(
     server.run()
 
 
-def _announce(server, host: str, log) -> None:
+def _announce(server, host: str, log, *, scheme: str = "http") -> None:
     """Print the bound URL on stdout once listening (port 0 picks one), so scripts can read it."""
     import sys
 
@@ -170,7 +199,7 @@ def _announce(server, host: str, log) -> None:
         for s in server.servers:
             for sock in s.sockets:
                 h, p = sock.getsockname()[:2]
-                print(f"http://{h if ':' not in h else '[' + h + ']'}:{p}", flush=True)
+                print(f"{scheme}://{h if ':' not in h else '[' + h + ']'}:{p}", flush=True)
                 return
         sys.stdout.flush()
 

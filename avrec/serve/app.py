@@ -60,6 +60,8 @@ class Settings:
     pseudonyms: str = "none"  # the key's fingerprint the store must carry
     recommend: dict[str, Any] | None = None  # the recommend section: defaults for k, fallback, ...
     device: str = "cpu"
+    rate_limit: float = 0.0  # requests a second per client; 0: no limit
+    rate_burst: int = 0  # the bucket's size; 0: the rate, rounded up
 
 
 def _error(status: int, msg: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -139,6 +141,11 @@ class Guard:
                  fast: dict[tuple[str, str], Callable] | None = None):
         self.app, self.s, self.m = app, settings, metrics
         self.fast = fast or {}
+        self.limiter = None
+        if settings.rate_limit > 0:
+            from .limits import RateLimiter
+
+            self.limiter = RateLimiter(rate=settings.rate_limit, burst=settings.rate_burst)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -146,6 +153,15 @@ class Guard:
         t0 = time.perf_counter()
         endpoint = _template(scope["path"])
         status = {"code": 500}
+        if self.limiter is not None and endpoint not in ("/health", "/metrics"):  # probes are never limited
+            from .limits import client_key
+
+            ok, wait = self.limiter.allow(client_key(scope))
+            if not ok:
+                await _error(429, f"over serve.rate_limit={self.s.rate_limit:g} requests/s for this client; "
+                             f"retry after {wait:.2f}s", headers={"Retry-After": str(max(1, math.ceil(wait)))}
+                             )(scope, receive, send)
+                return self._done(scope, endpoint, 429, t0)
         cap = self.s.max_body_bytes
         length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if length is not None and (not length.isdigit() or int(length) > cap):
@@ -626,4 +642,5 @@ def settings_from_config(cfg, index: str | Path, *, token: str | None, events: s
         event_weights=dict(cfg.serve.event_weights),
         pseudonymize_key=str(Path(pc.key_file).expanduser().resolve()) if pc.pseudonymize and pc.key_file else None,
         pseudonyms=key_fingerprint(pseudonymizer(cfg)), recommend=asdict(cfg.recommend),
-        device=cfg.runtime.device if cfg.runtime.device != "auto" else "cpu")
+        device=cfg.runtime.device if cfg.runtime.device != "auto" else "cpu",
+        rate_limit=cfg.serve.rate_limit, rate_burst=cfg.serve.rate_burst)

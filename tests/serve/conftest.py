@@ -29,7 +29,7 @@ def ok(r) -> str:
 class Server:
     """``python -m avrec serve ...`` in a subprocess; ``url`` once it listens."""
 
-    def __init__(self, *args: str, env: dict | None = None, cwd: Path | None = None):
+    def __init__(self, *args: str, env: dict | None = None, cwd: Path | None = None, verify=True):
         import tempfile
 
         full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
@@ -39,12 +39,12 @@ class Server:
                                      stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL,
                                      text=True, env=full_env, cwd=cwd)
         line = self.proc.stdout.readline().strip()
-        if not line.startswith("http://"):
+        if not line.startswith(("http://", "https://")):
             self.proc.kill()
             self.proc.wait()
             raise AssertionError(f"server did not start: {line!r} {self.stderr()}")
         self.url = line
-        self.client = httpx.Client(base_url=self.url, timeout=30)
+        self.client = httpx.Client(base_url=self.url, timeout=30, verify=verify)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         self.client.close()
