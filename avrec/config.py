@@ -189,6 +189,8 @@ class UnderstandConfig:
     tags: list[str] = field(default_factory=list)  # zero-shot tag vocabulary (or one entry: a file with a tag per line)
     tag_threshold: float = 0.3  # centred cosine (item minus catalogue mean, tag minus vocabulary mean) a predicted tag must reach
     tag_top: int = 5  # predicted tags kept per item (at most)
+    tag_neighbours: int = 20  # items given vocabulary tags vote them onto their k most similar items, in each modality; 0: off
+    tag_neighbour_threshold: float = 0.5  # weighted share of those neighbours that must carry a tag for it to be predicted
     mood_weight: float = 0.0  # weight of the mood block in the fused content vector; 0: not a feature
 
 
@@ -552,6 +554,8 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "understand.caption_frames": (1, 1000, False, False),
     "understand.tag_threshold": (-1, 1, False, False),
     "understand.tag_top": (1, 1000, False, False),
+    "understand.tag_neighbours": (0, 10000, False, False),
+    "understand.tag_neighbour_threshold": (0, 1, False, False),
     "understand.mood_weight": (0, _INF, False, False),
     "serve.port": (0, 65535, False, False),
     "serve.rate_limit": (0, _INF, False, False),

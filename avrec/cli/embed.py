@@ -35,13 +35,15 @@ Beside the vectors, each item's "understand" record in items.jsonl holds its moo
 (valence, arousal and mood labels from the text's words, the sound and the picture;
 CLAP/CLIP prompts when those encoders are configured), captions of its key frames
 (understand.caption=caption:<id|path>, BLIP or GIT; they join the text like speech) and
-zero-shot tags from understand.tags (a list, or a file with a tag per line).
+zero-shot tags from understand.tags (a list, or a file with a tag per line); items given
+tags of that vocabulary also vote them onto their nearest items in each modality.
 
 Config keys (section embed): video, audio, text, speech, weights.<modality>, pooling
 (mean|max), batch_size, precision (fp32|fp16|bf16, GPU only), max_text_tokens, pca_dim,
 workers (DataLoader processes reading stored frames/audio). Section understand: mood,
 sentiment (sentiment:<id|path>, a text emotion classifier), caption, caption_frames, tags,
-tag_threshold (on the centred cosine), tag_top, mood_weight (> 0: a "mood" block in the
+tag_threshold (on the centred cosine), tag_top, tag_neighbours (0: no votes),
+tag_neighbour_threshold (the share of votes), mood_weight (> 0: a "mood" block in the
 fused vector). Section distributed: engine, address, actors.
 """
 

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import mood as M
-from .tags import PROMPTS, pick, space_scores, vocabulary
+from .tags import PROMPTS, given_labels, merge, neighbour_scores, pick, space_scores, vocabulary
 
 Progress = Callable[[str], None]
 
@@ -115,18 +115,33 @@ def understand(
             x, mask = vectors[m], masks[m]
             scores[m] = space_scores(x, mask, _centre(x, mask, means, m), tag_vecs)
             spaces[m] = name
+        given = given_labels(items, vocab)
         picked = pick(vocab, scores, threshold=float(uc.tag_threshold), top=int(uc.tag_top)) if scores else []
+        near: dict[str, np.ndarray] = {}
+        if uc.tag_neighbours > 0 and given.any():
+            for m in vectors:
+                if m in masks and masks[m].any() and vectors[m].shape[1] > 0:
+                    x, mask = vectors[m], masks[m]
+                    sc = neighbour_scores(x, mask, _centre(x, mask, means, m), given, k=int(uc.tag_neighbours),
+                                          seed=int(cfg.runtime.seed))
+                    near[f"neighbours:{m}"] = sc
+            picked = merge(picked, pick(vocab, near, threshold=float(uc.tag_neighbour_threshold),
+                                        top=int(uc.tag_top)), top=int(uc.tag_top))
         for r, tags in zip(records, picked):
             if tags:
                 r["tags"] = tags
         info["tags"] = {"vocabulary": len(vocab), "threshold": float(uc.tag_threshold), "top": int(uc.tag_top),
                         "rule": "centred cosine (items on the catalogue mean, tags on the vocabulary mean)",
                         "spaces": spaces, "items": int(sum(bool(t) for t in picked)),
+                        "neighbours": {"k": int(uc.tag_neighbours), "threshold": float(uc.tag_neighbour_threshold),
+                                       "labelled_items": int(given.any(axis=1).sum()), "spaces": sorted(near),
+                                       "rule": "weighted share of the k most similar items given the tag"},
                         "assigned": int(sum(len(t) for t in picked)), "seconds": round(time.monotonic() - t0, 3)}
-        if not spaces:
+        if not spaces and not near:
             say("warning: understand.tags is set but no configured encoder embeds text in a space with the items "
-                "(text:, clip: for video or clap: for audio); no tags predicted")
+                "(text:, clip: for video or clap: for audio) and no item was given a tag of the vocabulary to "
+                "learn from; no tags predicted")
         else:
             say(f"embed understand: {info['tags']['assigned']} tags on {info['tags']['items']}/{n} items "
-                f"in {', '.join(spaces)} ({info['tags']['seconds']:.2f}s)")
+                f"in {', '.join([*spaces, *near])} ({info['tags']['seconds']:.2f}s)")
     return records, info, mood_x, mood_mask

@@ -79,3 +79,75 @@ def pick(tags: list[str], scores: dict[str, np.ndarray], *, threshold: float, to
         ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))[:top]
         out.append([{"tag": tags[j], "score": round(sc, 4), "from": sp} for j, (sc, sp) in ranked])
     return out
+
+
+def given_labels(items: Sequence[dict[str, Any]], vocab: list[str]) -> np.ndarray:
+    """(n, k) bool: which vocabulary tags each item was given (case-insensitive)."""
+    col = {t.lower(): j for j, t in enumerate(vocab)}
+    y = np.zeros((len(items), len(vocab)), bool)
+    for i, it in enumerate(items):
+        for t in it.get("tags") or []:
+            j = col.get(str(t).strip().lower())
+            if j is not None:
+                y[i, j] = True
+    return y
+
+
+def neighbour_scores(x: np.ndarray, mask: np.ndarray, x_mean: np.ndarray | None, labels: np.ndarray, *,
+                     k: int, max_reference: int = 10000, seed: int = 0, block: int = 2048) -> np.ndarray:
+    """(n, V) tags from the most similar items that were given them: for each item, the
+    ``k`` nearest labelled items (cosine of catalogue-centred vectors in one modality, the
+    item itself excluded) vote for their tags, each vote weighted by its cosine (negative
+    ones count 0). A score is the weighted share of the neighbours carrying the tag, in
+    [0, 1]; rows of items without this modality are -inf.
+
+    Labelled items above ``max_reference`` are sampled (seeded): the cost is n x reference x d.
+    This needs no text-aligned space, so it tags from audio or builtin features too, and it
+    learns what the catalogue's own tags mean rather than what a tag word means to an encoder."""
+    n, V = labels.shape
+    out = np.full((n, V), -np.inf)
+    mask = np.asarray(mask, bool)
+    ref = np.flatnonzero(mask & labels.any(axis=1))
+    if len(ref) > max_reference:
+        ref = np.sort(np.random.default_rng(seed).choice(ref, max_reference, replace=False))
+    if len(ref) < 2:
+        return out
+    xc = np.asarray(x, np.float32) - (np.asarray(x_mean, np.float32) if x_mean is not None else 0.0)
+    xc /= np.maximum(np.linalg.norm(xc, axis=1, keepdims=True), 1e-12)
+    r, y = xc[ref], labels[ref].astype(np.float32)
+    pos = np.full(n, -1)
+    pos[ref] = np.arange(len(ref))
+    kk = min(k, len(ref) - 1)
+    rows = np.flatnonzero(mask)
+    for s in range(0, len(rows), block):
+        q = rows[s:s + block]
+        sim = xc[q] @ r.T
+        own = pos[q] >= 0
+        sim[np.flatnonzero(own), pos[q][own]] = -np.inf  # an item is not its own neighbour
+        nb = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
+        w = np.maximum(np.take_along_axis(sim, nb, axis=1), 0.0)
+        votes = np.einsum("qk,qkv->qv", w, y[nb])
+        out[q] = votes / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+    return out
+
+
+def merge(a: list[list[dict[str, Any]]], b: list[list[dict[str, Any]]], *, top: int) -> list[list[dict[str, Any]]]:
+    """Per item, the union of two pick() lists: a tag in both keeps its higher score and
+    names both sources; best first, at most ``top``."""
+    if not a:
+        return b
+    if not b:
+        return a
+    out = []
+    for x, y in zip(a, b):
+        by: dict[str, dict[str, Any]] = {}
+        for e in [*x, *y]:
+            old = by.get(e["tag"])
+            if old is None:
+                by[e["tag"]] = dict(e)
+            else:
+                keep = dict(old if old["score"] >= e["score"] else e)
+                keep["from"] = "+".join(dict.fromkeys([*old["from"].split("+"), *e["from"].split("+")]))
+                by[e["tag"]] = keep
+        out.append(sorted(by.values(), key=lambda e: -e["score"])[:top])
+    return out

@@ -62,3 +62,32 @@ def test_embed_checks_the_understand_section_first(tmp_path):
         plan_understand(cfg)
     cfg = load_config(None, ["understand.caption=caption:Salesforce/blip-image-captioning-base"], env={})
     assert plan_understand(cfg)["caption"] == "caption:Salesforce/blip-image-captioning-base"
+
+
+def test_neighbours_vote_their_given_tags_onto_untagged_items():
+    from avrec.understand.tags import given_labels, merge, neighbour_scores
+
+    rng = np.random.default_rng(1)
+    centres = 4.0 * np.eye(3, 16)
+    world = np.repeat([0, 1, 2], 20)
+    x = centres[world] + rng.normal(size=(60, 16)) + 5.0  # a shared offset the catalogue centring removes
+    vocab = ["calm", "busy", "music"]
+    items = [{"tags": [vocab[w].upper()] if i % 20 < 5 else []} for i, w in enumerate(world)]  # 5 tagged a world
+    given = given_labels(items, vocab)
+    assert given.sum() == 15 and given[0, 0] and not given[5].any()
+    mask = np.ones(60, bool)
+    mask[59] = False
+    s = neighbour_scores(x, mask, x[mask].mean(axis=0), given, k=4)
+    assert np.isneginf(s[59]).all()  # no vector in this modality: no vote
+    untagged = np.flatnonzero(~given.any(axis=1))[:-1]
+    assert (s[untagged].argmax(axis=1) == world[untagged]).mean() >= 0.95
+    assert ((s >= 0) & (s <= 1) | np.isneginf(s)).all()
+    # an item is not its own neighbour: a lone tagged item's tag comes only from others
+    solo = given.copy()
+    solo[:, 2] = False
+    solo[40, 2] = True
+    assert neighbour_scores(x, mask, None, solo, k=4)[40, 2] == 0.0
+    picked = pick(vocab, {"neighbours:v": s}, threshold=0.5, top=2)
+    both = merge(pick(vocab, {"text": np.where(np.arange(3) == 0, 0.9, 0.0)[None].repeat(60, 0)}, threshold=0.3, top=2),
+                 picked, top=2)
+    assert both[0][0] == {"tag": "calm", "score": 1.0, "from": "text+neighbours:v"}

@@ -12,6 +12,7 @@ from avrec_runner import run_avrec
 
 WORLDS = ("ocean", "city", "piano", "forest")
 TAGS = "understand.tags=[ocean, city, piano, forest]"
+SOURCES = {"text", "neighbours:text", "neighbours:video", "neighbours:audio"}  # zero-shot, and votes of tagged items
 
 
 def read(out):
@@ -79,12 +80,42 @@ def test_zero_shot_tags_find_each_items_world(embedded):
     for item, tags in predicted.items():
         assert len(tags) <= 5
         assert [t["score"] for t in tags] == sorted((t["score"] for t in tags), reverse=True)
-        assert all(t["from"] == "text" and t["score"] >= 0.3 for t in tags)
+        assert all(set(t["from"].split("+")) <= SOURCES and t["score"] >= 0.3 for t in tags)
         total += len(tags)
         hits += sum(t["tag"] == item.split("_")[0] for t in tags)
     assert total >= 20 and hits / total >= 0.9, predicted  # precision on the four worlds
     ocean = [predicted[f"ocean_video_{k}"] for k in (1, 2, 3)]
     assert all(t and t[0]["tag"] == "ocean" for t in ocean)
+
+
+def test_tags_given_to_some_items_are_voted_onto_the_others_from_builtin_features(sample_data, tmp_path):
+    # only the first video and audio item of each world keeps its given tags: the rest must get
+    # their world from the items most like them in the builtin video and audio features alone
+    import csv
+
+    meta = tmp_path / "meta.csv"
+    with open(sample_data / "metadata.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    keep = {f"{w}_{m}_1" for w in WORLDS for m in ("video", "audio")}
+    with open(meta, "w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "tags": r["tags"] if r["item_id"] in keep else "", "title": "clip",
+                        "description": ""})
+    feats, out = tmp_path / "features", tmp_path / "emb"
+    assert run_avrec("extract", str(sample_data / "media"), "--metadata", str(meta), "-o", str(feats),
+                     "-q").returncode == 0
+    proc = run_avrec("embed", str(feats), "-o", str(out), "--device", "cpu", "--set", TAGS,
+                     "--set", "embed.text=", "--set", "understand.tag_neighbours=3")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    manifest, items = read(out)
+    assert manifest["extra"]["understand"]["tags"]["neighbours"]["labelled_items"] == len(keep)
+    votes = {r["item_id"]: [t for t in r.get("understand", {}).get("tags", [])] for r in items
+             if r["item_id"] not in keep and "_article" not in r["item_id"]}
+    assert all(t["from"].startswith("neighbours:") and 0.5 <= t["score"] <= 1 for ts in votes.values() for t in ts)
+    right = sum(bool(ts) and ts[0]["tag"] == i.split("_")[0] for i, ts in votes.items())
+    assert right >= 0.75 * len(votes), votes
 
 
 def test_mood_block_in_the_fused_vector_and_like(features, embedded, tmp_path):
