@@ -238,9 +238,10 @@ def _refine(key: str, values: tuple[Any, ...], score: float, best: dict[str, Any
     for nb in (grid[i - 1], grid[i + 1]):
         if nb <= 0 or search.stopped:
             continue
-        s = evaluate({**best, key: float(f"{(v * nb) ** 0.5:.4g}")})
+        mid = {**best, key: float(f"{(v * nb) ** 0.5:.4g}")}
+        s = evaluate(mid)
         if s is not None and s > score * (1 + MIN_GAIN):
-            return s, {**best, key: float(f"{(v * nb) ** 0.5:.4g}")}
+            return s, mid
     return score, best
 
 

@@ -19,6 +19,11 @@ vocabulary's average tag. It is relative to the catalogue and the vocabulary: gi
 a handful of tags (with a single tag there is nothing to centre it on, and its raw cosine is
 used). An item keeps each tag's best score over the spaces (``from`` names that space) and
 at most ``understand.tag_top`` tags, best first.
+
+Neighbour votes (:func:`neighbour_scores`, ``understand.tag_neighbours``): where some items
+were given tags of the vocabulary, they vote them onto the items most like them in each
+modality (``from`` = ``neighbours:<modality>``), with ``understand.tag_neighbour_threshold``
+on the weighted share of votes; :func:`merge` joins them with the zero-shot tags.
 """
 
 from __future__ import annotations
