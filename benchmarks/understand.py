@@ -111,11 +111,10 @@ def tags_movielens() -> dict:
                                       "precision": round(hit / max(n_emit, 1), 4), "recall": round(hit / n_true, 4)}
         out[name] = row
     # a partly tagged catalogue: half the movies keep their genres as given tags, the other half
-    # get theirs from the 20 most similar given-tag movies (avrec's neighbour votes, the defaults)
-    from avrec.config import Config
+    # get theirs from the 20 most similar given-tag movies (avrec's neighbour votes, the defaults;
+    # uc is the default understand section, read above)
     from avrec.understand.tags import neighbour_scores
 
-    uc = Config().understand
     known = np.random.default_rng(0).random(len(ids)) < 0.5
     labels = np.zeros((len(ids), len(vocab)), bool)
     for i in np.flatnonzero(known):

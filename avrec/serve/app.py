@@ -143,9 +143,10 @@ class Guard:
         self.fast = fast or {}
         self.limiter = None
         if settings.rate_limit > 0:
-            from .limits import RateLimiter
+            from .limits import RateLimiter, client_key
 
             self.limiter = RateLimiter(rate=settings.rate_limit, burst=settings.rate_burst)
+            self.client_key = client_key
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -154,9 +155,7 @@ class Guard:
         endpoint = _template(scope["path"])
         status = {"code": 500}
         if self.limiter is not None and endpoint not in ("/health", "/metrics"):  # probes are never limited
-            from .limits import client_key
-
-            ok, wait = self.limiter.allow(client_key(scope))
+            ok, wait = self.limiter.allow(self.client_key(scope))
             if not ok:
                 await _error(429, f"over serve.rate_limit={self.s.rate_limit:g} requests/s for this client; "
                              f"retry after {wait:.2f}s", headers={"Retry-After": str(max(1, math.ceil(wait)))}

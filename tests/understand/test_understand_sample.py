@@ -111,7 +111,7 @@ def test_tags_given_to_some_items_are_voted_onto_the_others_from_builtin_feature
     assert proc.returncode == 0, proc.stderr[-2000:]
     manifest, items = read(out)
     assert manifest["extra"]["understand"]["tags"]["neighbours"]["labelled_items"] == len(keep)
-    votes = {r["item_id"]: [t for t in r.get("understand", {}).get("tags", [])] for r in items
+    votes = {r["item_id"]: r.get("understand", {}).get("tags", []) for r in items
              if r["item_id"] not in keep and "_article" not in r["item_id"]}
     assert all(t["from"].startswith("neighbours:") and 0.5 <= t["score"] <= 1 for ts in votes.values() for t in ts)
     right = sum(bool(ts) and ts[0]["tag"] == i.split("_")[0] for i, ts in votes.items())
