@@ -94,6 +94,9 @@ class Metrics:
                                  buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 10))
         self.events_accepted = Counter("avrec_events_accepted", "events stored", registry=r)
         self.events_rejected = Counter("avrec_events_rejected", "events refused (invalid)", registry=r)
+        self.batches = Counter("avrec_scored_batches", "batches of user requests scored together (exact index)",
+                               registry=r)
+        self.batched = Counter("avrec_scored_batch_requests", "user requests scored in those batches", registry=r)
         self.index_items = Gauge("avrec_index_items", "items in the served index", registry=r, **g)
         self.index_swaps = Gauge("avrec_index_swaps", "index versions loaded since start", registry=r, **g)
         self.index_loaded = Gauge("avrec_index_loaded_timestamp_seconds", "when the served index was loaded",
@@ -319,8 +322,8 @@ def create_app(s: Settings, *, log: Callable[[str], None] | None = None) -> Any:
         pid = identity
     store = EventStore(s.events, pseudonyms=s.pseudonyms) if s.events else None
     state = State(s.index, store=store, pid=pid, log=log)
-    batcher = Batcher()
     metrics = Metrics()
+    batcher = Batcher(on_batch=lambda n: (metrics.batches.inc(), metrics.batched.inc(n)))
     metrics.index(state)
     weights = dict(s.event_weights or {})
     rdef = dict(s.recommend or {})

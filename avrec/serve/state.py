@@ -24,7 +24,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..index.read import Index, topk_batch
+from ..index.normscan import NormScan
+from ..index.read import Index
 from ..recommend import Options, Recommender
 from .events import EventStore
 
@@ -44,7 +45,7 @@ class PinnedIndex(Index):
         self._masks: dict[str, np.ndarray] = {}
         self._centres: dict[str, np.ndarray | None] = {}
         self._tags: dict[str, np.ndarray] = {}
-        self.item_vectors_t: np.ndarray | None = None
+        self.scan: NormScan | None = None
 
     def content(self, m: str) -> np.ndarray:
         if m not in self._content:
@@ -97,8 +98,9 @@ class PinnedIndex(Index):
             self.content(m), self.content_mask(m), self.centre(m)
             self.has_modality(m)
         if self.exact and self.item_vectors.size:
-            # (d, n) C-ordered: a batch of queries is one plain GEMM on it (see Batcher)
-            self.item_vectors_t = np.ascontiguousarray(np.asarray(self.item_vectors, dtype=np.float32).T)
+            # the item vectors in decreasing norm, (d, n) C-ordered: a batch of queries reads
+            # only the blocks that can still beat its top k (see Batcher, index.normscan)
+            self.scan = NormScan(self.item_vectors)
         if not self.exact:
             self.annoy()
             for m in self.content_modalities:
@@ -150,24 +152,27 @@ class Plan:
 
 
 class Batcher:
-    """Scores the user requests that arrive together with one matrix product.
+    """Scores the user requests that arrive together as one batch.
 
-    Exact search of one user is a matrix-vector product over every item vector; under
-    concurrent load, the requests that are ready in the same turn of the event loop are
-    stacked into one (b, d) x (d, n) product (on a transposed copy of the item vectors),
-    which reads the item matrix once instead of b times: at 100k x 65 on one core, 1.0 ms
-    for one request and 3.3 ms for 16. The batch is scored a few loop turns after its first
-    request, so requests whose bytes arrived meanwhile join it (``hops``). Indexes served
-    through annoy rank one by one.
+    Exact search of one user is a scan of every item vector; under concurrent load, the
+    requests that are ready in the same turn of the event loop are scored together by
+    :class:`~avrec.index.normscan.NormScan`, which reads the item matrix once per batch in
+    blocks of decreasing norm and stops where no item left can enter a request's top k.
+    The batch is scored a few loop turns after its first request, so requests whose bytes
+    arrived meanwhile join it (``hops``). Indexes served through annoy rank one by one.
+
+    Scoring stays on the event loop: handing each batch to a worker thread, so that the
+    next batch's parsing overlapped it, measured worse on 2 cores (benchmarks/serve.py, 16
+    clients: p99 10.3-17.7 ms threaded against 7.5-8.1 ms inline): the GIL's hand-overs
+    between the two threads land in the tail.
     """
 
-    def __init__(self, *, max_batch: int = 32, hops: int = 3):
+    def __init__(self, *, max_batch: int = 32, hops: int = 3, on_batch: Callable[[int], Any] | None = None):
         self.max_batch = max_batch
         self.hops = hops
+        self.on_batch = on_batch  # told each batch's size (the server's /metrics)
         self.queue: list[tuple[PinnedIndex, Plan, Any]] = []
         self.scheduled = False
-        self.batches = 0
-        self.batched = 0
 
     def rank(self, idx: PinnedIndex, plan: Plan):
         """A future of (rows, scores) for ``plan``, re-ranked, resolved within this turn of the loop."""
@@ -197,36 +202,37 @@ class Batcher:
         for item in queue:
             groups.setdefault(id(item[0]), []).append(item)
         for items in groups.values():
-            for a in range(0, len(items), self.max_batch):
-                self._score(items[a:a + self.max_batch])
-
-    def _score(self, items: list[tuple[PinnedIndex, Plan, Any]]) -> None:
-        idx = items[0][0]
-        try:
-            if not idx.exact or idx.item_vectors_t is None:
+            idx = items[0][0]
+            if not idx.exact or idx.scan is None:
                 for _idx, plan, fut in items:
                     _resolve(fut, lambda p=plan: p.rec.rank_vector(p.q, p.exclude))
-                return
-            s = np.stack([p.q for _i, p, _f in items]).astype(np.float32) @ idx.item_vectors_t
-            for j, (_i, p, _f) in enumerate(items):
-                allowed = p.rec.allowed
-                if allowed is not None:
-                    s[j, ~allowed] = -np.inf
-                if p.exclude is not None and len(p.exclude):
-                    s[j, p.exclude] = -np.inf
-            pool = max(p.rec._pool() for _i, p, _f in items)
-            top, val = topk_batch(s, pool)
-            self.batches += 1
-            self.batched += len(items)
+                continue
+            for a in range(0, len(items), self.max_batch):
+                self._finish(items[a:a + self.max_batch])
+
+    def _finish(self, items: list[tuple[PinnedIndex, Plan, Any]]) -> None:
+        try:
+            top, val = _score(items)
         except Exception as e:  # noqa: BLE001 - every waiting request gets the error, none hangs
             for _i, _p, fut in items:
                 if not fut.done():
                     fut.set_exception(e)
             return
+        if self.on_batch is not None:
+            self.on_batch(len(items))
         for j, (_i, p, fut) in enumerate(items):
-            keep = np.isfinite(val[j])[: p.rec._pool()]
-            rows, scores = top[j][: p.rec._pool()][keep], val[j][: p.rec._pool()][keep]
+            pool = p.rec._pool()
+            keep = np.isfinite(val[j])[:pool]
+            rows, scores = top[j][:pool][keep], val[j][:pool][keep]
             _resolve(fut, lambda p=p, rows=rows, scores=scores: p.rec._finish(rows, scores))
+
+
+def _score(items: list[tuple[PinnedIndex, Plan, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """(b, pool) rows and scores, best first, of every request in one exact batch."""
+    idx = items[0][0]
+    plans = [p for _i, p, _f in items]
+    return idx.scan.topk(np.stack([p.q for p in plans]), max(p.rec._pool() for p in plans),
+                         exclude=[p.exclude for p in plans], allowed=[p.rec.allowed for p in plans])
 
 
 def _resolve(fut, fn) -> None:
