@@ -128,9 +128,6 @@ def serve_cmd(
     from ..serve.events import default_store_path
 
     cfg = common.load()
-    if cfg.runtime.threads == 0 and "numpy" not in __import__("sys").modules:
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # one request, one core
-            os.environ.setdefault(var, "1")
     host = host if host is not None else cfg.serve.host
     port = port if port is not None else cfg.serve.port
     token_file = token_file or cfg.serve.token_file

@@ -41,6 +41,7 @@ class NormScan:
         while edges[-1] < n:
             edges.append(min(n, edges[-1] + max(first, edges[-1])))
         self.edges = edges
+        self.last_read = 0  # (query, item) scores the last topk computed: the work the bound saved
 
     def topk(self, q: np.ndarray, k: int, *, exclude: Sequence[np.ndarray | None] | None = None,
              allowed: Sequence[np.ndarray | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -70,8 +71,10 @@ class NormScan:
         allow = list(allowed) if allowed is not None and any(m is not None for m in allowed) else None
         slot = np.arange(b)  # query -> its row among the active ones
         active = np.arange(b)
+        read = 0
         for a, z in zip(self.edges[:-1], self.edges[1:]):
             s = q[active] @ self.vt[:, a:z]  # (active, z - a)
+            read += s.size
             if allow is not None:
                 for i, j in enumerate(active):
                     if allow[j] is not None:
@@ -96,6 +99,7 @@ class NormScan:
             slot[active] = np.arange(len(active))
             if not len(active):
                 break
+        self.last_read = read
         rows = self.order[best_p]
         rows[~np.isfinite(best_s)] = 0
         return rows, best_s
