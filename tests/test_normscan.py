@@ -69,3 +69,19 @@ def test_property_any_sizes_and_blocks(n, d, b, k, block, seed):
     q = rng.standard_normal((b, d)).astype(np.float32)
     exclude = [rng.choice(n, int(rng.integers(0, n + 1)), replace=False) for _ in range(b)]
     check(v, q, k, exclude, [None] * b, first_block=block)
+
+
+def test_calibrate_keeps_the_scan_where_it_prunes_and_drops_it_where_it_cannot():
+    rng = np.random.default_rng(3)
+    spread = (rng.standard_normal((20000, 16)) * rng.lognormal(0, 1.5, (20000, 1))).astype(np.float32)
+    unit = spread / np.linalg.norm(spread, axis=1, keepdims=True)
+    probe = rng.standard_normal((64, 16)).astype(np.float32)
+    pruned, flat = NormScan(spread), NormScan(unit)
+    assert pruned.calibrate(probe) < 0.5 and not pruned.full
+    assert flat.calibrate(probe) > 0.5 and flat.full
+    # the full product answers the same, seen items and filters included
+    exclude = [rng.choice(20000, 500, replace=False) for _ in range(4)]
+    allowed = [None, rng.random(20000) < 0.3, None, None]
+    rows, vals = flat.topk(probe[:4], 10, exclude=exclude, allowed=allowed)
+    _s, ref = full_topk(unit, probe[:4], 10, exclude, allowed)
+    np.testing.assert_allclose(vals, ref, rtol=1e-6)

@@ -5,8 +5,10 @@ and stops once its k-th best score reaches the Cauchy-Schwarz bound ``|q| * |v|`
 largest item left, since no later item can beat it: the answer is the full scan's. On
 factor-model vectors, whose norms spread with popularity, that bound is reached early: on
 the 100k-item S3 model of benchmarks/scale_data.py a median user reads 4% of the items
-(p90 12%), so a serving batch costs a fraction of one (b, d) x (d, n) product. Vectors
-whose norms are all alike only cost the blocks' bookkeeping over the full product.
+(p90 12%), so a batch of 16 costs 0.45x one (b, d) x (d, n) product with its top-k.
+Vectors whose norms are all alike prune nothing and pay the blocks' bookkeeping (1.5-1.9x
+the full product), so :meth:`NormScan.calibrate` measures what the scan reads for sample
+queries and falls back to the one full product where it would read most of the scores.
 
 numpy only: the serving path imports it.
 """
@@ -42,6 +44,25 @@ class NormScan:
             edges.append(min(n, edges[-1] + max(first, edges[-1])))
         self.edges = edges
         self.last_read = 0  # (query, item) scores the last topk computed: the work the bound saved
+        self.full = False  # True: one product over every item (see calibrate)
+        self.probe_share: float | None = None
+
+    def calibrate(self, probe: np.ndarray, *, k: int = 10, batch: int = 16, max_share: float = 0.5) -> float:
+        """Choose between the scan and one full product from what the scan reads for sample
+        queries (the index's own user vectors, say): where it would compute more than
+        ``max_share`` of the scores (norms all alike: unit vectors), the blocks' bookkeeping
+        costs more than it saves (1.5-1.9x the full product, benchmarks/normscan.py), so
+        every batch then takes the full product. The answers are the same either way.
+        Returns the share of scores the scan computed for the probe."""
+        probe = np.asarray(probe, dtype=np.float32)
+        self.full = False
+        read = 0
+        for a in range(0, len(probe), batch):
+            self.topk(probe[a:a + batch], k)
+            read += self.last_read
+        self.probe_share = read / max(1, len(probe) * self.n)
+        self.full = self.probe_share > max_share
+        return self.probe_share
 
     def topk(self, q: np.ndarray, k: int, *, exclude: Sequence[np.ndarray | None] | None = None,
              allowed: Sequence[np.ndarray | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -72,6 +93,8 @@ class NormScan:
         slot = np.arange(b)  # query -> its row among the active ones
         active = np.arange(b)
         read = 0
+        if self.full:
+            return self._full(q, k, ex_q, ex_p, allow)
         for a, z in zip(self.edges[:-1], self.edges[1:]):
             s = q[active] @ self.vt[:, a:z]  # (active, z - a)
             read += s.size
@@ -103,6 +126,21 @@ class NormScan:
         rows = self.order[best_p]
         rows[~np.isfinite(best_s)] = 0
         return rows, best_s
+
+    def _full(self, q, k, ex_q, ex_p, allow) -> tuple[np.ndarray, np.ndarray]:
+        from .read import topk_batch
+
+        s = q @ self.vt
+        if allow is not None:
+            for j, m in enumerate(allow):
+                if m is not None:
+                    s[j, ~m[self.order]] = -np.inf
+        s[ex_q, ex_p] = -np.inf
+        self.last_read = s.size
+        pos, vals = topk_batch(s, k)
+        rows = self.order[pos]
+        rows[~np.isfinite(vals)] = 0
+        return rows, vals
 
 
 def topk_batch_dense(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

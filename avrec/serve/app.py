@@ -354,8 +354,12 @@ def create_app(s: Settings, *, log: Callable[[str], None] | None = None) -> Any:
         # a full collection no longer walks it in the middle of a request (a latency tail)
         gc.collect()
         gc.freeze()
+        sc = state.index.scan
+        how = ("annoy" if not state.index.exact else
+               f"exact, {'one product per batch' if sc.full else 'scanned by norm'} (a sample of users read "
+               f"{sc.probe_share:.0%} of the items)" if sc is not None and sc.probe_share is not None else "exact")
         log(f"serve: {state.index.n_items} items, {state.index.n_users} users from {s.index} "
-            f"(build {state.index.build_id}); events: {s.events or 'off'}")
+            f"(build {state.index.build_id}), served by {how}; events: {s.events or 'off'}")
         try:
             yield
         finally:

@@ -101,6 +101,11 @@ class PinnedIndex(Index):
             # the item vectors in decreasing norm, (d, n) C-ordered: a batch of queries reads
             # only the blocks that can still beat its top k (see Batcher, index.normscan)
             self.scan = NormScan(self.item_vectors)
+            # scanned by norm only where that reads less than the full product: decided on
+            # the model's own users (or items, for an index without users), 256 of them
+            probe = self.user_vectors if len(self.user_vectors) else self.item_vectors
+            pick = np.random.default_rng(0).choice(len(probe), min(256, len(probe)), replace=False)
+            self.scan.calibrate(np.asarray(probe, np.float32)[np.sort(pick)])
         if not self.exact:
             self.annoy()
             for m in self.content_modalities:
