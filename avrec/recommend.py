@@ -574,10 +574,20 @@ class Recommender:
         cols = np.arange(idx.n_items) if self.allowed is None else np.flatnonzero(self.allowed)
         pos = np.full(idx.n_items, -1, dtype=np.int64)
         pos[cols] = np.arange(len(cols))
-        xt = np.ascontiguousarray(np.asarray(idx.item_vectors[cols], dtype=np.float32).T)  # (d, c)
         kk = min(self._pool(), len(cols))
         step = max(self.MIN_CHUNK_USERS, min(4096, chunk_cells // max(len(cols), 1)))
         indptr = np.asarray(idx.seen_indptr)
+        # the items in decreasing norm, read until no item left can enter a user's top k
+        # (index.normscan), where that reads at most half of the scores for a sample of users
+        from .index.normscan import NormScan
+
+        scan = NormScan(np.asarray(idx.item_vectors[cols], dtype=np.float32)) if kk > 0 and n_users else None
+        if scan is not None:
+            pick = np.random.default_rng(0).choice(n_users, min(256, n_users), replace=False)
+            scan.calibrate(np.asarray(idx.user_vectors[np.sort(pick)], dtype=np.float32), k=kk)
+            if scan.full:
+                scan = None
+        xt = None if scan is not None else np.ascontiguousarray(np.asarray(idx.item_vectors[cols], dtype=np.float32).T)
 
         buf: dict[str, np.ndarray] = {}
 
@@ -585,6 +595,16 @@ class Recommender:
             b = min(a + step, n_users)
             if kk <= 0:
                 return a, b, np.zeros((b - a, 0), np.int64), np.zeros((b - a, 0), np.float32)
+            if scan is not None:
+                r, p = np.zeros(0, np.int64), np.zeros(0, np.int64)
+                if self.opts.exclude_seen:
+                    lo, hi = int(indptr[a]), int(indptr[b])
+                    r = np.repeat(np.arange(b - a), np.diff(indptr[a:b + 1]))
+                    p = pos[np.asarray(idx.seen_indices[lo:hi], dtype=np.int64)]
+                    ok = p >= 0
+                    r, p = r[ok], p[ok]
+                rows, vals = scan.topk(np.asarray(idx.user_vectors[a:b], dtype=np.float32), kk, exclude_pairs=(r, p))
+                return a, b, cols[rows], vals
             # one score buffer for every chunk (the single worker thread): a fresh (c, n_cols)
             # matrix per chunk costs its page faults again (seconds of system time at 100k users)
             if "s" not in buf:

@@ -207,7 +207,17 @@ def test_text_query_with_a_stand_in_encoder(index_dir, monkeypatch):
         rec(index_dir, modality="video").for_query("x")
 
 
-def test_all_users_batch_equals_single_requests(index_dir, annoy_index_dir):
+@pytest.mark.parametrize("full", [False, True], ids=["norm-scan", "full-product"])
+def test_all_users_batch_equals_single_requests(index_dir, annoy_index_dir, monkeypatch, full):
+    """Both ways of scoring a chunk (the norm-ordered scan and the one full product, which
+    NormScan.calibrate chooses between) give each user the single request's answer."""
+    from avrec.index.normscan import NormScan
+
+    def forced(self, probe, **_kw):
+        self.full, self.probe_share = full, 1.0 if full else 0.0
+        return self.probe_share
+
+    monkeypatch.setattr(NormScan, "calibrate", forced)
     for d in (index_dir, annoy_index_dir):
         r = rec(d, k=4, filters=["duration>=100"])
         batches = list(r.all_users(chunk_cells=200))  # several chunks of a few users

@@ -65,12 +65,14 @@ class NormScan:
         return self.probe_share
 
     def topk(self, q: np.ndarray, k: int, *, exclude: Sequence[np.ndarray | None] | None = None,
-             allowed: Sequence[np.ndarray | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+             allowed: Sequence[np.ndarray | None] | None = None,
+             exclude_pairs: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Row-wise top k of ``q @ vectors.T`` for q (b, d), best first: (b, k) rows and scores,
         with -inf scores (and row 0) where a query has fewer than k items left.
 
-        ``exclude[j]``: item rows query j must not return; ``allowed[j]``: an (n,) bool mask of
-        the rows it may return (None: all)."""
+        ``exclude[j]``: item rows query j must not return, or all of them at once as
+        ``exclude_pairs`` (query indices, item rows), as a CSR of seen items gives them;
+        ``allowed[j]``: an (n,) bool mask of the rows it may return (None: all)."""
         q = np.asarray(q, dtype=np.float32)
         b = len(q)
         k = min(k, self.n)
@@ -87,8 +89,12 @@ class NormScan:
             if sum(sizes):
                 ex_q = np.repeat(np.arange(b), sizes)
                 ex_p = self.position[np.concatenate([np.asarray(e, np.int64) for e in exclude if e is not None and len(e)])]
-                o = np.argsort(ex_p, kind="stable")
-                ex_q, ex_p = ex_q[o], ex_p[o]
+        if exclude_pairs is not None and len(exclude_pairs[0]):
+            ex_q = np.concatenate([ex_q, np.asarray(exclude_pairs[0], np.int64)])
+            ex_p = np.concatenate([ex_p, self.position[np.asarray(exclude_pairs[1], np.int64)]])
+        if len(ex_p):
+            o = np.argsort(ex_p, kind="stable")
+            ex_q, ex_p = ex_q[o], ex_p[o]
         allow = list(allowed) if allowed is not None and any(m is not None for m in allowed) else None
         slot = np.arange(b)  # query -> its row among the active ones
         active = np.arange(b)
