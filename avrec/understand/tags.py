@@ -70,19 +70,32 @@ def space_scores(x: np.ndarray, mask: np.ndarray, x_mean: np.ndarray | None, tag
 
 
 def pick(tags: list[str], scores: dict[str, np.ndarray], *, threshold: float, top: int) -> list[list[dict[str, Any]]]:
-    """{space: (n, k) scores} -> per item [{tag, score, from}] (>= threshold, best first, <= top)."""
+    """{space: (n, k) scores} -> per item [{tag, score, from}] (>= threshold, best first, <= top).
+
+    A tag several spaces give keeps its best score (the first space on a tie). Vectorised
+    over the entries that clear the threshold: Python touches only the tags it returns."""
     if not scores:
         return []
-    n = len(next(iter(scores.values())))
-    out: list[list[dict[str, Any]]] = []
-    for i in range(n):
-        best: dict[int, tuple[float, str]] = {}
-        for space, s in scores.items():
-            for j in np.flatnonzero(s[i] >= threshold):
-                if j not in best or s[i, j] > best[j][0]:
-                    best[j] = (float(s[i, j]), space)
-        ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))[:top]
-        out.append([{"tag": tags[j], "score": round(sc, 4), "from": sp} for j, (sc, sp) in ranked])
+    names = list(scores)
+    n = len(scores[names[0]])
+    parts = []
+    for p, name in enumerate(names):
+        s = scores[name]
+        r, c = np.nonzero(s >= threshold)
+        parts.append((r, c, np.asarray(s[r, c], np.float64), np.full(len(r), p)))
+    r, c, sc, sp = (np.concatenate(x) for x in zip(*parts))
+    o = np.lexsort((sp, -sc, c, r))  # each (item, tag): best score first, then the first space
+    r, c, sc, sp = r[o], c[o], sc[o], sp[o]
+    first = np.ones(len(r), bool)
+    first[1:] = (r[1:] != r[:-1]) | (c[1:] != c[:-1])
+    r, c, sc, sp = r[first], c[first], sc[first], sp[first]
+    o = np.lexsort((c, -sc, r))  # each item: best first, then vocabulary order
+    r, c, sc, sp = r[o], c[o], sc[o], sp[o]
+    rank = np.arange(len(r)) - np.searchsorted(r, r)
+    keep = rank < top
+    out: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+    for i, j, v, q in zip(r[keep].tolist(), c[keep].tolist(), sc[keep].tolist(), sp[keep].tolist()):
+        out[i].append({"tag": tags[j], "score": round(v, 4), "from": names[q]})
     return out
 
 
@@ -110,7 +123,7 @@ def neighbour_scores(x: np.ndarray, mask: np.ndarray, x_mean: np.ndarray | None,
     This needs no text-aligned space, so it tags from audio or builtin features too, and it
     learns what the catalogue's own tags mean rather than what a tag word means to an encoder."""
     n, V = labels.shape
-    out = np.full((n, V), -np.inf)
+    out = np.full((n, V), -np.inf, np.float32)  # float32: at 10^6 items and 100 tags, 400 MB a space
     mask = np.asarray(mask, bool)
     ref = np.flatnonzero(mask & labels.any(axis=1))
     if len(ref) > max_reference:

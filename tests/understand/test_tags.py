@@ -91,3 +91,36 @@ def test_neighbours_vote_their_given_tags_onto_untagged_items():
     both = merge(pick(vocab, {"text": np.where(np.arange(3) == 0, 0.9, 0.0)[None].repeat(60, 0)}, threshold=0.3, top=2),
                  picked, top=2)
     assert both[0][0] == {"tag": "calm", "score": 1.0, "from": "text+neighbours:v"}
+
+
+def _pick_reference(tags, scores, *, threshold, top):
+    """The per-item loop pick() replaced: the same answers, one item at a time."""
+    n = len(next(iter(scores.values())))
+    out = []
+    for i in range(n):
+        best = {}
+        for space, s in scores.items():
+            for j in np.flatnonzero(s[i] >= threshold):
+                if j not in best or s[i, j] > best[j][0]:
+                    best[j] = (float(s[i, j]), space)
+        ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))[:top]
+        out.append([{"tag": tags[j], "score": round(sc, 4), "from": sp} for j, (sc, sp) in ranked])
+    return out
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(1, 30), v=st.integers(1, 8), spaces=st.integers(1, 3), top=st.integers(1, 5),
+       seed=st.integers(0, 2**31 - 1))
+def test_pick_equals_the_per_item_loop(n, v, spaces, top, seed):
+    rng = np.random.default_rng(seed)
+    tags = [f"t{j}" for j in range(v)]
+    scores = {}
+    for p in range(spaces):
+        s = np.round(rng.uniform(-0.2, 1.0, (n, v)), 2).astype(np.float32)  # rounded: ties across spaces happen
+        s[rng.random(n) < 0.2] = -np.inf  # items without this modality
+        scores[f"s{p}"] = s
+    assert pick(tags, scores, threshold=0.3, top=top) == _pick_reference(tags, scores, threshold=0.3, top=top)
