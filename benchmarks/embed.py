@@ -145,28 +145,89 @@ def _byte_vocab(specials, suffix=""):
     return vocab
 
 
-def build_real_size_models(root: Path) -> dict[str, Path]:
-    """Random weights at the real sizes, saved with their real processors."""
+def _word_tokenizer(size: int):
+    """A WordPiece tokenizer of ``size`` entries holding the texts' words: about one token a
+    word, as a real vocabulary gives these texts, at the real model's vocabulary size."""
+    import transformers as T
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", *sorted(set(WORDS)), ".", ","]
+    vocab += [f"w{j}" for j in range(size - len(vocab))]
+    return T.BertTokenizer(vocab={w: i for i, w in enumerate(vocab)})
+
+
+def build_understand_models(root: Path, skip: set[str]) -> dict[str, Path]:
+    """BLIP base and GIT base captioners and a DistilRoBERTa-base emotion classifier, random
+    weights at the real sizes. The captioners decode exactly ``max_new_tokens`` (30, avrec's)
+    tokens per frame: random weights would stop at a random step, real ones after 10-15
+    tokens, so the figure is the worst case."""
     import torch
     import transformers as T
 
     torch.manual_seed(0)
     out = {}
-    d = root / "clip-vit-b32"
-    tok = T.CLIPTokenizer(vocab=_byte_vocab(["<|startoftext|>", "<|endoftext|>"], "</w>"), merges=[])
-    cfg = T.CLIPConfig(text_config={"bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1})  # ViT-B/32 sizes
-    T.CLIPModel(cfg).save_pretrained(d)
-    T.CLIPProcessor(image_processor=T.CLIPImageProcessor(), tokenizer=tok).save_pretrained(d)
-    out["clip"] = d
-    d = root / "clap-htsat-unfused"
-    tok = T.RobertaTokenizer(vocab=_byte_vocab(["<s>", "<pad>", "</s>", "<unk>", "<mask>"]), merges=[])
-    T.ClapModel(T.ClapConfig()).save_pretrained(d)  # HTSAT-unfused sizes, 48 kHz, 10 s windows
-    T.ClapProcessor(feature_extractor=T.ClapFeatureExtractor(), tokenizer=tok).save_pretrained(d)
-    out["clap"] = d
-    d = root / "ast-base"
-    T.ASTModel(T.ASTConfig()).save_pretrained(d)  # AST base: 1024 frames x 128 mels, 10.24 s
-    T.ASTFeatureExtractor().save_pretrained(d)
-    out["audio"] = d
+    if "caption-blip" not in skip:
+        d = root / "blip-base"
+        tok = _word_tokenizer(30524)
+        tok.add_special_tokens({"bos_token": "[DEC]"})
+        cfg = T.BlipConfig(text_config=dict(vocab_size=len(tok), bos_token_id=tok.bos_token_id, pad_token_id=tok.pad_token_id,
+                                            eos_token_id=tok.sep_token_id, sep_token_id=tok.sep_token_id))  # base sizes
+        m = T.BlipForConditionalGeneration(cfg).eval()
+        m.generation_config.min_new_tokens = 30
+        m.save_pretrained(d)
+        m.generation_config.save_pretrained(d)
+        T.BlipProcessor(image_processor=T.BlipImageProcessor(), tokenizer=tok).save_pretrained(d)  # 384 x 384
+        out["caption-blip"] = d
+    if "caption-git" not in skip:
+        d = root / "git-base"
+        tok = _word_tokenizer(30522)
+        cfg = T.GitConfig(vocab_size=len(tok), bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
+                          pad_token_id=tok.pad_token_id)  # GIT base: ViT-B/16 224, 6 text layers
+        m = T.GitForCausalLM(cfg).eval()
+        m.generation_config.min_new_tokens = 30
+        m.save_pretrained(d)
+        m.generation_config.save_pretrained(d)
+        T.GitProcessor(image_processor=T.CLIPImageProcessor(), tokenizer=tok).save_pretrained(d)
+        out["caption-git"] = d
+    if "sentiment" not in skip:
+        d = root / "distilroberta-emotion"
+        labels = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
+        tok = _word_tokenizer(50265)
+        cfg = T.RobertaConfig(vocab_size=len(tok), num_hidden_layers=6, num_labels=len(labels), type_vocab_size=1,
+                              id2label=dict(enumerate(labels)), label2id={lb: i for i, lb in enumerate(labels)},
+                              pad_token_id=tok.pad_token_id, max_position_embeddings=514)  # DistilRoBERTa-base sizes
+        T.RobertaForSequenceClassification(cfg).save_pretrained(d)
+        tok.save_pretrained(d)
+        out["sentiment"] = d
+    return out
+
+
+def build_real_size_models(root: Path, skip: set[str] = frozenset()) -> dict[str, Path]:
+    """Random weights at the real sizes, saved with their real processors."""
+    import torch
+    import transformers as T
+
+    torch.manual_seed(0)
+    out = build_understand_models(root, skip)
+    if not {"clip", "clip-w0"} <= skip:
+        d = root / "clip-vit-b32"
+        tok = T.CLIPTokenizer(vocab=_byte_vocab(["<|startoftext|>", "<|endoftext|>"], "</w>"), merges=[])
+        cfg = T.CLIPConfig(text_config={"bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1})  # ViT-B/32 sizes
+        T.CLIPModel(cfg).save_pretrained(d)
+        T.CLIPProcessor(image_processor=T.CLIPImageProcessor(), tokenizer=tok).save_pretrained(d)
+        out["clip"] = d
+    if "clap" not in skip:
+        d = root / "clap-htsat-unfused"
+        tok = T.RobertaTokenizer(vocab=_byte_vocab(["<s>", "<pad>", "</s>", "<unk>", "<mask>"]), merges=[])
+        T.ClapModel(T.ClapConfig()).save_pretrained(d)  # HTSAT-unfused sizes, 48 kHz, 10 s windows
+        T.ClapProcessor(feature_extractor=T.ClapFeatureExtractor(), tokenizer=tok).save_pretrained(d)
+        out["clap"] = d
+    if "audio" not in skip:
+        d = root / "ast-base"
+        T.ASTModel(T.ASTConfig()).save_pretrained(d)  # AST base: 1024 frames x 128 mels, 10.24 s
+        T.ASTFeatureExtractor().save_pretrained(d)
+        out["audio"] = d
+    if "asr" in skip:
+        return out
     d = root / "whisper-tiny"
     specials = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|translate|>",
                 "<|notimestamps|>"]
@@ -192,6 +253,8 @@ def build_real_size_models(root: Path) -> dict[str, Path]:
 
 def _seconds(manifest: dict, modality: str | None) -> float:
     secs = manifest["extra"]["seconds"]
+    if modality in ("caption", "sentiment"):
+        return manifest["extra"]["understand"][modality]["seconds"]
     if modality == "speech":
         return manifest["extra"]["speech"]["seconds"] + secs.get("text", 0.0)
     if modality is None:
@@ -211,8 +274,8 @@ def run_pipeline(features: Path, out: Path, sets: list[str], device: str, modali
     clear_cache()
     t0 = time.perf_counter()
     dev = resolve_device(cfg.runtime.device)
-    for key in ("video", "audio", "text", "speech"):
-        name = getattr(cfg.embed, key)
+    for key in ("video", "audio", "text", "speech", "caption", "sentiment"):
+        name = getattr(cfg.understand if key in ("caption", "sentiment") else cfg.embed, key)
         if name and name != "builtin" and not name.startswith("npy:"):
             load_encoder(name, device=dev, precision=cfg.embed.precision, batch_size=cfg.embed.batch_size,
                          max_tokens=cfg.embed.max_text_tokens)
@@ -269,6 +332,40 @@ def bare_model(kind: str, path: Path, units: int, batch: int, device: str, preci
     return done / (time.perf_counter() - t0)
 
 
+def bare_understand(key: str, path: Path, units: int, batch: int, device: str, precision: str = "fp32", *,
+                    texts: list[str] | None = None) -> float:
+    """Frames captioned (greedy, 30 new tokens) or texts classified per second by the bare
+    model on ready-made inputs at the same batch size."""
+    import torch
+    import transformers as T
+
+    from avrec.encoders.base import torch_dtype
+
+    dtype = torch_dtype(precision, device)
+    if key == "sentiment":
+        m = T.AutoModelForSequenceClassification.from_pretrained(path).to(device=device, dtype=dtype).eval()
+        tok = T.AutoTokenizer.from_pretrained(path)
+        enc = [tok(texts[a:a + batch], padding=True, truncation=True, max_length=256, return_tensors="pt")
+               for a in range(0, len(texts), batch)]
+        calls = [lambda e=e: m(**{k: v.to(device) for k, v in e.items()}) for e in enc]
+        units = len(texts)
+    else:
+        cls = T.BlipForConditionalGeneration if key == "caption-blip" else T.GitForCausalLM
+        m = cls.from_pretrained(path).to(device=device, dtype=dtype).eval()
+        size = 384 if key == "caption-blip" else 224
+        x = torch.randn(batch, 3, size, size, device=device, dtype=dtype)
+        calls = [lambda: m.generate(pixel_values=x, max_new_tokens=30, do_sample=False, num_beams=1)] * max(1, -(-units // batch))
+        units = len(calls) * batch
+    with torch.inference_mode():
+        calls[0]()  # warm-up
+        sync(device)
+        t0 = time.perf_counter()
+        for c in calls:
+            c()
+        sync(device)
+    return units / (time.perf_counter() - t0)
+
+
 def sentence_transformers_baseline(texts: list[str], batch: int, device: str, precision: str = "fp32"
                                    ) -> float | None:
     try:
@@ -311,6 +408,15 @@ def bench_device(features: Path, text_features: Path, models: dict[str, Path], d
         ("asr", "asr Whisper-tiny (random weights) + MiniLM",
          [*off, f"embed.speech=asr:{models.get('asr')}",
           "embed.text=text:sentence-transformers/all-MiniLM-L6-v2"], "speech"),
+        ("caption-blip", "caption BLIP base (random weights, 30 tokens a frame)",
+         [*off, "embed.video=builtin", f"understand.caption=caption:{models.get('caption-blip')}",
+          "understand.caption_frames=3"], "caption"),
+        ("caption-git", "caption GIT base (random weights, 30 tokens a frame)",
+         [*off, "embed.video=builtin", f"understand.caption=caption:{models.get('caption-git')}",
+          "understand.caption_frames=3"], "caption"),
+        ("sentiment", "sentiment DistilRoBERTa-base classifier (random weights)",
+         [*off, "embed.text=text:sentence-transformers/all-MiniLM-L6-v2",
+          f"understand.sentiment=sentiment:{models.get('sentiment')}", "understand.mood=true"], "sentiment"),
     ]
     skip = set(filter(None, args.skip.split(",")))
     for key, label, sets, modality in plans:
@@ -320,8 +426,8 @@ def bench_device(features: Path, text_features: Path, models: dict[str, Path], d
                 f"embed.precision={precision}", *sets]
         print(f"[{device} {precision}] {label} ...", file=sys.stderr, flush=True)
         out = tmp / f"emb-{device}-{precision}-{key}"
-        src = text_features if key == "text" else features
-        n = args.text_items if key == "text" else args.items
+        src = text_features if key in ("text", "sentiment") else features
+        n = args.text_items if key in ("text", "sentiment") else args.items
         n_frames = n * args.frames
         # a warm-up run, then the best of --repeats timed runs (the baselines are warmed up and
         # best-of too); ASR's worst-case decoding is too slow to repeat: one cold run
@@ -342,6 +448,10 @@ def bench_device(features: Path, text_features: Path, models: dict[str, Path], d
             row["audio_x_realtime"] = round(n * args.audio_seconds / seconds, 1)
         if key == "asr":
             row["audio_x_realtime"] = round(n * args.audio_seconds / seconds, 1)
+        if key.startswith("caption"):
+            caps = manifest["extra"]["understand"]["caption"]
+            row["frames"] = caps["captions"]
+            row["frames_per_s"] = round(caps["captions"] / seconds, 2)
         # baselines, same run, same inputs, same batch size
         if key == "text":
             store = FeatureStore.open(text_features)
@@ -350,6 +460,13 @@ def bench_device(features: Path, text_features: Path, models: dict[str, Path], d
             if st:
                 row["baseline"] = "sentence-transformers encode"
                 row["baseline_items_per_s"] = round(st, 2)
+        elif key.startswith("caption") or key == "sentiment":
+            ups = bare_understand(key, models[key], row.get("frames") or n, args.batch_size, device, precision,
+                                  texts=None if key != "sentiment" else
+                                  [item_text(it) for it in FeatureStore.open(text_features).ok_items])
+            row["baseline"] = "bare model on ready tensors" + (" (generate, 30 tokens)" if key != "sentiment" else "")
+            row["baseline_units_per_s"] = round(ups, 2)
+            row["pipeline_vs_bare"] = round(((row.get("frames") or n) / seconds) / ups, 2)
         elif key in ("clip", "clip-w0", "clap", "audio"):
             units = row.get("frames") or row.get("windows")
             kind = key.split("-")[0]
@@ -453,7 +570,7 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32,fp16", help="comma list run on CUDA (CPU always runs fp32)")
     ap.add_argument("--stem", default="embed", help="results file name: <out>/<stem>.{json,md}")
     ap.add_argument("--note", default="", help="a line added to the results (how the run differs)")
-    ap.add_argument("--skip", default="", help="comma list of: builtin,text,clip,clip-w0,clap,audio,asr")
+    ap.add_argument("--skip", default="", help="comma list of: builtin,text,clip,clip-w0,clap,audio,asr,caption-blip,caption-git,sentiment")
     ap.add_argument("--shared", action="store_true", help="note in the results that the cores were shared")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--render", action="store_true", help="only rewrite embed.md from an existing embed.json")
@@ -477,7 +594,7 @@ def main() -> None:
         text_features = make_text_features(tmp / "text-features", args.text_items)
         print(f"features built in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
         t0 = time.perf_counter()
-        models = build_real_size_models(tmp / "models")
+        models = build_real_size_models(tmp / "models", set(filter(None, args.skip.split(","))))
         print(f"random real-size models built in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
         rows = []
         for dev in devices:

@@ -95,7 +95,7 @@ class Metrics:
                                  buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5, 10))
         self.events_accepted = Counter("avrec_events_accepted", "events stored", registry=r)
         self.events_rejected = Counter("avrec_events_rejected", "events refused (invalid)", registry=r)
-        self.batches = Counter("avrec_scored_batches", "batches of user requests scored together (exact index)",
+        self.batches = Counter("avrec_scored_batches", "batches of user requests scored together (exact batches)",
                                registry=r)
         self.batched = Counter("avrec_scored_batch_requests", "user requests scored in those batches", registry=r)
         self.index_items = Gauge("avrec_index_items", "items in the served index", registry=r, **g)
@@ -355,9 +355,11 @@ def create_app(s: Settings, *, log: Callable[[str], None] | None = None) -> Any:
         gc.collect()
         gc.freeze()
         sc = state.index.scan
-        how = ("annoy" if not state.index.exact else
-               f"exact, {'one product per batch' if sc.full else 'scanned by norm'} (a sample of users read "
-               f"{sc.probe_share:.0%} of the items)" if sc is not None and sc.probe_share is not None else "exact")
+        if sc is None:
+            how = "exact" if state.index.exact else "annoy"
+        else:
+            how = (f"exact, {'one product per batch' if sc.full else 'scanned by norm'} (a sample of users read "
+                   f"{sc.probe_share:.0%} of the items)")
         log(f"serve: {state.index.n_items} items, {state.index.n_users} users from {s.index} "
             f"(build {state.index.build_id}), served by {how}; events: {s.events or 'off'}")
         try:

@@ -291,3 +291,27 @@ def test_several_workers_share_the_store_and_count_together(world, tmp_path):
         assert total >= 30  # both workers' counts, whichever answered the scrape
     finally:
         assert s.stop() == 0
+
+
+def test_an_index_whose_single_requests_use_annoy_serves_users_exactly(world, tmp_path):
+    """Where batches are exact, the server scores users by the exact scan even when the index
+    sends single CLI requests through annoy: its lists are the exact index's."""
+    import json
+
+    from avrec_runner import run_avrec
+
+    _taste, p = world
+    idx = tmp_path / "annoy-index"
+    r = run_avrec("index", str(p["model"]), "-o", str(idx), "--n-trees", "10", "--set", "index.exact_single_below=0")
+    assert r.returncode == 0, r.stderr
+    extra = json.loads((idx / "manifest.json").read_text())["extra"]
+    assert (extra["serving"], extra["serving_batch"]) == ("annoy", "exact")
+    s = Server(str(idx), "--no-events")
+    try:
+        assert "scanned by norm" in s.stderr() or "one product per batch" in s.stderr()
+        for u in ("u0", "u1", "u7", "u33"):
+            got = [it["item_id"] for it in s.client.get("/recommend", params={"user": u, "k": 8}).json()["items"]]
+            cli = run_avrec("recommend", str(p["index"]), "--user", u, "--k", "8", "--json")  # the exact index
+            assert got == [json.loads(line)["item_id"] for line in cli.stdout.splitlines()]
+    finally:
+        s.stop()
