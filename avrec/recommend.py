@@ -581,12 +581,9 @@ class Recommender:
         # (index.normscan), where that reads at most half of the scores for a sample of users
         from .index.normscan import NormScan
 
-        scan = NormScan(np.asarray(idx.item_vectors[cols], dtype=np.float32)) if kk > 0 and n_users else None
-        if scan is not None:
-            pick = np.random.default_rng(0).choice(n_users, min(256, n_users), replace=False)
-            scan.calibrate(np.asarray(idx.user_vectors[np.sort(pick)], dtype=np.float32), k=kk)
-            if scan.full:
-                scan = None
+        scan = NormScan.probed(idx.item_vectors[cols], idx.user_vectors, k=kk) if kk > 0 and n_users else None
+        if scan is not None and scan.full:
+            scan = None
         xt = None if scan is not None else np.ascontiguousarray(np.asarray(idx.item_vectors[cols], dtype=np.float32).T)
 
         buf: dict[str, np.ndarray] = {}

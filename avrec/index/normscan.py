@@ -19,6 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .read import topk_batch
+
 # the bound is computed in float32 like the scores; a score may round a hair above it
 _SLACK = 1e-5
 
@@ -46,6 +48,17 @@ class NormScan:
         self.last_read = 0  # (query, item) scores the last topk computed: the work the bound saved
         self.full = False  # True: one product over every item (see calibrate)
         self.probe_share: float | None = None
+
+    @classmethod
+    def probed(cls, vectors: np.ndarray, queries: np.ndarray, *, k: int = 10, sample: int = 256, seed: int = 0
+               ) -> "NormScan":
+        """The scan over ``vectors``, calibrated on ``sample`` rows (seeded) of ``queries``: the
+        model's own user vectors (or its items, for an index without users)."""
+        scan = cls(vectors)
+        if len(queries):
+            pick = np.sort(np.random.default_rng(seed).choice(len(queries), min(sample, len(queries)), replace=False))
+            scan.calibrate(np.asarray(queries[pick], np.float32), k=k)
+        return scan
 
     def calibrate(self, probe: np.ndarray, *, k: int = 10, batch: int = 16, max_share: float = 0.5) -> float:
         """Choose between the scan and one full product from what the scan reads for sample
@@ -97,11 +110,14 @@ class NormScan:
             ex_q, ex_p = ex_q[o], ex_p[o]
         allow = list(allowed) if allowed is not None and any(m is not None for m in allowed) else None
         slot = np.arange(b)  # query -> its row among the active ones
-        active = np.arange(b)
-        read = 0
         if self.full:
             return self._full(q, k, ex_q, ex_p, allow)
-        for a, z in zip(self.edges[:-1], self.edges[1:]):
+        active = np.arange(b)
+        read = 0
+        edges = self.edges
+        if edges[1] < k:  # the first block holds k items at least
+            edges = [0] + [e for e in edges[1:] if e >= k]
+        for a, z in zip(edges[:-1], edges[1:]):
             s = q[active] @ self.vt[:, a:z]  # (active, z - a)
             read += s.size
             if allow is not None:
@@ -113,9 +129,8 @@ class NormScan:
                 qi, pi = slot[ex_q[lo:hi]], ex_p[lo:hi] - a
                 live = qi >= 0
                 s[qi[live], pi[live]] = -np.inf
-            if a == 0:  # the first block: a plain top-k, kept best first
-                top, vals = topk_batch_dense(s, k)
-                best_s[:], best_p[:] = vals, top
+            if a == 0:  # the first block: a plain top-k, kept best first (it holds >= k items)
+                best_p[:], best_s[:] = topk_batch(s, k)
             else:  # later ones: only what beats a query's k-th best so far is merged in
                 r, c = np.nonzero(s > best_s[active, -1][:, None])
                 if len(r):
@@ -134,8 +149,6 @@ class NormScan:
         return rows, best_s
 
     def _full(self, q, k, ex_q, ex_p, allow) -> tuple[np.ndarray, np.ndarray]:
-        from .read import topk_batch
-
         s = q @ self.vt
         if allow is not None:
             for j, m in enumerate(allow):
@@ -147,23 +160,6 @@ class NormScan:
         rows = self.order[pos]
         rows[~np.isfinite(vals)] = 0
         return rows, vals
-
-
-def topk_batch_dense(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top k of s (b, w), best first: (b, k) columns and values."""
-    w = s.shape[1]
-    if k >= w:
-        part = np.tile(np.arange(w), (len(s), 1))
-    else:
-        part = np.argpartition(s, w - k, axis=1)[:, w - k:]
-    vals = np.take_along_axis(s, part, axis=1)
-    o = np.argsort(-vals, axis=1, kind="stable")
-    cols, vals = np.take_along_axis(part, o, axis=1), np.take_along_axis(vals, o, axis=1)
-    if k > w:  # fewer items than k in the first block: pad with nothing
-        pad = k - w
-        cols = np.concatenate([cols, np.zeros((len(s), pad), np.int64)], axis=1)
-        vals = np.concatenate([vals, np.full((len(s), pad), -np.inf, vals.dtype)], axis=1)
-    return cols, vals
 
 
 def _merge(best_s: np.ndarray, best_p: np.ndarray, active: np.ndarray, r: np.ndarray, pos: np.ndarray,

@@ -104,12 +104,10 @@ class PinnedIndex(Index):
             # whose single CLI requests go through annoy: at 500k items annoy needed search_k
             # 160k for recall@10 0.95 (~20 ms a query), where the scan is exact and reads a
             # few per cent of the items for most users
-            self.scan = NormScan(self.item_vectors)
             # scanned by norm only where that reads less than the full product: decided on
-            # the model's own users (or items, for an index without users), 256 of them
-            probe = self.user_vectors if len(self.user_vectors) else self.item_vectors
-            pick = np.random.default_rng(0).choice(len(probe), min(256, len(probe)), replace=False)
-            self.scan.calibrate(np.asarray(probe, np.float32)[np.sort(pick)])
+            # the model's own users (or items, for an index without users)
+            self.scan = NormScan.probed(self.item_vectors,
+                                        self.user_vectors if len(self.user_vectors) else self.item_vectors)
         if not self.exact:
             self.annoy()
             for m in self.content_modalities:
