@@ -103,9 +103,8 @@ class PinnedIndex(Index):
             # Wherever batches are exact this serves every user request, also on an index
             # whose single CLI requests go through annoy: at 500k items annoy needed search_k
             # 160k for recall@10 0.95 (~20 ms a query), where the scan is exact and reads a
-            # few per cent of the items for most users
-            # scanned by norm only where that reads less than the full product: decided on
-            # the model's own users (or items, for an index without users)
+            # few per cent of the items for most users. Scanned by norm only where that reads
+            # less than the full product, as probed on the model's users (or its items)
             self.scan = NormScan.probed(self.item_vectors,
                                         self.user_vectors if len(self.user_vectors) else self.item_vectors)
         if not self.exact:
