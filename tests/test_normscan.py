@@ -85,31 +85,3 @@ def test_calibrate_keeps_the_scan_where_it_prunes_and_drops_it_where_it_cannot()
     rows, vals = flat.topk(probe[:4], 10, exclude=exclude, allowed=allowed)
     _s, ref = full_topk(unit, probe[:4], 10, exclude, allowed)
     np.testing.assert_allclose(vals, ref, rtol=1e-6)
-
-
-def test_steps_yield_each_query_once_as_it_finishes_with_topk_answers():
-    rng = np.random.default_rng(5)
-    v = (rng.standard_normal((30000, 8)) * rng.lognormal(0, 1.5, (30000, 1))).astype(np.float32)
-    v[:, 0] = np.abs(v[:, 0]) + np.linalg.norm(v, axis=1)  # every item leans along the first axis
-    q = rng.standard_normal((12, 8)).astype(np.float32)
-    q[:, 0] = 5.0
-    q[3] = 0.0
-    q[3, 0] = -1.0  # every score of this one is negative, under every bound: it reads to the end
-    scan = NormScan(v, first_block=500)
-    want_rows, want_vals = scan.topk(q, 10)
-    seen, order = [], []
-    run = scan.steps(q, 10)
-    while True:
-        try:
-            done, rows, vals = next(run)
-        except StopIteration as stop:
-            read = stop.value
-            break
-        order.append(done.tolist())
-        for j, r, s in zip(done, rows, vals):
-            seen.append(int(j))
-            np.testing.assert_array_equal(r, want_rows[j])
-            np.testing.assert_array_equal(s, want_vals[j])
-    assert sorted(seen) == list(range(12))
-    assert len(order) > 1 and order[0]  # answers came out before the last block
-    assert 0 < read <= 12 * 30000 and read == scan.last_read

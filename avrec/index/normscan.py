@@ -23,9 +23,6 @@ from .read import topk_batch
 
 # the bound is computed in float32 like the scores; a score may round a hair above it
 _SLACK = 1e-5
-# blocks stop doubling here (16 MB of 64-d vectors): between two blocks a server answers
-# other requests, so one block is the longest a slow query holds the event loop
-MAX_BLOCK = 65536
 
 
 class NormScan:
@@ -41,12 +38,12 @@ class NormScan:
         self.vt = np.ascontiguousarray(v[self.order].T)  # (d, n) in norm order: each block one GEMM
         self.norms = norms[self.order].astype(np.float32)
         self.n = n
-        # blocks double from a sixteenth of the items (at least 4096) up to MAX_BLOCK: one or
-        # two blocks answer most queries, and one that needs everything pays a few more GEMMs
+        # blocks double from a sixteenth of the items (at least 4096): one or two blocks
+        # answer most queries, and a query that needs everything pays ~log2(16) more GEMM calls
         first = first_block or max(4096, n // 16)
         edges = [0]
         while edges[-1] < n:
-            edges.append(min(n, edges[-1] + min(max(first, edges[-1]), MAX_BLOCK)))
+            edges.append(min(n, edges[-1] + max(first, edges[-1])))
         self.edges = edges
         self.last_read = 0  # (query, item) scores the last topk computed: the work the bound saved
         self.full = False  # True: one product over every item (see calibrate)
@@ -90,34 +87,13 @@ class NormScan:
         ``exclude_pairs`` (query indices, item rows), as a CSR of seen items gives them;
         ``allowed[j]``: an (n,) bool mask of the rows it may return (None: all)."""
         q = np.asarray(q, dtype=np.float32)
-        k = min(k, self.n)
-        rows = np.zeros((len(q), k), np.int64)
-        vals = np.full((len(q), k), -np.inf, np.float32)
-        run = self.steps(q, k, exclude=exclude, allowed=allowed, exclude_pairs=exclude_pairs)
-        while True:
-            try:
-                done, r, v = next(run)
-            except StopIteration as stop:
-                self.last_read = stop.value
-                return rows, vals
-            rows[done], vals[done] = r, v
-
-    def steps(self, q: np.ndarray, k: int, *, exclude: Sequence[np.ndarray | None] | None = None,
-              allowed: Sequence[np.ndarray | None] | None = None,
-              exclude_pairs: tuple[np.ndarray, np.ndarray] | None = None):
-        """:meth:`topk` a block at a time: after each block, yields (the queries that finished
-        with it, their (f, k) rows, their (f, k) scores); every query is yielded once, and the
-        generator returns the number of scores it computed. A server answers the finished
-        requests of a batch and serves others between blocks, instead of holding every
-        request of the batch, and the event loop, until its slowest query is done."""
-        q = np.asarray(q, dtype=np.float32)
         b = len(q)
         k = min(k, self.n)
         best_s = np.full((b, k), -np.inf, np.float32)
         best_p = np.zeros((b, k), np.int64)  # sorted positions
         if b == 0 or k == 0:
-            yield np.arange(b), best_p, best_s
-            return 0
+            return best_p, best_s
+        qn = np.linalg.norm(q, axis=1)
         # every exclusion of the batch as (query, sorted position), sorted by position: each
         # block masks its slice of them in one fancy assignment
         ex_q, ex_p = np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -133,12 +109,9 @@ class NormScan:
             o = np.argsort(ex_p, kind="stable")
             ex_q, ex_p = ex_q[o], ex_p[o]
         allow = list(allowed) if allowed is not None and any(m is not None for m in allowed) else None
-        if self.full:
-            rows, vals = self._full(q, k, ex_q, ex_p, allow)
-            yield np.arange(b), rows, vals
-            return b * self.n
-        qn = np.linalg.norm(q, axis=1)
         slot = np.arange(b)  # query -> its row among the active ones
+        if self.full:
+            return self._full(q, k, ex_q, ex_p, allow)
         active = np.arange(b)
         read = 0
         edges = self.edges
@@ -165,21 +138,15 @@ class NormScan:
             if z >= self.n:
                 break
             bound = qn[active] * self.norms[z] * (1 + _SLACK)
-            going = best_s[active, -1] < bound
-            if not going.all():
-                yield self._answer(active[~going], best_p, best_s)
-            active = active[going]
-            if not len(active):
-                return read
+            active = active[best_s[active, -1] < bound]
             slot[:] = -1
             slot[active] = np.arange(len(active))
-        yield self._answer(active, best_p, best_s)
-        return read
-
-    def _answer(self, done: np.ndarray, best_p: np.ndarray, best_s: np.ndarray):
-        rows, vals = self.order[best_p[done]], best_s[done].copy()
-        rows[~np.isfinite(vals)] = 0
-        return done, rows, vals
+            if not len(active):
+                break
+        self.last_read = read
+        rows = self.order[best_p]
+        rows[~np.isfinite(best_s)] = 0
+        return rows, best_s
 
     def _full(self, q, k, ex_q, ex_p, allow) -> tuple[np.ndarray, np.ndarray]:
         s = q @ self.vt
@@ -188,6 +155,7 @@ class NormScan:
                 if m is not None:
                     s[j, ~m[self.order]] = -np.inf
         s[ex_q, ex_p] = -np.inf
+        self.last_read = s.size
         pos, vals = topk_batch(s, k)
         rows = self.order[pos]
         rows[~np.isfinite(vals)] = 0

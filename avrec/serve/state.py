@@ -167,15 +167,12 @@ class Batcher:
     The batch is scored a few loop turns after its first request, so requests whose bytes
     arrived meanwhile join it (``hops``). Indexes whose batches go through annoy rank one by one.
 
-    A batch is scanned a block at a time (:meth:`NormScan.steps`): the requests a block
-    finishes are answered at once, and the next block waits a turn of the loop, so the
-    requests whose k-th score stays under the bound longest hold neither the rest of their
-    batch nor the requests that arrive meanwhile.
-
-    Scoring stays on the event loop: handing each batch to a worker thread, so that the
-    next batch's parsing overlapped it, measured worse on 2 cores (benchmarks/serve.py, 16
-    clients: p99 10.3-17.7 ms threaded against 7.5-8.1 ms inline): the GIL's hand-overs
-    between the two threads land in the tail.
+    Scoring stays on the event loop, a whole batch at a time. Two alternatives measured
+    worse on 2 cores (benchmarks/serve.py, 16 clients): a worker thread scoring each batch
+    while the loop parsed the next (p99 10.3-17.7 ms against 7.5-8.1 ms at 100k items: the
+    GIL's hand-overs land in the tail), and scanning a batch a block at a time with a turn
+    of the loop between blocks, answering each request as its block finished (at 500k
+    items p99 25.9 ms against 21.1: the slow queries, which make the p99, got slower).
     """
 
     def __init__(self, *, max_batch: int = 32, hops: int = 3, on_batch: Callable[[int], Any] | None = None):
@@ -202,11 +199,11 @@ class Batcher:
         # their handlers (read -> task -> first step takes two turns) and join this batch;
         # with nothing else to do a turn costs microseconds
         if hops <= 0:
-            self._run(loop)
+            self._run()
         else:
             loop.call_soon(self._later, loop, hops - 1)
 
-    def _run(self, loop) -> None:
+    def _run(self) -> None:
         self.scheduled = False
         queue, self.queue = self.queue, []
         groups: dict[int, list[tuple[PinnedIndex, Plan, Any]]] = {}
@@ -219,55 +216,43 @@ class Batcher:
                     _resolve(fut, lambda p=plan: p.rec.rank_vector(p.q, p.exclude))
                 continue
             for a in range(0, len(items), self.max_batch):
-                self._start(loop, items[a:a + self.max_batch])
+                self._finish(items[a:a + self.max_batch])
 
-    def _start(self, loop, items: list[tuple[PinnedIndex, Plan, Any]]) -> None:
+    def _finish(self, items: list[tuple[PinnedIndex, Plan, Any]]) -> None:
         ready = []
         for item in items:  # a request's own filter error (no --candidates id known) is its alone
             try:
                 item[1].rec.allowed  # noqa: B018 - built (and cached) here
             except Exception as e:  # noqa: BLE001
-                _fail([item], e)
+                if not item[2].done():
+                    item[2].set_exception(e)
                 continue
             ready.append(item)
-        if not ready:
-            return
         items = ready
-        idx = items[0][0]
-        plans = [p for _i, p, _f in items]
+        if not items:
+            return
         try:
-            run = idx.scan.steps(np.stack([p.q for p in plans]), max(p.rec._pool() for p in plans),
-                                 exclude=[p.exclude for p in plans], allowed=[p.rec.allowed for p in plans])
+            top, val = _score(items)
         except Exception as e:  # noqa: BLE001 - every waiting request gets the error, none hangs
-            _fail(items, e)
+            for _i, _p, fut in items:
+                if not fut.done():
+                    fut.set_exception(e)
             return
         if self.on_batch is not None:
             self.on_batch(len(items))
-        self._step(loop, items, run)
-
-    def _step(self, loop, items: list[tuple[PinnedIndex, Plan, Any]], run) -> None:
-        """One block of the batch's scan; the requests it finished are answered now, and the
-        next block waits a turn of the loop, so a slow query holds nobody else."""
-        try:
-            done, top, val = next(run)
-        except StopIteration:
-            return
-        except Exception as e:  # noqa: BLE001
-            _fail(items, e)
-            return
-        for j, r, v in zip(done.tolist(), top, val):
-            p, fut = items[j][1], items[j][2]
+        for j, (_i, p, fut) in enumerate(items):
             pool = p.rec._pool()
-            keep = np.isfinite(v)[:pool]
-            rows, scores = r[:pool][keep], v[:pool][keep]
+            keep = np.isfinite(val[j])[:pool]
+            rows, scores = top[j][:pool][keep], val[j][:pool][keep]
             _resolve(fut, lambda p=p, rows=rows, scores=scores: p.rec._finish(rows, scores))
-        loop.call_soon(self._step, loop, items, run)
 
 
-def _fail(items: list[tuple[PinnedIndex, Plan, Any]], e: BaseException) -> None:
-    for _i, _p, fut in items:
-        if not fut.done():
-            fut.set_exception(e)
+def _score(items: list[tuple[PinnedIndex, Plan, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """(b, pool) rows and scores, best first, of every request in one exact batch."""
+    idx = items[0][0]
+    plans = [p for _i, p, _f in items]
+    return idx.scan.topk(np.stack([p.q for p in plans]), max(p.rec._pool() for p in plans),
+                         exclude=[p.exclude for p in plans], allowed=[p.rec.allowed for p in plans])
 
 
 def _resolve(fut, fn) -> None:
