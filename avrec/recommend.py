@@ -588,32 +588,29 @@ class Recommender:
 
         buf: dict[str, np.ndarray] = {}
 
+        def seen(a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+            """(user in the chunk, column) of every seen item among the columns."""
+            if not self.opts.exclude_seen:
+                return np.zeros(0, np.int64), np.zeros(0, np.int64)
+            lo, hi = int(indptr[a]), int(indptr[b])
+            r = np.repeat(np.arange(b - a), np.diff(indptr[a:b + 1]))
+            p = pos[np.asarray(idx.seen_indices[lo:hi], dtype=np.int64)]
+            ok = p >= 0
+            return r[ok], p[ok]
+
         def chunk(a: int) -> tuple[int, int, np.ndarray, np.ndarray]:
             b = min(a + step, n_users)
             if kk <= 0:
                 return a, b, np.zeros((b - a, 0), np.int64), np.zeros((b - a, 0), np.float32)
             if scan is not None:
-                r, p = np.zeros(0, np.int64), np.zeros(0, np.int64)
-                if self.opts.exclude_seen:
-                    lo, hi = int(indptr[a]), int(indptr[b])
-                    r = np.repeat(np.arange(b - a), np.diff(indptr[a:b + 1]))
-                    p = pos[np.asarray(idx.seen_indices[lo:hi], dtype=np.int64)]
-                    ok = p >= 0
-                    r, p = r[ok], p[ok]
-                rows, vals = scan.topk(np.asarray(idx.user_vectors[a:b], dtype=np.float32), kk, exclude_pairs=(r, p))
+                rows, vals = scan.topk(np.asarray(idx.user_vectors[a:b], dtype=np.float32), kk, exclude_pairs=seen(a, b))
                 return a, b, cols[rows], vals
             # one score buffer for every chunk (the single worker thread): a fresh (c, n_cols)
             # matrix per chunk costs its page faults again (seconds of system time at 100k users)
             if "s" not in buf:
                 buf["s"] = np.empty((step, xt.shape[1]), dtype=np.float32)
             s = np.matmul(np.asarray(idx.user_vectors[a:b], dtype=np.float32), xt, out=buf["s"][: b - a])
-            if self.opts.exclude_seen:
-                lo, hi = int(indptr[a]), int(indptr[b])
-                counts = np.diff(indptr[a:b + 1])
-                r = np.repeat(np.arange(b - a), counts)
-                p = pos[np.asarray(idx.seen_indices[lo:hi], dtype=np.int64)]
-                ok = p >= 0
-                s[r[ok], p[ok]] = -np.inf
+            s[seen(a, b)] = -np.inf
             part, vals = topk_batch(s, kk)
             return a, b, cols[part], np.array(vals, dtype=np.float32)  # a copy: the buffer is the next chunk's
 
