@@ -131,6 +131,8 @@ class TrainPrivacyConfig:
     epsilon: float = 0.0  # > 0: user-level (epsilon, delta)-differential privacy for the statistics the solver fits on; 0: off
     delta: float = 0.0  # 0: 1 / (users ^ 1.1), recorded in the manifest
     max_items_per_user: int = 0  # contribution bound: a user's interactions kept (a random subset); 0: chosen from the data
+    iterations: int = 0  # als solver: private item steps (each a share of the budget); 0: 1 when content starts them, else 3
+    factors: int = 0  # als solver: factors; 0: the prepared content's dims (train.hybrid.content_dim), else train.hybrid.als_factors
 
 
 @dataclass
@@ -551,6 +553,8 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "train.privacy.epsilon": (0, _INF, False, False),
     "train.privacy.delta": (0, 1, False, True),
     "train.privacy.max_items_per_user": (0, _INF, False, False),
+    "train.privacy.iterations": (0, 1000, False, False),
+    "train.privacy.factors": (0, 100000, False, False),
     "understand.caption_frames": (1, 1000, False, False),
     "understand.tag_threshold": (-1, 1, False, False),
     "understand.tag_top": (1, 1000, False, False),

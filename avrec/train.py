@@ -61,15 +61,14 @@ def _check_private(name: str, cfg, *, tune: bool) -> None:
     from .errors import ConfigError
 
     if name not in PRIVATE_MODELS:
-        raise ConfigError(f"train.privacy.epsilon > 0 is implemented for train.model hybrid (closed solver) and "
+        raise ConfigError(f"train.privacy.epsilon > 0 is implemented for train.model hybrid (closed and als solvers) and "
                           f"popular; {name} fits on the raw interactions (set train.model=hybrid, or epsilon 0)")
     if tune:
         raise ConfigError("--tune scores its search on the raw validation split, which is not private; drop --tune "
                           "or set train.privacy.epsilon=0")
-    if name == "hybrid" and cfg.train.hybrid.solver not in ("auto", "closed"):
-        raise ConfigError(f"train.privacy.epsilon > 0 works with the closed solver only (train.hybrid.solver "
-                          f"{cfg.train.hybrid.solver} fits on the raw interactions); set train.hybrid.solver=closed "
-                          "or auto")
+    if name == "hybrid" and cfg.train.hybrid.solver == "sgd":
+        raise ConfigError("train.privacy.epsilon > 0 works with the closed and als solvers (sgd fits on the raw "
+                          "interactions); set train.hybrid.solver=auto, closed or als")
 
 
 def train(

@@ -177,6 +177,21 @@ def choose_bound(hist: np.ndarray, *, statistic: str = "gram", candidates: tuple
     return best_c
 
 
+def contribution_bound(x, *, max_items: int, mu: float, rng: np.random.Generator, statistic: str,
+                       share: float) -> tuple[int, dict[str, Any]]:
+    """(c, its manifest record): ``max_items`` when set (> 0), else chosen by :func:`choose_bound`
+    from a noisy activity histogram of CSR ``x`` released as a ``mu``-GDP Gaussian mechanism
+    (sensitivity 1: one user sits in one bucket), ``share`` being its part of the budget."""
+    if max_items > 0:
+        return int(max_items), {"value": int(max_items), "chosen": "train.privacy.max_items_per_user"}
+    hist = activity_histogram(x) + rng.normal(0.0, 1.0 / mu, 31)
+    hist[hist < 3.0 / mu] = 0.0  # buckets within 3 sigma of empty: noise, not users
+    c = choose_bound(hist, statistic=statistic)
+    return c, {"value": c, "chosen": (f"from a noisy activity histogram (sigma {1.0 / mu:.3g}, {share:.0%} of mu^2, "
+                                      "buckets under 3 sigma dropped), maximising the signal-to-noise proxy of "
+                                      "choose_bound")}
+
+
 @dataclass
 class PrivateStats:
     """What :func:`release` publishes: everything the private closed form uses."""
@@ -221,16 +236,9 @@ def release(seen, *, epsilon: float, delta: float, max_items: int, max_selected:
         shares["counts"] = 1.0 - shares["activity"]
     info: dict[str, Any] = {"epsilon": float(epsilon), "delta": float(delta), "mu_gdp": mu}
     x = sp.csr_matrix(seen)
-    if max_items <= 0:
-        mu_a = mu * math.sqrt(shares["activity"])
-        hist = activity_histogram(x) + rng.normal(0.0, 1.0 / mu_a, 31)
-        hist[hist < 3.0 / mu_a] = 0.0  # buckets within 3 sigma of empty: noise, not users
-        max_items = choose_bound(hist, statistic="gram" if max_selected > 0 else "counts")
-        info["max_items_per_user"] = {"value": max_items, "chosen": (
-            f"from a noisy activity histogram (sigma {1.0 / mu_a:.3g}, {shares['activity']:.0%} of mu^2, "
-            "buckets under 3 sigma dropped), maximising the signal-to-noise proxy of choose_bound")}
-    else:
-        info["max_items_per_user"] = {"value": int(max_items), "chosen": "train.privacy.max_items_per_user"}
+    max_items, info["max_items_per_user"] = contribution_bound(
+        x, max_items=max_items, mu=mu * math.sqrt(shares["activity"]), rng=rng,
+        statistic="gram" if max_selected > 0 else "counts", share=shares["activity"])
     xb = bound_contributions(x, max_items=max_items, seed=seed)
     sigma_c = count_sensitivity(max_items=max_items) / (mu * math.sqrt(shares["counts"]))
     counts = np.asarray(xb.sum(axis=0), np.float64).ravel() + rng.normal(0.0, sigma_c, n_items)

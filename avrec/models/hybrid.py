@@ -85,6 +85,22 @@ def choose_solver(params: dict[str, Any], *, n_users: int, n_active: int, conten
                    "ALS grows with the interactions instead")
 
 
+def choose_private_solver(params: dict[str, Any], *, n_users: int, n_items: int) -> tuple[str, str]:
+    """(solver, why) under ``train.privacy.epsilon`` > 0: closed or als (sgd is refused)."""
+    from ..errors import ConfigError
+
+    if params["solver"] == "sgd":
+        raise ConfigError("train.privacy.epsilon > 0 works with the closed and als solvers (sgd fits on the raw "
+                          "interactions); set train.hybrid.solver=auto, closed or als")
+    if params["solver"] != "auto":
+        return params["solver"], "train.hybrid.solver, on the private release"
+    if n_items <= params["closed_max"]:
+        return "closed", (f"auto under train.privacy.epsilon > 0: {n_items} items <= closed_max {params['closed_max']}, "
+                          "so each can get a row of the private item Gram matrix")
+    return "als", (f"auto under train.privacy.epsilon > 0: {n_items} items > closed_max {params['closed_max']}: private "
+                   "ALS (avrec.models.dp_als) fits every item whose count clears the noise")
+
+
 def _holdout(seen, ratio: float, seed: int):
     """Split a CSR per user: (fit, held) with ``ratio`` of each user's items held (users with >= 3 only)."""
     import scipy.sparse as sp
@@ -172,18 +188,27 @@ class Hybrid(Recommender):
         prep_cache: see ``_prepare_content``; keep_als: keep the raw ALS factors in ``als_``
         (the search reuses them; a final fit drops them: at S4 they are ~400 MB)."""
         t0 = time.perf_counter()
-        private = self._private_release(seen, progress) if private_epsilon(self.params) > 0 else None
-        active = np.flatnonzero(np.diff(seen.tocsc().indptr) > 0) if private is None else private.items
+        private, released = None, None
+        if private_epsilon(self.params) > 0:
+            solver, why = choose_private_solver(self.params, n_users=seen.shape[0], n_items=seen.shape[1])
+            if solver == "closed":
+                private = self._private_release(seen, progress)
+                active = private.items
+            else:
+                released = self._private_als_release(seen, progress)
+                active = released.kept
+        else:
+            active = np.flatnonzero(np.diff(seen.tocsc().indptr) > 0)
         c, self._prep = self._prepare_content(content, active, prep_cache)
         self.projections_ = {}
-        if private is None:
+        if private is None and released is None:
             solver, why = choose_solver(self.params, n_users=seen.shape[0], n_active=len(active),
                                         content_dim=0 if c is None else c.shape[1])
-        else:
-            solver, why = "closed", "train.privacy.epsilon > 0: the closed form on the private item Gram matrix"
         self.info["solver"] = {"chosen": solver, "reason": why}
         progress(f"hybrid: solver {solver} ({why})")
-        if solver == "closed":
+        if released is not None:
+            self._fit_private_als(seen, c, content, released, progress=progress)
+        elif solver == "closed":
             self._fit_closed(seen, c, content, progress=progress, private=private)
         elif solver == "als":
             self._fit_als(seen, c, content, progress=progress, init=als_init, given=als_given, keep=keep_als)
@@ -198,11 +223,6 @@ class Hybrid(Recommender):
         from . import dp
 
         p, priv = self.params, self.params["privacy"]
-        if p["solver"] not in ("auto", "closed"):
-            from ..errors import ConfigError
-
-            raise ConfigError(f"train.privacy.epsilon > 0 works with the closed solver only (train.hybrid.solver "
-                              f"{p['solver']} fits on the raw interactions); set train.hybrid.solver=closed or auto")
         stats = dp.release(seen, epsilon=float(priv["epsilon"]), delta=float(priv.get("delta") or 0.0),
                            max_items=int(priv.get("max_items_per_user") or 0), max_selected=p["closed_max"],
                            seed=p["seed"], noise_seed=priv.get("noise_seed"))
@@ -212,6 +232,42 @@ class Hybrid(Recommender):
                  f"{stats.info['max_items_per_user']['value']} items per user, {len(stats.items)} items in the "
                  f"Gram matrix, sigma {stats.sigma_gram:.3g} (Gram) / {stats.sigma_counts:.3g} (counts)")
         return stats
+
+    def _private_als_release(self, seen, progress: Progress):
+        """The first phase of private ALS (:mod:`avrec.models.dp_als`): the contribution bound and
+        the item counts; sets the private popularity."""
+        from .dp_als import PrivateALS
+
+        priv = self.params["privacy"]
+        released = PrivateALS(seen, epsilon=float(priv["epsilon"]), delta=float(priv.get("delta") or 0.0),
+                              max_items=int(priv.get("max_items_per_user") or 0),
+                              iterations=int(priv.get("iterations") or 0) or 1, seed=self.params["seed"],
+                              noise_seed=priv.get("noise_seed"))
+        self.popularity = released.popularity()
+        return released
+
+    def _fit_private_als(self, seen, c, raw, released, *, progress: Progress) -> None:
+        """ALS on the private release: item steps started from the prepared content (public),
+        then the hybrid's ALS export with the kept items as the warm ones."""
+        p, priv = self.params, self.params["privacy"]
+        # factors 0: as many as the prepared content has (content_dim, 128), which it starts from
+        d = int(priv.get("factors") or 0) or (c.shape[1] if c is not None else p["als_factors"])
+        start = c is not None and c.shape[1] >= d
+        if not int(priv.get("iterations") or 0):
+            released.iterations = 1 if start else 3
+        x, y = released.fit(factors=d, reg=p["als_reg"], alpha=p["als_alpha"], init_items=c if start else None,
+                            progress=progress)
+        self.info["privacy"] = {**released.info, "solver": "als", "protected": PROTECTED}
+        progress(f"hybrid: private ALS (epsilon {released.info['epsilon']:g}, delta {released.info['delta']:.3g}): "
+                 f"{released.c} items per user, {len(released.kept)} items kept, {released.iterations} item "
+                 f"step(s), sigma {released.info['sigma']['item_step']:.3g}")
+        self._fit_als(seen, c, raw, progress=progress, given=(x, y), active=released.kept)
+        # items the release could not tell from no interactions carry no taste into a history (as in
+        # the private closed form); their item vectors come from content like a new upload's
+        hist = self.history_vectors
+        outside = np.ones(len(hist), bool)
+        outside[released.kept] = False
+        hist[outside, :-1] = 0.0
 
     def _fit_closed(self, seen, c, raw, *, progress: Progress, private=None) -> None:
         import torch
@@ -305,12 +361,15 @@ class Hybrid(Recommender):
         self.user_vectors = self._fold(seen)
 
     def _fit_als(self, seen, c, raw, *, progress: Progress, init: np.ndarray | None = None,
-                 given: tuple[np.ndarray, np.ndarray] | None = None, keep: bool = False) -> None:
+                 given: tuple[np.ndarray, np.ndarray] | None = None, keep: bool = False,
+                 active: np.ndarray | None = None) -> None:
+        """active: the warm items (default: those with interactions in ``seen``)."""
         from .mf import fit_als
 
         p = self.params
         n = seen.shape[1]
-        active = np.flatnonzero(np.diff(seen.tocsc().indptr) > 0)
+        if active is None:
+            active = np.flatnonzero(np.diff(seen.tocsc().indptr) > 0)
         t0 = time.perf_counter()
         if given is not None:
             x, y = given

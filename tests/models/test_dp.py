@@ -174,8 +174,8 @@ def test_impossible_combinations_are_refused(taste_files):
 
     seen = from_arrays([r[0] for r in t.rows], [r[1] for r in t.rows], catalogue=t.item_ids).to_csr()
     cfg = _cfg(epsilon=1.0)
-    cfg.train.hybrid.solver = "als"
-    with pytest.raises(ConfigError, match="closed solver only"):
+    cfg.train.hybrid.solver = "sgd"
+    with pytest.raises(ConfigError, match="closed and als solvers"):
         fit_model("hybrid", seen, t.content, cfg, device="cpu", progress=lambda m: None)
     with pytest.raises(ConfigError, match="implemented for train.model hybrid"):
         fit_model("ease", seen, None, _cfg(epsilon=1.0), device="cpu", progress=lambda m: None)
@@ -192,6 +192,6 @@ def test_cli_train_with_epsilon_end_to_end(taste_files, tmp_path):
     assert r.stdout.strip() == str(tmp_path / "m")
     man = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert man["extra"]["privacy"]["epsilon"] == 1.0 and man["extra"]["privacy"]["delta"] > 0
-    bad = run_avrec(*base, "--set", "train.hybrid.solver=als", "-o", str(tmp_path / "bad"), timeout=120)
-    assert bad.returncode == 2 and "closed solver only" in bad.stderr and bad.stdout == ""
+    bad = run_avrec(*base, "--set", "train.hybrid.solver=sgd", "-o", str(tmp_path / "bad"), timeout=120)
+    assert bad.returncode == 2 and "closed and als solvers" in bad.stderr and bad.stdout == ""
     assert len([line for line in bad.stderr.splitlines() if "error" in line.lower()]) <= 1
