@@ -36,8 +36,13 @@ users + content dims) <= ``closed_max``; else als. The choice and the reason are
 DP release of :mod:`avrec.models.dp` instead of X: the noisy X'X over the items whose noisy
 count clears the noise (dense path only: Woodbury needs the raw X), with the ridge raised by
 the noise's spectral norm 2 sigma sqrt(m); the served popularity is the noisy counts; the
-other items keep content-only item vectors and carry no taste in a history. ``als`` and
-``sgd`` fit on the raw interactions and are refused; ``auto`` means closed.
+other items keep content-only item vectors and carry no taste in a history. ``als`` runs
+private ALS (:mod:`avrec.models.dp_als`: noisy item steps started from the prepared
+content, each user solved on the released items from their own history) over every item
+whose noisy count clears the noise, the others handled the same way. ``auto`` picks closed
+up to ``closed_max`` items (on MovieLens latest-small and the generated S1 log it scored
+higher) and als above, where the Gram matrix could give only part of the catalogue a row.
+``sgd`` fits on the raw interactions and is refused.
 
 ``sgd``: towers trained by gradient descent (AdamW, early stopping on a validation split):
 
