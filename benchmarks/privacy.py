@@ -187,11 +187,11 @@ def markdown(res: dict) -> str:
             ps = [res["runs"][str(z)][h]["privacy"] for z in seeds]
             cells.append(ms(h))
             items.append("/".join(str(p["selected_items"]) for p in ps))
-        cs = "/".join(str(res["runs"][str(z)][f"hybrid {solvers[0]} eps={e:g}"]["privacy"]["max_items_per_user"])
-                      for z in seeds)
+        cs = " ; ".join(f"{x} " + "/".join(str(res["runs"][str(z)][f"hybrid {x} eps={e:g}"]["privacy"]["max_items_per_user"])
+                                         for z in seeds) for x in solvers)
         lines.append(f"| {e:g} | " + " | ".join(cells) + f" | {ms(f'popular eps={e:g}')} | {cs} | " + " | ".join(items) + " |")
     lines += [
-        f"| inf (off), tuned | {ms('hybrid (tuned)')}" + " | " * len(solvers) + f"{ms('popular')} | - |" + " - |" * len(solvers),
+        f"| inf (off), tuned (first column: the hybrid without privacy) | {ms('hybrid (tuned)')}" + " | " * len(solvers) + f"{ms('popular')} | - |" + " - |" * len(solvers),
         f"| inf (off), untuned | {ms('hybrid (untuned)')}" + " |" * (len(solvers) + 2 + len(solvers)),
         "",
         "Per seed, c and the items each solver fits on (closed: those given a private Gram row; als: those whose noisy "
