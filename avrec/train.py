@@ -67,8 +67,9 @@ def _check_private(name: str, cfg, *, tune: bool) -> None:
         raise ConfigError("--tune scores its search on the raw validation split, which is not private; drop --tune "
                           "or set train.privacy.epsilon=0")
     if name == "hybrid" and cfg.train.hybrid.solver == "sgd":
-        raise ConfigError("train.privacy.epsilon > 0 works with the closed and als solvers (sgd fits on the raw "
-                          "interactions); set train.hybrid.solver=auto, closed or als")
+        from .models.hybrid import PRIVATE_SGD
+
+        raise ConfigError(PRIVATE_SGD)
 
 
 def train(

@@ -68,23 +68,24 @@ class PrivateALS:
     before the item steps start from it.
 
     ``PrivateALS(seen, ...)`` draws the contribution bound and releases the item counts
-    (``kept``, ``popularity()``); ``fit(...)`` runs the iterations and returns (user factors
+    (``kept``, ``popularity()``); ``fit(...)`` runs the ``iterations`` item steps (each a share
+    of the budget) and returns (user factors
     (n_users, d), item factors (n_items, d)) float32, item factors 0 outside ``kept``. ``info``
     is the manifest's record of both.
 
     seen: (n_users, n_items) CSR of weights. max_items: the contribution bound c (0: chosen from
-    a noisy activity histogram). iterations: item steps (each a share of the budget). seed: the
+    a noisy activity histogram). seed: the
     per-user subsets and a random start. noise_seed: None draws the noise from OS entropy; an
     int makes it reproducible (tests and benchmarks only: a known seed lets anyone subtract it).
     """
 
-    def __init__(self, seen, *, epsilon: float, delta: float, max_items: int, iterations: int, seed: int,
+    def __init__(self, seen, *, epsilon: float, delta: float, max_items: int, seed: int,
                  noise_seed: int | None = None):
         import scipy.sparse as sp
 
         self.seen = sp.csr_matrix(seen, dtype=np.float32)
         n_users, n_items = self.seen.shape
-        self.iterations, self.seed, self.noise_seed = max(int(iterations), 1), int(seed), noise_seed
+        self.seed, self.noise_seed = int(seed), noise_seed
         if delta <= 0:
             delta = dp.default_delta(n_users=n_users)
         self.mu = dp.gaussian_mu(epsilon=epsilon, delta=delta)
@@ -120,14 +121,14 @@ class PrivateALS:
         """(n_items,) float32 served popularity: noisy counts, 0 under ``threshold``."""
         return np.where(self.counts >= self.threshold, np.maximum(self.counts, 0.0), 0.0).astype(np.float32)
 
-    def fit(self, *, factors: int, reg: float, alpha: float, init_items: np.ndarray | None = None,
+    def fit(self, *, factors: int, iterations: int, reg: float, alpha: float, init_items: np.ndarray | None = None,
             progress: Callable[[str], None] = lambda _m: None) -> tuple[np.ndarray, np.ndarray]:
         """Run the item steps; init_items: (n_items, k) public vectors the first user step starts
         from (k >= ``factors``: their top principal directions; else seeded random factors)."""
         n_items = self.seen.shape[1]
-        d = int(factors)
+        d, iterations = int(factors), max(int(iterations), 1)
         sens = math.sqrt(self.c + 1)
-        sigma = sens * math.sqrt(self.iterations) / (self.mu * math.sqrt(self.shares["item_steps"]))
+        sigma = sens * math.sqrt(iterations) / (self.mu * math.sqrt(self.shares["item_steps"]))
         lam = float(reg) + 2.0 * sigma * math.sqrt(d)
         start = _from_content(init_items, n_items, d)
         y = _start(init_items if start else None, n_items, d, self.seed)
@@ -137,15 +138,15 @@ class PrivateALS:
         conf = self.seen.copy()
         conf.data = 1.0 + alpha * conf.data
         xbt = self.bounded.T.tocsr()[self.kept]
-        for it in range(self.iterations):
+        for it in range(iterations):
             ts = time.perf_counter()
             u = unit_rows(user_step(conf, y, reg=reg))
             b = np.asarray(xbt @ u, np.float64) + self.rng.normal(0.0, sigma, (len(self.kept), d))
             g = u.T.astype(np.float64) @ u + dp.symmetric_noise(d, sigma=sigma, rng=self.rng)
             y = np.zeros((n_items, d), np.float32)
             y[self.kept] = np.linalg.solve(g + lam * np.eye(d), b.T).T
-            progress(f"hybrid: private ALS item step {it + 1}/{self.iterations} in {time.perf_counter() - ts:.1f}s")
-        self.info.update(iterations=self.iterations, factors=d, l2_effective=round(lam, 3),
+            progress(f"hybrid: private ALS item step {it + 1}/{iterations} in {time.perf_counter() - ts:.1f}s")
+        self.info.update(iterations=iterations, factors=d, l2_effective=round(lam, 3),
                          start="public content (its top principal directions)" if start else "seeded random factors")
         self.info["sigma"]["item_step"] = sigma
         self.info["sensitivity"]["item_step"] = sens

@@ -72,6 +72,10 @@ PROTECTED = ("the item-side model (history and item vectors, the content maps fo
              "in that user's full history; the artifact keeps their id and seen items to serve them)")
 
 
+PRIVATE_SGD = ("train.privacy.epsilon > 0 works with the closed and als solvers (sgd fits on the raw interactions); "
+               "set train.hybrid.solver=auto, closed or als")
+
+
 def private_epsilon(params: dict[str, Any]) -> float:
     """``train.privacy.epsilon`` as passed in ``params["privacy"]`` (0: off)."""
     return float((params.get("privacy") or {}).get("epsilon") or 0.0)
@@ -95,8 +99,7 @@ def choose_private_solver(params: dict[str, Any], *, n_users: int, n_items: int)
     from ..errors import ConfigError
 
     if params["solver"] == "sgd":
-        raise ConfigError("train.privacy.epsilon > 0 works with the closed and als solvers (sgd fits on the raw "
-                          "interactions); set train.hybrid.solver=auto, closed or als")
+        raise ConfigError(PRIVATE_SGD)
     if params["solver"] != "auto":
         return params["solver"], "train.hybrid.solver, on the private release"
     if n_items <= params["closed_max"]:
@@ -245,8 +248,7 @@ class Hybrid(Recommender):
 
         priv = self.params["privacy"]
         released = PrivateALS(seen, epsilon=float(priv["epsilon"]), delta=float(priv.get("delta") or 0.0),
-                              max_items=int(priv.get("max_items_per_user") or 0),
-                              iterations=int(priv.get("iterations") or 0) or 1, seed=self.params["seed"],
+                              max_items=int(priv.get("max_items_per_user") or 0), seed=self.params["seed"],
                               noise_seed=priv.get("noise_seed"))
         self.popularity = released.popularity()
         return released
@@ -258,13 +260,12 @@ class Hybrid(Recommender):
         # factors 0: as many as the prepared content has (content_dim, 128), which it starts from
         d = int(priv.get("factors") or 0) or (c.shape[1] if c is not None else p["als_factors"])
         start = c is not None and c.shape[1] >= d
-        if not int(priv.get("iterations") or 0):
-            released.iterations = 1 if start else 3
-        x, y = released.fit(factors=d, reg=p["als_reg"], alpha=p["als_alpha"], init_items=c if start else None,
+        iterations = int(priv.get("iterations") or 0) or (1 if start else 3)
+        x, y = released.fit(factors=d, iterations=iterations, reg=p["als_reg"], alpha=p["als_alpha"], init_items=c if start else None,
                             progress=progress)
         self.info["privacy"] = {**released.info, "solver": "als", "protected": PROTECTED}
         progress(f"hybrid: private ALS (epsilon {released.info['epsilon']:g}, delta {released.info['delta']:.3g}): "
-                 f"{released.c} items per user, {len(released.kept)} items kept, {released.iterations} item "
+                 f"{released.c} items per user, {len(released.kept)} items kept, {iterations} item "
                  f"step(s), sigma {released.info['sigma']['item_step']:.3g}")
         self._fit_als(seen, c, raw, progress=progress, given=(x, y), active=released.kept)
         # items the release could not tell from no interactions carry no taste into a history (as in

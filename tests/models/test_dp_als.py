@@ -49,9 +49,9 @@ def test_one_users_contribution_to_the_item_step_is_within_the_sensitivity():
 def test_without_noise_the_item_step_is_the_least_squares_solve_on_the_users():
     t, x = _taste_csr(n_users=200, items_per_cluster=15, per_user=8)
     content = t.content
-    rel = PrivateALS(x, epsilon=1e9, delta=1e-6, max_items=1000, iterations=1, seed=0, noise_seed=0)
+    rel = PrivateALS(x, epsilon=1e9, delta=1e-6, max_items=1000, seed=0, noise_seed=0)
     assert len(rel.kept) == int((np.diff(x.tocsc().indptr) > 0).sum())  # no noise: every item with users
-    users, items = rel.fit(factors=8, reg=0.5, alpha=4.0, init_items=content)
+    users, items = rel.fit(factors=8, iterations=1, reg=0.5, alpha=4.0, init_items=content)
     # the same first user step by hand, then the unweighted ALS item solve on the unit users
     from avrec.models.dp_als import _start
 
@@ -68,8 +68,8 @@ def test_without_noise_the_item_step_is_the_least_squares_solve_on_the_users():
 
 def test_private_als_ranks_taste_clusters_at_a_workable_epsilon():
     t, x = _taste_csr(n_users=2000, items_per_cluster=25, per_user=10, n_clusters=4)
-    rel = PrivateALS(x, epsilon=8.0, delta=0.0, max_items=0, iterations=1, seed=0, noise_seed=3)
-    users, items = rel.fit(factors=8, reg=0.01, alpha=10.0, init_items=t.content)
+    rel = PrivateALS(x, epsilon=8.0, delta=0.0, max_items=0, seed=0, noise_seed=3)
+    users, items = rel.fit(factors=8, iterations=1, reg=0.01, alpha=10.0, init_items=t.content)
     scores = users @ items.T
     scores[x.nonzero()] = -np.inf
     top = np.argsort(-scores, axis=1)[:, :5]
@@ -82,14 +82,14 @@ def test_private_als_ranks_taste_clusters_at_a_workable_epsilon():
 
 def test_items_the_counts_cannot_tell_from_none_get_no_factors_and_noise_is_fresh_unless_seeded():
     _, x = _taste_csr(n_users=300, items_per_cluster=20, per_user=6)
-    a = PrivateALS(x, epsilon=0.5, delta=0.0, max_items=0, iterations=1, seed=0, noise_seed=1)
-    _, ya = a.fit(factors=4, reg=0.01, alpha=10.0)
+    a = PrivateALS(x, epsilon=0.5, delta=0.0, max_items=0, seed=0, noise_seed=1)
+    _, ya = a.fit(factors=4, iterations=1, reg=0.01, alpha=10.0)
     outside = np.setdiff1d(np.arange(x.shape[1]), a.kept)
     assert len(outside) > 0 and not ya[outside].any()
     assert (a.popularity()[outside] == 0).all() and (a.counts[a.kept] >= a.threshold).all()
-    b = PrivateALS(x, epsilon=0.5, delta=0.0, max_items=0, iterations=1, seed=0, noise_seed=1)
+    b = PrivateALS(x, epsilon=0.5, delta=0.0, max_items=0, seed=0, noise_seed=1)
     np.testing.assert_array_equal(b.counts, a.counts)
-    c = PrivateALS(x, epsilon=0.5, delta=0.0, max_items=0, iterations=1, seed=0)
+    c = PrivateALS(x, epsilon=0.5, delta=0.0, max_items=0, seed=0)
     assert not np.array_equal(c.counts, a.counts) and c.info["noise"] == "fresh OS entropy"
 
 
