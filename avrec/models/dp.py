@@ -192,6 +192,12 @@ def contribution_bound(x, *, max_items: int, mu: float, rng: np.random.Generator
                                       "choose_bound")}
 
 
+def served_popularity(counts: np.ndarray, threshold: float) -> np.ndarray:
+    """(n_items,) float32 popularity served from noisy ``counts``: 0 below ``threshold`` (items not
+    told apart from no interactions, shown as such)."""
+    return np.where(counts >= threshold, np.maximum(counts, 0.0), 0.0).astype(np.float32)
+
+
 @dataclass
 class PrivateStats:
     """What :func:`release` publishes: everything the private closed form uses."""
@@ -207,7 +213,7 @@ class PrivateStats:
     def popularity(self) -> np.ndarray:
         """(n_items,) float32 served popularity: noisy counts, 0 below ``threshold`` (items not
         told apart from no interactions, shown as such)."""
-        return np.where(self.counts >= self.threshold, np.maximum(self.counts, 0.0), 0.0).astype(np.float32)
+        return served_popularity(self.counts, self.threshold)
 
 
 def release(seen, *, epsilon: float, delta: float, max_items: int, max_selected: int, seed: int,

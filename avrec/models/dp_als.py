@@ -119,7 +119,7 @@ class PrivateALS:
 
     def popularity(self) -> np.ndarray:
         """(n_items,) float32 served popularity: noisy counts, 0 under ``threshold``."""
-        return np.where(self.counts >= self.threshold, np.maximum(self.counts, 0.0), 0.0).astype(np.float32)
+        return dp.served_popularity(self.counts, self.threshold)
 
     def fit(self, *, factors: int, iterations: int, reg: float, alpha: float, init_items: np.ndarray | None = None,
             progress: Callable[[str], None] = lambda _m: None) -> tuple[np.ndarray, np.ndarray]:
