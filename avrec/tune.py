@@ -21,11 +21,14 @@ fit (``MIN_BUDGET_S`` at least): on large data one validation fit is a large par
 final one, and a search longer than the fit would double the cost of every train. Before
 each fit the time it will take is predicted from the fits so far of the same kind; a phase
 stops when that would overrun its share of the budget (the first fit always runs). ALS fits
-after the first start from the best warm fit's item factors, and the final fit starts from
-them too (``als_warm_iterations`` instead of ``als_iterations``): the search's cost is
-partly paid back. Fewer than ``MIN_USERS`` validation users: no search. Above
-``train.tune_max_interactions`` the search runs on a random subset of users holding about that
-many interactions, and the factor count is left as configured (its cost grows with it).
+after the first start from the best warm fit's item factors (widened or narrowed to their
+factor count), and the final fit starts from them too (``als_warm_iterations`` instead of
+``als_iterations``): the search's cost is partly paid back. Fewer than ``MIN_USERS``
+validation users: no search. Above ``train.tune_max_interactions`` the search runs on a
+random subset of users holding about that many interactions. The factor count is searched
+there too: fewer users favour fewer factors, so the subset errs towards the cheaper model,
+and the final fit's cost grows with the count chosen (a warm start keeps it to
+``als_warm_iterations`` iterations).
 """
 
 from __future__ import annotations
@@ -42,7 +45,10 @@ from .errors import InputError
 GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
     "closed": {"l2": (50.0, 100.0, 200.0, 400.0, 800.0), "content_prior": (0.0, 10.0, 30.0, 100.0),
                "dim": (128, 256, 384, 512)},
-    "als": {"als_reg": (0.01, 0.1, 1.0, 10.0), "als_alpha": (1.0, 3.0, 10.0, 30.0), "als_factors": (64, 128, 256)},
+    # factors first: the largest single lever (Rendle et al. 2022: iALS keeps gaining with
+    # dimension once regularised; generated S2: 64 -> 128 factors moved NDCG@10 by +25%, reg
+    # and alpha by under 2%), and on a budget the search may not reach the last key
+    "als": {"als_factors": (64, 128, 256), "als_reg": (0.01, 0.1, 1.0, 10.0), "als_alpha": (1.0, 3.0, 10.0, 30.0)},
     "sgd": {"dim": (64, 128, 256), "dropout": (0.1, 0.3, 0.5), "weight_decay": (0.0, 1e-4)},
 }
 COLD_GRID = {"ridge": (0.1, 1.0, 10.0, 100.0)}
@@ -51,7 +57,9 @@ COLD_SHARE = 0.1
 MIN_COLD_ITEMS = 20
 MAX_EVAL_USERS = 5000  # validation users scored per fit (a random subset above this)
 MIN_USERS = 200  # validation users below which the search is not run (the configured values are kept)
-WARM_SHARE = 0.65  # of the budget the warm search may use; the rest is the cold search's
+WARM_SHARE = 0.75  # of the budget the warm search may use; the rest is the cold search's (at 0.65 a
+# 128-factor fit on generated S2 missed its phase by 0.2 s; the cold phase at scale gets ~1-2 fits either way)
+PAD_SCALE = 0.1  # a widened warm start's new columns, relative to the old ones' RMS (see resize_factors)
 EDGE_STEPS = 2  # steps past a grid's edge while the score keeps rising
 MIN_BUDGET_S = 20.0  # train.tune_budget_fits never cuts the budget below this (small data: the grid ends first)
 
@@ -62,7 +70,8 @@ class Search:
 
     ALS fits are cheap to repeat: a fit whose ALS parameters and data match the last one of
     its protocol reuses its factors (the cold search varies only the content side), and any
-    other starts from the best warm fit's item factors (``als_warm_iterations``)."""
+    other starts from the best warm fit's item factors (``als_warm_iterations``), resized
+    to its factor count (:func:`resize_factors`)."""
 
     budget_s: float | None  # None: no limit (--tune)
     progress: Callable[[str], None]
@@ -82,7 +91,10 @@ class Search:
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
 
-    def affordable(self, kind: str) -> bool:
+    def affordable(self, kind: str, size: float = 1.0) -> bool:
+        """Whether a fit of ``kind`` fits in what is left of the phase's budget; ``size``: its
+        cost relative to the fits recorded at size 1 (ALS: factors / the first fit's factors;
+        S2 measured 1.7x the time from 64 to 128 factors, 2.4x from 128 to 256)."""
         if self.budget_s is None or not self.fit_seconds:
             return True  # the first fit (the configured values) always runs: it is the reference
         solver = kind.split(":")[0]
@@ -91,7 +103,7 @@ class Search:
             past = [v * (self.warm_ratio if not kind.endswith(":random") else 1.0)
                     for k, vs in self.fit_seconds.items() if k.startswith(solver + ":") for v in vs] \
                 or [v for vs in self.fit_seconds.values() for v in vs]
-        predicted = 1.2 * max(past)
+        predicted = 1.2 * max(past) * size
         limit = self.budget_s * self.share
         if self.elapsed() + predicted > limit:
             if self.stopped is None:
@@ -106,9 +118,10 @@ class Search:
         key = _key(params)
         return next((t["ndcg"] for t in self.tried if t["protocol"] == protocol and _key(t["params"]) == key), None)
 
-    def record(self, protocol: str, params: dict[str, Any], score: float, seconds: float, kind: str) -> None:
+    def record(self, protocol: str, params: dict[str, Any], score: float, seconds: float, kind: str,
+               size: float = 1.0) -> None:
         first = not self.tried
-        self.fit_seconds.setdefault(kind, []).append(seconds)
+        self.fit_seconds.setdefault(kind, []).append(seconds / size)
         self.tried.append({"protocol": protocol, "params": params, "ndcg": round(score, 5), "seconds": round(seconds, 2),
                            "start": kind.split(":")[1]})
         shown = {k: v for k, v in params.items() if k != "content_blocks"}
@@ -119,6 +132,22 @@ class Search:
             self.budget_rule = (f"train.tune_budget_fits={self.per_fit:g} x the first fit's {seconds:.1f}s, at least "
                                 f"{MIN_BUDGET_S:g}s, at most train.tune_budget_s={cap:g}")
             self.progress(f"tune: budget {self.budget_s:.0f}s ({self.budget_rule})")
+
+
+def resize_factors(y: np.ndarray, factors: int, seed: int, *, pad_scale: float = PAD_SCALE) -> np.ndarray:
+    """(n_items, factors) item factors to warm-start a fit of another factor count from
+    ``y`` (n_items, d): more factors keep ``y`` and add columns of small random values
+    (``pad_scale`` x y's RMS: the fit grows them where the data has more to say); fewer keep
+    y's top ``factors`` principal directions (the subspace that carries most of its scores)."""
+    d = y.shape[1]
+    if factors == d:
+        return y
+    if factors < d:
+        _, _, vt = np.linalg.svd(y.astype(np.float64), full_matrices=False)
+        return (y @ vt[:factors].T).astype(np.float32)
+    rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) or 1.0
+    extra = np.random.default_rng(seed).standard_normal((y.shape[0], factors - d)) * (pad_scale * rms)
+    return np.hstack([y, extra.astype(np.float32)])
 
 
 def _key(params: dict[str, Any]) -> str:
@@ -300,16 +329,17 @@ def tune_hybrid(seen, content, cfg, *, device: str, progress: Callable[[str], No
             cached = search.als_fits.get(protocol)
             if cached is not None and cached[0] == akey:
                 fit_kw, start = {"als_given": cached[1]}, "given"
-            elif search.als_init is not None and search.als_init.shape[1] == full["als_factors"]:
-                fit_kw, start = {"als_init": search.als_init}, "warm"
+            elif search.als_init is not None:
+                fit_kw, start = {"als_init": resize_factors(search.als_init, full["als_factors"], cfg.runtime.seed)}, "warm"
         kind = f"{params['solver']}:{start}"
-        if not search.affordable(kind):
+        size = full["als_factors"] / hc.als_factors if params["solver"] == "als" else 1.0
+        if not search.affordable(kind, size):
             return None
         t = time.perf_counter()
         m = build_model("hybrid", tc, seed=cfg.runtime.seed, device=device, refit=False, **params)
         m.fit(data, content, prep_cache=search.prep_cache, keep_als=True, **fit_kw)
         score = score_fn(m)
-        search.record(protocol, full, score, time.perf_counter() - t, kind)
+        search.record(protocol, full, score, time.perf_counter() - t, kind, size)
         if getattr(m, "als_", None) is not None:
             search.als_fits[protocol] = (akey, m.als_)
             if protocol == "warm" and score > search.best_warm:
@@ -328,8 +358,6 @@ def tune_hybrid(seen, content, cfg, *, device: str, progress: Callable[[str], No
         if score is not None and score > best_score:
             best_score, best = score, {"solver": s}
     grid = dict(GRIDS[best["solver"]])
-    if share < 1:
-        grid.pop("als_factors", None)
     best_score, best = coordinate_search(best_score, {**best, **{k: getattr(hc, k) for k in grid}}, grid,
                                          lambda over: warm({**base, **over}), search)
     warm_best = dict(best)
@@ -381,5 +409,8 @@ def tune_hybrid(seen, content, cfg, *, device: str, progress: Callable[[str], No
              + (f"; stopped by the {search.stopped}" if search.stopped else ""))
     found: dict[str, Any] = {**best, "report": report}
     if best.get("solver") == "als" and search.als_init is not None:
-        found["als_init"] = search.als_init  # the final fit starts from them (of another shape: from random)
+        # the final fit starts from them; the best-scoring fit may have another factor count
+        # than the chosen one (a gain under MIN_GAIN is not a move)
+        found["als_init"] = resize_factors(search.als_init, int(best.get("als_factors", hc.als_factors)),
+                                           cfg.runtime.seed)
     return found

@@ -14,7 +14,7 @@ from taste import make_taste, write_csv, write_embeddings  # noqa: E402
 
 from avrec.config import Config  # noqa: E402
 from avrec.data import from_arrays  # noqa: E402
-from avrec.tune import GRIDS, cold_split, subsample_users, tune_hybrid  # noqa: E402
+from avrec.tune import GRIDS, cold_split, resize_factors, subsample_users, tune_hybrid  # noqa: E402
 
 FAST = {"train.hybrid.content_dim": 8, "train.hybrid.als_iterations": 3}
 
@@ -155,7 +155,7 @@ def test_als_search_reuses_factors_and_starts_the_final_fit_from_them(taste, tmp
     found = tune_hybrid(_seen(taste), taste.content, cfg, device="cpu", progress=lambda _m: None, budget_s=None)
     starts = [(t["protocol"], t["start"]) for t in found["report"]["tried"]]
     assert starts[0] == ("warm", "random") and ("warm", "warm") in starts and ("cold", "given") in starts
-    assert found["als_init"].shape == (len(taste.item_ids), 8)
+    assert found["als_init"].shape == (len(taste.item_ids), found.get("als_factors", 8))
 
     write_embeddings(taste, tmp_path / "emb")
     write_csv(taste, tmp_path / "ev.csv")
@@ -197,3 +197,29 @@ def test_a_peak_between_grid_points_is_refined_and_an_edge_followed():
     assert best["l2"] == pytest.approx(282.8, rel=1e-3)  # sqrt(200 x 400), not a grid value
     assert best["cp"] > 100.0  # followed past the grid's edge while rising
     assert len({tuple(sorted(c.items())) for c in calls}) == len(calls)  # nothing scored twice
+
+
+def test_a_warm_start_of_another_factor_count_keeps_what_the_factors_knew():
+    rng = np.random.default_rng(0)
+    y = rng.standard_normal((50, 8)).astype(np.float32)
+    wide = resize_factors(y, 12, seed=0)
+    assert wide.shape == (50, 12) and np.array_equal(wide[:, :8], y)
+    assert 0 < np.sqrt(np.mean(wide[:, 8:] ** 2)) < 0.5 * np.sqrt(np.mean(y ** 2))  # small: the fit grows them
+    low = (rng.standard_normal((50, 3)) @ rng.standard_normal((3, 8))).astype(np.float32)  # rank 3 in 8 columns
+    narrow = resize_factors(low, 3, seed=0)
+    assert narrow.shape == (50, 3)
+    np.testing.assert_allclose(narrow @ narrow.T, low @ low.T, rtol=1e-3, atol=1e-3)  # the item-item scores survive
+    assert resize_factors(y, 8, seed=0) is y
+
+
+def test_factors_are_searched_on_a_user_subset_too(taste):
+    """Above train.tune_max_interactions the search runs on a subset of users; the factor
+    count is still a candidate there, and fits of another count start from resized factors."""
+    seen = _seen(taste)
+    cfg = _cfg(**{"train.hybrid.solver": "als", "train.hybrid.als_factors": 8,
+                  "train.tune_max_interactions": int(seen.nnz * 0.8)})
+    found = tune_hybrid(seen, taste.content, cfg, device="cpu", progress=lambda _m: None, budget_s=None)
+    assert found["report"]["users_share"] < 1
+    warm = [t for t in found["report"]["tried"] if t["protocol"] == "warm"]
+    assert {t["params"]["als_factors"] for t in warm} >= {8, 64}
+    assert all(t["start"] == "warm" for t in warm[1:])
