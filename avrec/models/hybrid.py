@@ -140,6 +140,17 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+def _spd_inv(g):
+    """The inverse of a symmetric positive definite torch matrix through its Cholesky factor:
+    n^3 flops against LU's 2n^3 (5000 x 5000 float32 on 2 cores: 1.0 s against 2.5 s). A
+    matrix that is not positive definite in float32 (a private Gram's noise can make it so)
+    falls back to LU."""
+    import torch
+
+    low, info = torch.linalg.cholesky_ex(g)
+    return torch.cholesky_inverse(low) if int(info) == 0 else torch.linalg.inv(g)
+
+
 def _calibrated(c: np.ndarray, w: np.ndarray, target: np.ndarray) -> np.ndarray:
     """The ridge map ``w`` (content ``c`` -> factors ``target``) rescaled so that its
     predictions on the fitted items have the targets' mean norm. A strong ridge shrinks
@@ -304,7 +315,7 @@ class Hybrid(Recommender):
                 w = torch.cat([w, np.sqrt(beta) * ca], dim=1)
             gram = w.T @ w + lam * torch.eye(r)
             with _one_thread():
-                k = torch.linalg.inv(gram)
+                k = _spd_inv(gram)
             wk = w @ k
             diag = (1.0 - (wk * w).sum(dim=1)) / lam
             left, right = w, wk / (lam * diag[:, None])
@@ -333,7 +344,7 @@ class Hybrid(Recommender):
             if ca is not None:
                 g += beta * (ca @ ca.T)  # content similarity as pseudo-interactions
             g.diagonal().add_(lam)
-            inv = torch.linalg.inv(g)
+            inv = _spd_inv(g)
             del g
             b = inv / (-torch.diagonal(inv))[None, :]
             b.fill_diagonal_(0.0)
