@@ -52,19 +52,22 @@ def log(msg: str) -> None:
     print(f"[serve-bench] {msg}", file=sys.stderr, flush=True)
 
 
-def build(size: str) -> tuple[Path, Path, int]:
-    """(index, embeddings with N_NEW more items, number of users): cached beside the logs."""
+def build(size: str, train_sets: list[str] = ()) -> tuple[Path, Path, int]:
+    """(index, embeddings with N_NEW more items, number of users): cached beside the logs.
+
+    train_sets: extra `avrec train --set KEY=VALUE`s; each set of them gets its own cache."""
     from scale import embeddings
 
     folder = generate(size)
     emb = embeddings(folder)
-    work = cache_root() / f"serve-{size}"
+    tag = "".join("-" + kv.replace("=", "_").replace(".", "_") for kv in train_sets)
+    work = cache_root() / f"serve-{size}{tag}"
     work.mkdir(parents=True, exist_ok=True)
     model, idx = work / "model", work / "index"
     if not (model / "manifest.json").exists():
         log("training the served model (train.tune=off) ...")
         subprocess.run([*AVREC, "train", str(emb), "-i", str(folder / "interactions.csv"), "-o", str(model),
-                        "--set", "train.tune=off", "-q"], check=True, stdout=subprocess.DEVNULL)
+                        "--set", "train.tune=off", *[x for kv in train_sets for x in ("--set", kv)], "-q"], check=True, stdout=subprocess.DEVNULL)
     if not (idx / "manifest.json").exists():
         log("building the index ...")
         subprocess.run([*AVREC, "index", str(model), "-o", str(idx), "-q"], check=True, stdout=subprocess.DEVNULL)
@@ -244,7 +247,8 @@ def report(res: dict) -> str:
     lines = ["# avrec serve under load, against the per-process CLI in the same run", "",
              f"Machine: {res['machine']}.", "",
              f"Reproduce: `python benchmarks/serve.py --clients {','.join(str(r['clients']) for r in res['load'])} "
-             f"--requests {res['requests']}" + (f" --skip {','.join(res['skip'])}" if res.get("skip") else "") + "`.", "",
+             f"--requests {res['requests']} --size {res['size']}" + (f" --skip {','.join(res['skip'])}" if res.get("skip") else "")
+             + "".join(f" --train-set {kv}" for kv in res.get("train_sets", [])) + "`.", "",
              f"Index: {res['index']['items']} items, {res['index']['users']} users, {res['index']['dim']}-d vectors, "
              f"served by {res['index']['serving']} search (benchmarks/scale_data.py {res['size']}).", "",
              "| clients | requests | requests/s | p50 ms | p99 ms | max ms | failed |", "|---:|---:|---:|---:|---:|---:|---:|"]
@@ -277,11 +281,13 @@ def main() -> None:
     ap.add_argument("--name", default="serve")
     ap.add_argument("--workers", type=int, default=1, help="server processes (avrec serve --workers)")
     ap.add_argument("--set", action="append", default=[], help="avrec serve --set KEY=VALUE (repeatable)")
+    ap.add_argument("--train-set", action="append", default=[],
+                    help="avrec train --set KEY=VALUE for the served model (repeatable), e.g. train.hybrid.als_factors=128")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     from scale import machine
 
-    idx_src, new, users = build(args.size)
+    idx_src, new, users = build(args.size, args.train_set)
     tmp = Path(tempfile.mkdtemp(prefix="avrec-serve-bench-"))
     idx = tmp / "index"
     shutil.copytree(idx_src, idx)
@@ -292,6 +298,7 @@ def main() -> None:
     sets = [x for kv in args.set for x in ("--set", kv)]
     srv = Server(idx, tmp / "events.sqlite", "--set", "serve.access_log=false", "--workers", str(args.workers), *sets)
     res["workers"], res["server_sets"], res["skip"] = args.workers, args.set, sorted(skip)
+    res["train_sets"] = args.train_set
     try:
         res["load"] = []
         for c in [int(x) for x in args.clients.split(",")]:
