@@ -144,6 +144,8 @@ class TrainConfig:
     tune_budget_s: float = 60.0  # seconds the auto search may spend at most (a fit that would overrun it is not started)
     tune_budget_fits: float = 1.5  # and at most this many times its first validation fit, but 20 s at least; 0: no such limit
     tune_max_interactions: int = 1000000  # above this, the search runs on a random subset of users holding about this many
+    recency: str = "off"  # off | on: user vectors weigh a user's n-th newest interaction 0.5 ** (n / recency_half_life) | auto: choose the half-life (or none) on each user's newest interactions (needs timestamps; avrec/recency.py)
+    recency_half_life: float = 10.0  # recency=on: in interactions
     hybrid: HybridConfig = field(default_factory=HybridConfig)
     mf: MFConfig = field(default_factory=MFConfig)
     ease: EASEConfig = field(default_factory=EASEConfig)
@@ -302,6 +304,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return ""
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
+        if isinstance(value, bool):  # YAML 1.1 reads a bare off / on as a boolean
+            return "on" if value else "off"
         return str(value)
     if origin is list:
         if isinstance(value, str):
@@ -469,6 +473,7 @@ _CHOICES = {
     "train.model": ("popular", "itemknn", "ease", "mf", "hybrid"),
     "train.hybrid.solver": ("auto", "closed", "als", "sgd"),
     "train.tune": ("auto", "off"),
+    "train.recency": ("off", "on", "auto"),
     "index.metric": ("auto", "angular", "dot"),
     "recommend.fallback": ("none", "popular"),
     "distributed.engine": ("local", "ray"),
@@ -504,6 +509,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "train.tune_budget_s": (0, _INF, True, False),
     "train.tune_budget_fits": (0, _INF, False, False),
     "train.tune_max_interactions": (1000, _INF, False, False),
+    "train.recency_half_life": (0, _INF, True, False),
     "train.hybrid.dim": (1, 1 << 16, False, False),
     "train.hybrid.l2": (0, _INF, True, False),
     "train.hybrid.content_prior": (0, _INF, False, False),

@@ -132,6 +132,44 @@ def _load_sources(paths: list[Path], ids: list[str], cfg, *, strict: bool,
     return data, events
 
 
+def _recency(model, name: str, data, content, cfg, overrides: dict[str, Any], blocks, *, device: str,
+             progress: Callable[[str], None]) -> dict[str, Any] | None:
+    """train.recency: refold the user vectors with decayed weights (avrec/recency.py); auto
+    first chooses the half-life on each user's newest interactions. Returns the manifest's
+    record (with the decayed weights under "seen_weights"), or None when off."""
+    from . import recency
+    from .models.registry import build_model
+
+    mode = cfg.train.recency
+    if mode == "off":
+        return None
+    recency.check(data, name)
+    info: dict[str, Any] = {"mode": mode, "half_life": float(cfg.train.recency_half_life)}
+    if mode == "auto":
+        if cfg.train.privacy.epsilon > 0:
+            progress("recency: auto skipped (train.privacy.epsilon > 0: choosing on the raw validation split would not "
+                     "be private); no decay")
+            return {"mode": mode, "half_life": 0.0, "reason": "skipped: train.privacy.epsilon > 0"}
+        kw = {**overrides, **({"content_blocks": blocks} if blocks else {})}
+
+        def fit(train):
+            m = build_model(name, cfg.train, seed=cfg.runtime.seed, device=device, **kw)
+            m.fit(train.to_csr(), content, progress=lambda s: None)
+            return m
+
+        ratio = cfg.train.validation if cfg.train.validation > 0 else 0.1
+        info.update(recency.choose(data, content, fit, ratio=ratio, seed=cfg.runtime.seed,
+                                   k=cfg.train.hybrid.eval_k, progress=progress))
+        progress(f"recency: chose half-life {info['half_life']:g}" if info["half_life"] else
+                 "recency: chose no decay (no half-life beat it on the newest interactions)")
+    h = info["half_life"]
+    if h > 0:
+        decayed = recency.decayed_csr(data, half_life=h)
+        model.user_vectors = model._fold(decayed)
+        info["seen_weights"] = decayed.data.astype(np.float32)
+    return info
+
+
 def _train(emb: Path, interactions_path: str | Path, tmp: Path, cfg, *, tune: bool, strict: bool,
            progress: Callable[[str], None]) -> None:
     from .artifacts import Manifest, fingerprint, save_npy, write_jsonl, write_manifest
@@ -153,10 +191,16 @@ def _train(emb: Path, interactions_path: str | Path, tmp: Path, cfg, *, tune: bo
     device = "cpu"
     if name == "hybrid" or (name == "mf" and cfg.runtime.device.startswith("cuda")):  # mf on auto: implicit's CPU
         device = resolve_device(cfg.runtime.device)
+    if cfg.train.recency != "off":  # before the fit: a log without timestamps fails at once
+        from .recency import check
+
+        check(data, name)
     seen = data.to_csr()
     t0 = time.perf_counter()
     model, overrides, report = fit_model(name, seen, content, cfg, device=device, progress=progress,
                                          blocks=fusion_blocks(emb), tune=tune)
+    recency_info = _recency(model, name, data, content, cfg, overrides, fusion_blocks(emb), device=device,
+                            progress=progress)
     fit_s = time.perf_counter() - t0
     progress(f"{name}: trained on {len(data)} interactions of {data.n_users} users in {fit_s:.1f}s")
     cold = int((model.popularity == 0).sum())
@@ -164,6 +208,8 @@ def _train(emb: Path, interactions_path: str | Path, tmp: Path, cfg, *, tune: bo
     data.users.save(tmp / "users.txt")
     save_npy(tmp / "seen_indptr.npy", seen.indptr.astype(np.int64))
     save_npy(tmp / "seen_indices.npy", seen.indices.astype(np.int32))
+    if recency_info and recency_info.get("seen_weights") is not None:  # the decayed weights the vectors were folded with
+        save_npy(tmp / "seen_weights.npy", recency_info.pop("seen_weights"))
     save_npy(tmp / "popularity.npy", model.popularity.astype(np.float32))
     if model.factor_model:
         for key, arr in model.factors().items():
@@ -186,5 +232,6 @@ def _train(emb: Path, interactions_path: str | Path, tmp: Path, cfg, *, tune: bo
         extra={"load_report": data.report.to_dict(), "fit_seconds": round(fit_s, 3), "info": model.info,
                "events": events_info,
                **({"tuned": report} if report else {}),
+               **({"recency": recency_info} if recency_info else {}),
                **({"privacy": model.info["privacy"]} if "privacy" in model.info else {})},
     ))

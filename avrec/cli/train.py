@@ -47,7 +47,7 @@ Examples:
   avrec train --interactions events.csv --set train.tune=off --set train.hybrid.l2=400
 
 Config keys (section train): model, validation, min_weight, tune, tune_budget_s,
-tune_budget_fits, tune_max_interactions, hybrid.{solver, dim, l2, content_prior, ridge,
+tune_budget_fits, tune_max_interactions, recency, recency_half_life, hybrid.{solver, dim, l2, content_prior, ridge,
 cold_scale, epochs, lr, weight_decay, batch_size, negatives, content_weight, dropout, patience,
 mask_ratio, content_hidden, eval_k, refit, closed_max, als_factors, als_iterations,
 als_warm_iterations, als_reg, als_alpha}, mf.{factors, epochs, reg, alpha}, ease.l2,

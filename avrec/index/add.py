@@ -189,6 +189,8 @@ def _add(index_dir: Path, embeddings_dir: Path, tmp: Path, cfg: Any, *, seed: in
     }
     if hist_proj is not None:
         arrays["history_projection"] = hist_proj
+    if idx.seen_weights is not None:
+        arrays["seen_weights"] = idx.seen_weights
     emb: dict[str, Any] = {"manifest": {}, "rows": None, "modalities": {}, "fused": None}
     if idx.content_fused is not None:
         emb["fused"] = np.vstack([idx.content_fused, fused_new])
@@ -212,6 +214,7 @@ def _add(index_dir: Path, embeddings_dir: Path, tmp: Path, cfg: Any, *, seed: in
         "model_name": extra.get("model_name"),
         "text_spaces": extra.get("text_spaces") or {},
         "events": extra.get("events"),
+        "recency_half_life": float(extra.get("recency_half_life") or 0.0),
         "embed_models": old_models or new_models,
         "added": list(extra.get("added") or []) + [{"embeddings": str(embeddings_dir.resolve()), "items": n_new,
                                                      "first_row": n_old}],

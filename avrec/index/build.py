@@ -604,6 +604,11 @@ def _build(model_dir: Path, tmp: Path, cfg: Any, *, seed: int, log: Callable[[st
     for name in ("content_projection", "history_projection"):
         if (model_dir / f"{name}.npy").exists():
             arrays[name] = load_npy(model_dir / f"{name}.npy", mmap=False)
+    if (model_dir / "seen_weights.npy").exists():  # train.recency: the decayed weights the user vectors hold
+        arrays["seen_weights"] = load_npy(model_dir / "seen_weights.npy")
+        if arrays["seen_weights"].shape != arrays["seen_indices"].shape:
+            raise ArtifactError(f"{model_dir}: seen_weights.npy is {arrays['seen_weights'].shape}, expected "
+                                f"{arrays['seen_indices'].shape} (one per seen_indices entry)")
     recipe = Recipe.load(emb_dir) if emb is not None and emb_dir else None
     if recipe is not None:
         # content spaces are searched centred on the catalogue's means, as they were fused
@@ -620,6 +625,8 @@ def _build(model_dir: Path, tmp: Path, cfg: Any, *, seed: int, log: Callable[[st
         "added": [],
         # the event store seq the model learnt up to: the server folds in the events after it
         "events": (model["manifest"].get("extra") or {}).get("events"),
+        # train.recency: the server decays the trained history by the live events' count
+        "recency_half_life": float(((model["manifest"].get("extra") or {}).get("recency") or {}).get("half_life") or 0.0),
     })
     write_manifest(tmp, Manifest(
         artifact=KIND,

@@ -26,6 +26,7 @@ import numpy as np
 from ..errors import InputError
 from ..index.normscan import NormScan
 from ..index.read import Index
+from ..recency import live_weights
 from ..recommend import Options, Recommender
 from .events import EventStore
 
@@ -330,10 +331,20 @@ class State:
                         weights=np.ones(len(seen), np.float32))
         rows, _unknown = idx.items.rows([i for i, _ in live])  # events on items the index lacks wait for it
         weights = np.asarray([w for i, w in live if idx.items.row(i) is not None], dtype=np.float32)
+        seen_w = None
         if row is not None:
             seen = idx.seen(row)
             rows = np.concatenate([seen, rows])
-            weights = np.concatenate([np.ones(len(seen), np.float32), weights])
+            seen_w = np.ones(len(seen), np.float32)
+            sw = idx.seen_weights
+            if sw is not None:
+                seen_w = np.asarray(sw[int(idx.seen_indptr[row]):int(idx.seen_indptr[row + 1])], np.float32)
+        h = float(idx.extra.get("recency_half_life") or 0.0)
+        if h > 0:  # train.recency: every live event is newer than the trained history (avrec/recency.py)
+            seen_w, weights = live_weights(seen_w if seen_w is not None else np.zeros(0, np.float32), weights,
+                                           half_life=h)
+        if seen_w is not None:
+            weights = np.concatenate([seen_w, weights])
         exclude = np.unique(rows) if rec.opts.exclude_seen and len(rows) else None
         taste = weights > 0
         if not taste.any():  # only skips so far: the model's vector, or popular, minus what was seen
