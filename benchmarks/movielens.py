@@ -6,14 +6,16 @@ encoder (all-MiniLM-L6-v2). Ratings >= 4 are the implicit positives (weight 1).
 Protocols: ``random`` (20% of each user's positives held out; everything else ranked)
 and ``cold`` (20% of items held out with all their interactions; each user's held-out
 items ranked among the held-out items only); ``temporal`` (the last 20% of interactions in
-time) is the protocol kept back until the end. Peers are chosen over grids on a validation
+time) is the protocol kept back until the end; ``last`` (each user's newest ``--last-n``
+positives) asks what a user watches next. Peers are chosen over grids on a validation
 split carved from the training part, refit on the whole training part and scored once on
 test; the hybrid runs with no flags (it tunes itself on a split of the training part, as
-``avrec train`` does). Seeds 2, 3, 4 by default.
+``avrec train`` does). Seeds 2, 3, 4 by default. ``hybrid-recency`` is the hybrid with
+``train.recency=auto`` (it chooses a half-life on each user's newest training interactions).
 
     python benchmarks/movielens.py [--data DIR] [--models ...] [--peers ...] [--seeds 2,3,4]
 
-Writes benchmarks/results/movielens.json and movielens.md.
+Writes benchmarks/results/movielens.json and movielens.md (``--name`` for another stem).
 """
 
 from __future__ import annotations
@@ -241,7 +243,7 @@ GRIDS: dict[str, dict[str, tuple]] = {
     "lightfm-features": {"no_components": (32, 64), "epochs": (20, 40)},
     "lightfm-features-noid": {"no_components": (32, 64), "epochs": (20, 40)},
 }
-AVREC = ("popular", "itemknn", "ease", "mf", "hybrid")
+AVREC = ("popular", "itemknn", "ease", "mf", "hybrid", "hybrid-recency")
 COLD_OK = ("hybrid", "lightfm-features", "lightfm-features-noid")  # models that can rank items without interactions
 
 
@@ -255,12 +257,25 @@ def grid(name: str) -> list[dict]:
 def fit_scorer(name: str, train, params: dict, *, content, movies, items, cfg, seed: int, threads: int):
     """Fit ``name`` on ``train`` (Interactions) with ``params``; returns (a scorer (user rows ->
     scores), the hybrid's own search report or None)."""
-    if name == "hybrid":  # as train ships it: it tunes itself on a split of ``train``
-        from avrec.train import fit_model
+    if name in ("hybrid", "hybrid-recency"):  # as train ships it: it tunes itself on a split of ``train``
+        import copy
 
-        model, chosen, report = fit_model(name, train.to_csr(binary=True), content, cfg, device="cpu",
+        from avrec.train import _recency, fit_model
+
+        model, chosen, report = fit_model("hybrid", train.to_csr(binary=True), content, cfg, device="cpu",
                                           progress=lambda m: None)
-        return model.score, report or {}
+        report = report or {}
+        if name == "hybrid-recency":  # then train.recency=auto, as `avrec train --set train.recency=auto` runs it
+            rc = copy.deepcopy(cfg)
+            rc.train.recency = "auto"
+            from avrec.data.interactions import Interactions
+
+            binary = Interactions(train.users, train.items, train.user, train.item, np.ones(len(train), np.float32),
+                                  train.timestamp, train.report)  # the weights the hybrid was fitted with
+            rec = _recency(model, "hybrid", binary, content, rc, chosen, None, device="cpu", progress=lambda m: None)
+            rec.pop("seen_weights", None)
+            report = {**report, "chosen": {**report.get("chosen", {}), "recency_half_life": rec["half_life"]}}
+        return model.score, report
     if name in AVREC:
         model = build_model(name, cfg.train, seed=seed, **params)
         model.fit(train.to_csr(binary=True), None, progress=lambda m: None)
@@ -314,6 +329,8 @@ def main() -> int:
     ap.add_argument("--min-rating", type=float, default=4.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--set", action="append", default=[], help="avrec config override, e.g. train.hybrid.dim=256")
+    ap.add_argument("--last-n", type=int, default=5, help="the last protocol: each user's newest N positives are the test")
+    ap.add_argument("--name", default="movielens", help="output stem under --out")
     ap.add_argument("--render", help="only rewrite movielens.md from an existing movielens.json")
     args = ap.parse_args()
     if args.render:
@@ -345,10 +362,11 @@ def main() -> int:
         cfg.runtime.seed = seed
         runs[str(seed)] = {}
         for proto in args.protocols.split(","):
-            split = make_split(data, proto, ratio=cfg.evaluate.test_ratio, cold_ratio=cfg.evaluate.cold_ratio, seed=seed)
+            split = make_split(data, proto, ratio=cfg.evaluate.test_ratio, cold_ratio=cfg.evaluate.cold_ratio, seed=seed,
+                               last_n=args.last_n)
             # the validation split is carved from the training part only, the same way
             val = make_split(split.train, proto, ratio=cfg.evaluate.test_ratio, cold_ratio=cfg.evaluate.cold_ratio,
-                             seed=seed + 1000)
+                             seed=seed + 1000, last_n=args.last_n)
             log(f"== seed {seed} {proto}: {len(split.train)} train ({len(val.train)} fit + {len(val.test)} validation) "
                 f"/ {len(split.test)} test")
             res = {"split": {"train": len(split.train), "test": len(split.test), "validation": len(val.test),
@@ -356,6 +374,8 @@ def main() -> int:
             for name in names:
                 if name == "lightfm-features-noid" and proto != "cold":
                     continue
+                if name == "hybrid-recency" and proto not in ("last", "temporal"):
+                    continue  # it answers what comes next; the random and cold runs are the hybrid's
                 if proto == "cold" and name not in COLD_OK:
                     continue  # pure collaborative models cannot rank items without interactions
                 r = run_model(name, split, val, content=content, movies=movies, items=items, cfg=cfg, seed=seed,
@@ -371,7 +391,8 @@ def main() -> int:
         "seeds": seeds, "runs": runs, "summary": summarise(runs),
         "machine": machine(), "embedding": how, "min_rating": args.min_rating, "positives": len(data),
         "users": data.n_users, "items": data.n_items, "threads": args.threads,
-        "test_ratio": cfg.evaluate.test_ratio, "cold_ratio": cfg.evaluate.cold_ratio,
+        "test_ratio": cfg.evaluate.test_ratio, "cold_ratio": cfg.evaluate.cold_ratio, "last_n": args.last_n,
+        "argv": sys.argv[1:],
         "config": {"hybrid": vars(cfg.train.hybrid), "mf": vars(cfg.train.mf), "itemknn": vars(cfg.train.itemknn),
                    "tune": cfg.train.tune, "tune_budget_s": cfg.train.tune_budget_s},
         "total_seconds": round(time.perf_counter() - t_all, 1),
@@ -379,9 +400,9 @@ def main() -> int:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "movielens.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    (out / "movielens.md").write_text(markdown(results))
-    print(out / "movielens.json")
+    (out / f"{args.name}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    (out / f"{args.name}.md").write_text(markdown(results))
+    print(out / f"{args.name}.json")
     return 0
 
 
@@ -434,7 +455,8 @@ def markdown(res: dict) -> str:
         f"ones excluded) and `cold` ({res['cold_ratio']:.0%} of the items with interactions held out with all their "
         "interactions; each user's held-out items ranked among the held-out items only), and `temporal` (the "
         f"last {res['test_ratio']:.0%} of interactions in time; the protocol kept back while the hybrid was "
-        "developed). The same splits and the "
+        "developed)" + (f", and `last` (each user's newest {res['last_n']} positives; users keep at least one to "
+                        "train on)" if res.get("last_n") else "") + ". The same splits and the "
         "same metric code (avrec.evaluate) for every model.",
         "- Tuning: every peer with hyperparameters is chosen by NDCG@10 on a validation split carved from the "
         "training part only (random: the same per-user holdout applied to the training part; cold: a cold-item "

@@ -162,4 +162,6 @@ def test_the_server_folds_live_events_in_on_the_decayed_scale(tmp_path):
     w = np.r_[sw * 0.5, [0.5 ** 0.5, 1.0]]  # two live events: the history decays by 0.5 ** (2 / 2)
     expect = (w[:, None] * np.asarray(idx.history_vectors)[rows]).sum(0) / w.sum()
     np.testing.assert_allclose(plan.q, expect, rtol=1e-5, atol=1e-6)
+    prof = state.profile(idx, "u0")  # over the same decayed weights
+    assert prof["user"] == "u0"
     store.close()

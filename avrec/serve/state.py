@@ -368,7 +368,13 @@ class State:
         if row is not None:
             rows, weights = user_history(idx, row)
         lrows = [(idx.items.row(i), w) for i, w in live]
-        lrows = [(r, w) for r, w in lrows if r is not None and w > 0]
+        lrows = [(r, w) for r, w in lrows if r is not None]
+        h = float(idx.extra.get("recency_half_life") or 0.0)
+        if h > 0 and lrows:  # train.recency: on the scale plan_user folds with
+            tw, lw = live_weights(np.asarray(weights, np.float32), np.asarray([w for _, w in lrows], np.float32),
+                                  half_life=h)
+            weights, lrows = tw.astype(np.float64), [(r, float(w)) for (r, _), w in zip(lrows, lw)]
+        lrows = [(r, w) for r, w in lrows if w > 0]
         if lrows:
             rows = np.concatenate([np.asarray(rows, np.int64), np.asarray([r for r, _ in lrows], np.int64)])
             weights = np.concatenate([np.asarray(weights, np.float64), np.asarray([w for _, w in lrows], np.float64)])
