@@ -374,8 +374,8 @@ def main() -> int:
             for name in names:
                 if name == "lightfm-features-noid" and proto != "cold":
                     continue
-                if name == "hybrid-recency" and proto not in ("last", "temporal"):
-                    continue  # it answers what comes next; the random and cold runs are the hybrid's
+                if name == "hybrid-recency" and proto == "cold":
+                    continue  # recency changes user vectors only; the cold ranking is the hybrid's
                 if proto == "cold" and name not in COLD_OK:
                     continue  # pure collaborative models cannot rank items without interactions
                 r = run_model(name, split, val, content=content, movies=movies, items=items, cfg=cfg, seed=seed,
