@@ -117,3 +117,10 @@ def test_cpu_devices_resolve_without_importing_torch():
     assert out[0] == "cpu"
     if not _gpu_nodes() and sys.platform.startswith("linux"):
         assert out[1:] == ["cpu", "False"]
+
+
+def test_bare_off_and_on_in_yaml_are_the_words_not_booleans(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  tune: off\n  recency: on\n")  # YAML 1.1 reads both as booleans
+    cfg = load_config(p)
+    assert cfg.train.tune == "off" and cfg.train.recency == "on"
