@@ -84,16 +84,10 @@ def live_weights(trained: np.ndarray, live: np.ndarray, *, half_life: float) -> 
 def newest_split(data, *, ratio: float, seed: int):
     """(train, test) Interactions: each user's newest ``ratio`` of interactions (rounded
     without bias, at least one left to train on) are the test."""
-    rng = np.random.default_rng(seed)
-    order = np.lexsort((rng.random(len(data)), -data.timestamp, data.user))
-    users = data.user[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1] if len(users) else np.zeros(0, np.int64)
-    counts = np.diff(np.r_[starts, len(users)])
-    n_test = np.minimum(np.floor(counts * ratio + rng.random(len(counts))).astype(np.int64), counts - 1)
-    pos = np.arange(len(users)) - np.repeat(starts, counts)
-    is_test = np.zeros(len(data), bool)
-    is_test[order] = pos < np.repeat(n_test, counts)
-    return data.subset(~is_test), data.subset(is_test)
+    from .data.splits import leave_last_split
+
+    split = leave_last_split(data, ratio=ratio, seed=seed)
+    return split.train, split.test
 
 
 def check(data, model_name: str) -> None:

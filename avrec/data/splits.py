@@ -56,20 +56,23 @@ def temporal_split(data: Interactions, *, ratio: float) -> Split:
     return Split("temporal", data.subset(~is_test), data.subset(is_test), params={"ratio": ratio, "cut": cut})
 
 
-def leave_last_split(data: Interactions, *, n: int = 1, seed: int = 0) -> Split:
-    """Each user's last ``n`` interactions by time form the test (users keep at least one)."""
+def leave_last_split(data: Interactions, *, n: int = 1, ratio: float | None = None, seed: int = 0) -> Split:
+    """Each user's last ``n`` interactions by time form the test, or with ``ratio`` their
+    newest ``ratio`` share (rounded without bias); users keep at least one."""
     if not data.has_time:
         raise InputError("leave-last-n split needs a timestamp on every interaction (add a timestamp column)")
     rng = np.random.default_rng(seed)
     order = np.lexsort((rng.random(len(data)), -data.timestamp, data.user))  # newest first per user
     users = data.user[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1]
+    starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1] if len(users) else np.zeros(0, np.int64)
     counts = np.diff(np.r_[starts, len(users)])
-    n_test = np.minimum(n, counts - 1)
+    want = n if ratio is None else np.floor(counts * ratio + rng.random(len(counts))).astype(np.int64)
+    n_test = np.minimum(want, counts - 1)
     pos = np.arange(len(users)) - np.repeat(starts, counts)
     is_test = np.zeros(len(data), bool)
     is_test[order] = pos < np.repeat(n_test, counts)
-    return Split("last", data.subset(~is_test), data.subset(is_test), params={"n": n, "seed": seed})
+    params = {"n": n, "seed": seed} if ratio is None else {"ratio": ratio, "seed": seed}
+    return Split("last", data.subset(~is_test), data.subset(is_test), params=params)
 
 
 def cold_item_split(data: Interactions, *, ratio: float, seed: int = 0) -> Split:

@@ -130,6 +130,11 @@ class PinnedIndex(Index):
         return int((self.extra.get("events") or {}).get("seq", 0) or 0)
 
     @property
+    def recency_half_life(self) -> float:
+        """train.recency's half-life behind this index (0: none; avrec/recency.py)."""
+        return float(self.extra.get("recency_half_life") or 0.0)
+
+    @property
     def trained_at(self) -> float:
         return float((self.extra.get("events") or {}).get("trained_at", 0.0) or 0.0)
 
@@ -339,7 +344,7 @@ class State:
             sw = idx.seen_weights
             if sw is not None:
                 seen_w = np.asarray(sw[int(idx.seen_indptr[row]):int(idx.seen_indptr[row + 1])], np.float32)
-        h = float(idx.extra.get("recency_half_life") or 0.0)
+        h = idx.recency_half_life
         if h > 0:  # train.recency: every live event is newer than the trained history (avrec/recency.py)
             seen_w, weights = live_weights(seen_w if seen_w is not None else np.zeros(0, np.float32), weights,
                                            half_life=h)
@@ -369,7 +374,7 @@ class State:
             rows, weights = user_history(idx, row)
         lrows = [(idx.items.row(i), w) for i, w in live]
         lrows = [(r, w) for r, w in lrows if r is not None]
-        h = float(idx.extra.get("recency_half_life") or 0.0)
+        h = idx.recency_half_life
         if h > 0 and lrows:  # train.recency: on the scale plan_user folds with
             tw, lw = live_weights(np.asarray(weights, np.float32), np.asarray([w for _, w in lrows], np.float32),
                                   half_life=h)
