@@ -58,14 +58,11 @@ def decay(user: np.ndarray, timestamp: np.ndarray, *, half_life: float) -> np.nd
 def decayed_csr(data, *, half_life: float):
     """(users, items) CSR of the interaction weights times their decay, with the same
     sparsity and order as ``data.to_csr()``."""
-    import scipy.sparse as sp
+    from .data.interactions import Interactions
 
     w = data.weight.astype(np.float64) * decay(data.user, data.timestamp, half_life=half_life)
-    m = sp.csr_matrix((w.astype(np.float32), (data.user, data.item)), shape=(data.n_users, data.n_items),
-                      dtype=np.float32)
-    m.sum_duplicates()
-    m.sort_indices()
-    return m
+    return Interactions(data.users, data.items, data.user, data.item, w.astype(np.float32), data.timestamp,
+                        data.report).to_csr()
 
 
 def live_weights(trained: np.ndarray, live: np.ndarray, *, half_life: float) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +97,7 @@ def check(data, model_name: str) -> None:
                          "or set train.recency=off)")
 
 
-def choose(data, content, fit: Callable[[Any], Any], *, ratio: float, seed: int, k: int,
+def choose(data, fit: Callable[[Any], Any], *, ratio: float, seed: int, k: int,
            progress: Callable[[str], None]) -> dict[str, Any]:
     """Choose the half-life on each user's newest ``ratio`` of ``data``: ``fit(train
     Interactions) -> model`` is fitted once, then every half-life of :data:`HALF_LIVES` only

@@ -158,7 +158,7 @@ def _recency(model, name: str, data, content, cfg, overrides: dict[str, Any], bl
             return m
 
         ratio = cfg.train.validation if cfg.train.validation > 0 else 0.1
-        info.update(recency.choose(data, content, fit, ratio=ratio, seed=cfg.runtime.seed,
+        info.update(recency.choose(data, fit, ratio=ratio, seed=cfg.runtime.seed,
                                    k=cfg.train.hybrid.eval_k, progress=progress))
         progress(f"recency: chose half-life {info['half_life']:g}" if info["half_life"] else
                  "recency: chose no decay (no half-life beat it on the newest interactions)")
@@ -197,10 +197,10 @@ def _train(emb: Path, interactions_path: str | Path, tmp: Path, cfg, *, tune: bo
         check(data, name)
     seen = data.to_csr()
     t0 = time.perf_counter()
+    blocks = fusion_blocks(emb)
     model, overrides, report = fit_model(name, seen, content, cfg, device=device, progress=progress,
-                                         blocks=fusion_blocks(emb), tune=tune)
-    recency_info = _recency(model, name, data, content, cfg, overrides, fusion_blocks(emb), device=device,
-                            progress=progress)
+                                         blocks=blocks, tune=tune)
+    recency_info = _recency(model, name, data, content, cfg, overrides, blocks, device=device, progress=progress)
     fit_s = time.perf_counter() - t0
     progress(f"{name}: trained on {len(data)} interactions of {data.n_users} users in {fit_s:.1f}s")
     cold = int((model.popularity == 0).sum())
