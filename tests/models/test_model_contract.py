@@ -83,6 +83,22 @@ class ModelContract:
         for u in range(3):
             assert not set(ids_h[u]) & set(hist[u].indices)
 
+    def test_weights_are_relative(self, taste_data):
+        """Ratings of 1-5 and the same log times 100 train the same model: the regularisers
+        do not depend on the unit weights happen to be in."""
+        t, data = taste_data
+        w = np.random.default_rng(3).integers(1, 6, len(data)).astype(np.float32)
+        seen = data.to_csr()
+        seen.data = w
+        content = t.content if self.name == "hybrid" else None
+        users = np.arange(data.n_users)
+        a = build_model(self.name, None, seed=0, **FAST[self.name]).fit(seen, content)
+        big = seen.copy()
+        big.data = big.data * 100.0
+        b = build_model(self.name, None, seed=0, **FAST[self.name]).fit(big, content)
+        np.testing.assert_allclose(a.score(users), b.score(users), rtol=2e-3, atol=2e-4)
+        assert np.array_equal(big.data, seen.data * 100.0), "fit must not change the caller's matrix"
+
     def test_factors_reproduce_scores(self, fitted):
         model, data = fitted
         if not model.factor_model:
