@@ -55,12 +55,13 @@ def decay(user: np.ndarray, timestamp: np.ndarray, *, half_life: float) -> np.nd
     return (0.5 ** (newer_counts(user, timestamp) / float(half_life))).astype(np.float32)
 
 
-def decayed_csr(data, *, half_life: float):
-    """(users, items) CSR of the interaction weights times their decay, with the same
-    sparsity and order as ``data.to_csr()``."""
+def decayed_csr(data, *, half_life: float, weighting: str = "linear"):
+    """(users, items) CSR of the interaction weights (as ``weighting`` has them:
+    avrec/weighting.py) times their decay, with the same sparsity and order as ``data.to_csr()``."""
     from .data.interactions import Interactions
+    from .weighting import weigh
 
-    w = data.weight.astype(np.float64) * decay(data.user, data.timestamp, half_life=half_life)
+    w = weigh(data.weight, weighting).astype(np.float64) * decay(data.user, data.timestamp, half_life=half_life)
     return Interactions(data.users, data.items, data.user, data.item, w.astype(np.float32), data.timestamp,
                         data.report).to_csr()
 
@@ -106,7 +107,7 @@ def choose(data, fit: Callable[[Any], Any], *, ratio: float, seed: int, k: int,
 
     train, test = newest_split(data, ratio=ratio, seed=seed)
     model = fit(train)
-    seen = train.to_csr()
+    seen = model.weigh(train.to_csr())  # the weights as the model sees them (train.weighting)
     held = test.to_csr(binary=True)
     users = np.flatnonzero((np.diff(held.indptr) > 0) & (np.diff(seen.indptr) > 0))
     if len(users) == 0:

@@ -164,7 +164,7 @@ def _recency(model, name: str, data, content, cfg, overrides: dict[str, Any], bl
                  "recency: chose no decay (no half-life beat it on the newest interactions)")
     h = info["half_life"]
     if h > 0:
-        decayed = recency.decayed_csr(data, half_life=h)
+        decayed = recency.decayed_csr(data, half_life=h, weighting=model.info.get("weighting", "linear"))
         model.user_vectors = model._fold(decayed)
         info["seen_weights"] = decayed.data.astype(np.float32)
     return info

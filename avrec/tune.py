@@ -40,6 +40,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import InputError
+from .weighting import varies
 
 # coordinate grids per solver, searched in this order (the configured value is always a candidate)
 GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
@@ -53,6 +54,8 @@ GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
 }
 COLD_GRID = {"ridge": (0.1, 1.0, 10.0, 100.0)}
 MIN_GAIN = 0.002  # a move is kept only when it scores this much (relative) higher: less chasing of noise
+WEIGHTING_GAIN = 0.02  # weights kept as given unless log1p or binary scores this much higher: on MovieLens
+# ratings the three were within 1.2% (noise), and a switch there only cost the search its later fits
 COLD_SHARE = 0.1
 MIN_COLD_ITEMS = 20
 MAX_EVAL_USERS = 5000  # validation users scored per fit (a random subset above this)
@@ -325,7 +328,7 @@ def tune_hybrid(seen, content, cfg, *, device: str, progress: Callable[[str], No
         fit_kw: dict[str, Any] = {}
         start, akey = "random", ""
         if params["solver"] == "als":
-            akey = _key({k: full[k] for k in GRIDS["als"]})
+            akey = _key({**{k: full[k] for k in GRIDS["als"]}, "weighting": full.get("weighting")})
             cached = search.als_fits.get(protocol)
             if cached is not None and cached[0] == akey:
                 fit_kw, start = {"als_given": cached[1]}, "given"
@@ -353,10 +356,24 @@ def tune_hybrid(seen, content, cfg, *, device: str, progress: Callable[[str], No
     # of the budget when content leaves a cold search to do
     search.share = WARM_SHARE if content is not None else 1.0
     best_score, best = -1.0, {}
+    # train.weighting auto: weights that vary (ratings, play counts) are tried as given, as
+    # log1p and binary with each solver (avrec/weighting.py: on taste-free heavy-tailed counts
+    # the closed form scored 0.13 linear and 0.30 binary, ALS the other way round, through its
+    # confidence); a binary log has nothing to choose
+    weightings = ("linear", "log", "binary") if tc.weighting == "auto" and varies(fit.data) else (None,)
+    scored: list[tuple[float, dict[str, Any]]] = []
     for s in solvers:
-        score = warm({**base, "solver": s})
-        if score is not None and score > best_score:
-            best_score, best = score, {"solver": s}
+        for how in weightings:
+            params = {"solver": s, **({"weighting": how} if how else {})}
+            score = warm({**base, **params})
+            if score is not None:
+                scored.append((score, params))
+    if scored:
+        best_score, best = max((t for t in scored if t[1].get("weighting") in (None, "linear")),
+                               key=lambda t: t[0], default=max(scored, key=lambda t: t[0]))
+        other_score, other = max(scored, key=lambda t: t[0])
+        if other_score > best_score * (1 + WEIGHTING_GAIN):
+            best_score, best = other_score, other
     grid = dict(GRIDS[best["solver"]])
     best_score, best = coordinate_search(best_score, {**best, **{k: getattr(hc, k) for k in grid}}, grid,
                                          lambda over: warm({**base, **over}), search)

@@ -48,7 +48,7 @@ def test_auto_tunes_by_default_and_records_what_it_chose(taste, tmp_path):
     man = read_manifest(out)
     tuned = man["extra"]["tuned"]
     # a 240-item catalogue: auto's closed form, and als beside it, each from its defaults
-    assert [t["params"]["solver"] for t in tuned["tried"][:2]] == ["closed", "als"]
+    assert list(dict.fromkeys(t["params"]["solver"] for t in tuned["tried"]))[:2] == ["closed", "als"]
     assert tuned["chosen"]["solver"] in ("closed", "als") and tuned["fits"] == len(tuned["tried"]) > 5
     assert {t["protocol"] for t in tuned["tried"]} == {"warm", "cold"}
     # what was chosen is what was fitted, and the manifest says why that solver ran
@@ -87,7 +87,44 @@ def test_the_budget_stops_the_search_after_the_reference_fit(taste):
     found = tune_hybrid(_seen(taste), taste.content, _cfg(), device="cpu", progress=logs.append, budget_s=1e-6)
     report = found.pop("report")
     assert report["fits"] == 1 and "budget" in report["stopped"]
-    assert found == {"solver": "closed", **{k: getattr(Config().train.hybrid, k) for k in GRIDS["closed"]}}
+    # the taste log repeats some pairs (weight 2), so its weights vary and linear is the one scored
+    assert found == {"solver": "closed", "weighting": "linear", **{k: getattr(Config().train.hybrid, k) for k in GRIDS["closed"]}}
+
+
+def _noisy_counts(t, seed=0):
+    """The taste log with play-count-like weights that carry no taste: lognormal(0, 2.5)."""
+    seen = _seen(t)
+    seen.data = np.random.default_rng(seed).lognormal(0.0, 2.5, seen.nnz).astype(np.float32)
+    return seen
+
+
+def test_auto_weighting_drops_heavy_tailed_weights_that_carry_no_taste(taste):
+    logs: list[str] = []
+    found = tune_hybrid(_noisy_counts(taste), taste.content, _cfg(), device="cpu", progress=logs.append, budget_s=None)
+    assert found["weighting"] in ("log", "binary") and found["report"]["warm_ndcg"] > 0.25
+    tried = {t["params"].get("weighting") for t in found["report"]["tried"] if t["protocol"] == "warm"}
+    assert {"linear", "log", "binary"} <= tried
+
+
+def test_weighting_is_not_searched_on_a_binary_log_or_when_configured(taste):
+    seen = _seen(taste)
+    seen.data[:] = 1.0
+    found = tune_hybrid(seen, taste.content, _cfg(), device="cpu", progress=lambda _m: None, budget_s=None)
+    assert "weighting" not in found
+    assert all("weighting" not in t["params"] for t in found["report"]["tried"])
+    found = tune_hybrid(_noisy_counts(taste), taste.content, _cfg(**{"train.weighting": "linear"}), device="cpu",
+                        progress=lambda _m: None, budget_s=None)
+    assert "weighting" not in found  # the configured one is built in (build_model), not chosen
+
+
+def test_a_model_weighs_its_interactions_as_configured(taste):
+    from avrec.models import build_model
+
+    raw = _noisy_counts(taste)
+    for how, expect in (("linear", raw.data), ("log", np.log1p(raw.data)), ("binary", np.ones_like(raw.data))):
+        m = build_model("ease", _cfg(**{"train.weighting": how}).train, l2=10.0).fit(raw)
+        np.testing.assert_allclose(m.seen.data, expect / expect.mean(), rtol=1e-5)
+        assert m.info["weighting"] == how
 
 
 def test_an_explicit_solver_is_the_only_one_searched(taste):

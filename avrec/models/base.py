@@ -34,7 +34,7 @@ def as_csr(interactions: Any, n_items: int | None = None):
     if n_items is not None and m.shape[1] != n_items:
         raise InputError(f"interactions cover {m.shape[1]} items but item_content has {n_items} rows")
     m.sort_indices()
-    return scale_weights(m)
+    return m
 
 
 def scale_weights(m):
@@ -77,7 +77,7 @@ class Recommender:
     # -- training ------------------------------------------------------------------------
     def fit(self, interactions: Any, item_content: np.ndarray | None = None, *, progress: Progress | None = None, **kw: Any) -> "Recommender":
         content = None if item_content is None else np.asarray(item_content, np.float32)
-        seen = as_csr(interactions, None if content is None else content.shape[0])
+        seen = self.weigh(as_csr(interactions, None if content is None else content.shape[0]))
         self.seen = seen
         self.popularity = np.asarray((seen > 0).sum(axis=0), np.float32).ravel()
         self._fit(seen, content, progress=progress or (lambda _m: None), **kw)
@@ -85,6 +85,19 @@ class Recommender:
 
     def _fit(self, seen, content: np.ndarray | None, *, progress: Progress, **kw: Any) -> None:
         raise NotImplementedError
+
+    def weigh(self, m):
+        """``m`` (CSR of raw weights) as this model trains on it: ``params["weighting"]``
+        (avrec/weighting.py), then divided by the mean. A new CSR; ``m`` is left as it was."""
+        import scipy.sparse as sp
+
+        from ..weighting import weigh
+
+        how = self.params.get("weighting") or "linear"
+        if how not in ("linear", "auto"):
+            m = sp.csr_matrix((weigh(m.data, how), m.indices, m.indptr), shape=m.shape)
+        self.info["weighting"] = "linear" if how == "auto" else how
+        return scale_weights(m)
 
     @property
     def n_users(self) -> int:

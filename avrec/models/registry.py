@@ -42,5 +42,7 @@ def build_model(name: str, train_cfg: Any = None, *, seed: int = 0, device: str 
         params["device"] = device
         if train_cfg is not None:
             params.setdefault("validation", train_cfg.validation)
+    if train_cfg is not None and getattr(train_cfg, "weighting", None):
+        params.setdefault("weighting", train_cfg.weighting)
     params.update(overrides)
     return cls(**params)
