@@ -205,6 +205,7 @@ class ServeConfig:
     port: int = 8000
     events: str = ""  # SQLite event store; "": <runtime.workdir>/events.sqlite
     poll_s: float = 1.0  # seconds between checks for a swapped index (avrec index --add)
+    workers: int = 1  # server processes sharing the port and the event store; 0: one per usable core, at most 8
     auth: str = "writes"  # writes | all: which endpoints need the bearer token when one is set
     token_file: str | None = None  # a file holding the bearer token
     max_body_bytes: int = 1048576  # request bodies above this are refused (413)
@@ -573,6 +574,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "serve.rate_limit": (0, _INF, False, False),
     "serve.rate_burst": (0, _INF, False, False),
     "serve.poll_s": (0, 3600, True, False),
+    "serve.workers": (0, 64, False, False),
     "serve.max_body_bytes": (1024, _INF, False, False),
     "serve.max_events": (1, 1000000, False, False),
     "serve.max_k": (1, 100000, False, False),

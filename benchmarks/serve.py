@@ -246,14 +246,19 @@ def cli_calls(idx: Path, users: int, n: int) -> dict:
 def report(res: dict) -> str:
     lines = ["# avrec serve under load, against the per-process CLI in the same run", "",
              f"Machine: {res['machine']}.", "",
-             f"Reproduce: `python benchmarks/serve.py --clients {','.join(str(r['clients']) for r in res['load'])} "
+             f"Reproduce: `python benchmarks/serve.py --clients {','.join(dict.fromkeys(str(r['clients']) for r in res['load']))} "
              f"--requests {res['requests']} --size {res['size']}" + (f" --skip {','.join(res['skip'])}" if res.get("skip") else "")
+             + f" --workers {res.get('workers', 1)}"
              + "".join(f" --train-set {kv}" for kv in res.get("train_sets", [])) + "`.", "",
              f"Index: {res['index']['items']} items, {res['index']['users']} users, {res['index']['dim']}-d vectors, "
              f"served by {res['index']['serving']} search (benchmarks/scale_data.py {res['size']}).", "",
-             "| clients | requests | requests/s | p50 ms | p99 ms | max ms | failed |", "|---:|---:|---:|---:|---:|---:|---:|"]
+             "| server processes | clients | requests | requests/s | p50 ms | p99 ms | max ms | failed |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in res["load"]:
-        lines.append(f"| {r['clients']} | {r['requests']} | {r['rps']} | {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['failed']} |")
+        w = r.get("workers", 1)
+        who = f"{w} (the default, serve.workers)" if r.get("default") else f"{w} (--workers {w})"
+        lines.append(f"| {who} | {r['clients']} | {r['requests']} | {r['rps']} | {r['p50_ms']} | {r['p99_ms']} | "
+                     f"{r['max_ms']} | {r['failed']} |")
     c = res["cli"]
     lines += ["", f"- CLI, one process per call (`avrec recommend --user U --json`): {c['p50_ms']} ms per call, "
               f"{c['rps']} calls/s ({c['calls']} calls)."]
@@ -279,7 +284,9 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--skip", default="")
     ap.add_argument("--name", default="serve")
-    ap.add_argument("--workers", type=int, default=1, help="server processes (avrec serve --workers)")
+    ap.add_argument("--workers", default="default,2",
+                    help="server processes (avrec serve --workers), comma-separated: the first is the one the event and "
+                         "swap runs and the targets use; default: the server's own (serve.workers); 0: one per core")
     ap.add_argument("--set", action="append", default=[], help="avrec serve --set KEY=VALUE (repeatable)")
     ap.add_argument("--train-set", action="append", default=[],
                     help="avrec train --set KEY=VALUE for the served model (repeatable), e.g. train.hybrid.als_factors=128")
@@ -296,27 +303,37 @@ def main() -> None:
            "index": {"items": man["counts"]["items"], "users": man["counts"]["users"], "dim": man["extra"]["dim"],
                      "serving": man["extra"].get("serving", "exact")}}
     sets = [x for kv in args.set for x in ("--set", kv)]
-    srv = Server(idx, tmp / "events.sqlite", "--set", "serve.access_log=false", "--workers", str(args.workers), *sets)
+    from avrec.cli.serve import worker_count
+
+    from avrec.config import Config
+
+    counts = [None if x == "default" else int(x) for x in args.workers.split(",")]
+    resolved = [worker_count(Config().serve.workers if w is None else w) for w in counts]
     res["workers"], res["server_sets"], res["skip"] = args.workers, args.set, sorted(skip)
     res["train_sets"] = args.train_set
-    try:
-        res["load"] = []
-        for c in [int(x) for x in args.clients.split(",")]:
-            asyncio.run(_load(srv.host, srv.port, c, min(2000, args.requests), users, 99))  # warm
-            r = asyncio.run(_load(srv.host, srv.port, c, args.requests, users, c))
-            log(f"{c} clients: {r['rps']} req/s, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, {r['failed']} failed")
-            res["load"].append(r)
-        if "event" not in skip:
-            res["event"] = asyncio.run(_event_lag(srv.host, srv.port, users, 100))
-            log(f"event -> list: {res['event']}")
-        if "swap" not in skip:
-            res["swap"] = asyncio.run(_swap(srv, idx, new, users, 16))
-            log(f"swap: {res['swap']}")
-    finally:
-        srv.stop()
+    res["load"] = []
+    for n, w in enumerate(counts):
+        srv = Server(idx, tmp / f"events-{n}.sqlite", "--set", "serve.access_log=false",
+                     *(["--workers", str(w)] if w is not None else []), *sets)
+        try:
+            for c in [int(x) for x in args.clients.split(",")]:
+                asyncio.run(_load(srv.host, srv.port, c, min(2000, args.requests), users, 99))  # warm
+                r = asyncio.run(_load(srv.host, srv.port, c, args.requests, users, c))
+                r["workers"], r["default"] = resolved[n], w is None
+                log(f"{r['workers']} workers, {c} clients: {r['rps']} req/s, p50 {r['p50_ms']} ms, "
+                    f"p99 {r['p99_ms']} ms, {r['failed']} failed")
+                res["load"].append(r)
+            if n == 0 and "event" not in skip:
+                res["event"] = asyncio.run(_event_lag(srv.host, srv.port, users, 100))
+                log(f"event -> list: {res['event']}")
+            if n == 0 and "swap" not in skip:
+                res["swap"] = asyncio.run(_swap(srv, idx, new, users, 16))
+                log(f"swap: {res['swap']}")
+        finally:
+            srv.stop()
     res["cli"] = cli_calls(idx_src, users, 10)
     log(f"cli: {res['cli']}")
-    at16 = next((r for r in res["load"] if r["clients"] == 16), None)
+    at16 = next((r for r in res["load"] if r["clients"] == 16 and r["workers"] == resolved[0]), None)
     # None: not measured in this run (a --skip, or no 16-client load)
     res["targets"] = {
         "p99 <= 10 ms at 16 clients": None if at16 is None else at16["p99_ms"] <= 10,

@@ -56,7 +56,7 @@ Examples:
 
   curl -s -XPOST localhost:8000/events -d '{"user_id": "42", "item_id": "v17", "event": "like"}'
 
-Config keys (section serve): host, port, events, poll_s, auth, token_file, max_body_bytes,
+Config keys (section serve): host, port, events, poll_s, workers, auth, token_file, max_body_bytes,
 max_events, max_k, max_history, access_log, event_weights, rate_limit, rate_burst, tls_cert,
 tls_key; privacy.pseudonymize, key_file.
 Exit codes: 2 for a missing index, a bad address, a non-loopback bind without a token, or a
@@ -116,7 +116,9 @@ def serve_cmd(
     no_events: Annotated[bool, Opt("--no-events", help="Serve read-only, without an event store.")] = False,
     token_file: Annotated[Optional[str], Opt("--token-file", help="File holding the bearer token [serve.token_file].",
                                              show_default=False)] = None,
-    workers: Annotated[int, Opt("--workers", min=1, max=64, help="Server processes sharing the port and the event store.")] = 1,
+    workers: Annotated[Optional[int], Opt("--workers", min=0, max=64, help="Server processes sharing the port and the "
+                                          "event store [serve.workers: 1]; 0: one per usable core, at most 8.",
+                                          show_default=False)] = None,
     tls_cert: Annotated[Optional[str], Opt("--tls-cert", help="PEM certificate: serve HTTPS [serve.tls_cert].",
                                            show_default=False)] = None,
     tls_key: Annotated[Optional[str], Opt("--tls-key", help="PEM private key of --tls-cert [serve.tls_key].",
@@ -153,6 +155,7 @@ def serve_cmd(
     kw = dict(host=host, port=port, access_log=False, log_level="warning" if common.quiet else "info",
               timeout_graceful_shutdown=30, server_header=False, **tls)
     scheme = "https" if tls else "http"
+    workers = worker_count(workers if workers is not None else cfg.serve.workers)
     if workers > 1:
         import atexit
         import shutil
@@ -164,14 +167,21 @@ def serve_cmd(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = mdir
         os.environ["AVREC_SERVE"] = json.dumps(s.__dict__)
         create_app(s, log=log)  # fail here, once, with a clear line if anything is wrong
-        if port == 0:  # the workers share one socket that uvicorn binds: choose the port for it
-            import socket
+        from uvicorn.supervisors import Multiprocess
 
-            with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-                probe.bind((host, 0))
-                kw["port"] = probe.getsockname()[1]
-        print(f"{scheme}://{host if ':' not in host else '[' + host + ']'}:{kw['port']}", flush=True)
-        uvicorn.run("avrec.serve.app:app_from_env", factory=True, workers=workers, **kw)
+        # what uvicorn.run(workers=N) does, with the URL printed once the shared socket is
+        # bound and listening: a request sent from then on waits in its backlog for a worker,
+        # and port 0 is the kernel's choice, not a probe's that another process could take
+        config = uvicorn.Config("avrec.serve.app:app_from_env", factory=True, workers=workers, **kw)
+        sock = config.bind_socket()
+        sock.listen(config.backlog)  # the workers listen on it too; from here connections queue
+        h, p = sock.getsockname()[:2]
+        print(f"{scheme}://{h if ':' not in h else '[' + h + ']'}:{p}", flush=True)
+        log(f"serve: {workers} worker processes on {scheme}://{h}:{p} (serve.workers)")
+        try:
+            Multiprocess(config, sockets=[sock]).run()
+        finally:
+            sock.close()
         return
     app = create_app(s, log=log)
     config = uvicorn.Config(app, **kw)
@@ -183,6 +193,16 @@ def serve_cmd(
     # this handler in place that ends the process with 0 (a clean stop), not "killed by 15"
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.run()
+
+
+def worker_count(n: int) -> int:
+    """Server processes for ``serve.workers`` / ``--workers`` ``n``; 0: one per usable core, at
+    most 8. The default is one: on 2 cores with 16 loopback clients two workers were no
+    faster, and their tail was longer (benchmarks/results/serve-workers.md); the Python
+    around each answer runs on one core per process, so more cores want more workers."""
+    from ..engines.local import cpu_count
+
+    return n if n > 0 else max(1, min(8, cpu_count()))
 
 
 def _announce(server, host: str, log, *, scheme: str = "http") -> None:

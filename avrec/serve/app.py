@@ -20,6 +20,8 @@ import gc
 import hmac
 import json
 import math
+import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -63,6 +65,7 @@ class Settings:
     rate_limit: float = 0.0  # requests a second per client; 0: no limit
     rate_burst: int = 0  # the bucket's size; 0: the rate, rounded up
     blas_threads: int = 1  # BLAS threads per worker (runtime.threads; 0 there: 1)
+    parent_pid: int = 0  # --workers > 1: the supervisor; a worker whose parent is gone stops (0: not a worker)
 
 
 def _error(status: int, msg: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -343,6 +346,12 @@ def create_app(s: Settings, *, log: Callable[[str], None] | None = None) -> Any:
         async def poll():
             while True:
                 await asyncio.sleep(s.poll_s)
+                if s.parent_pid and os.getppid() != s.parent_pid:
+                    # the supervisor died without stopping us (kill -9, OOM): an orphan would
+                    # keep the port answering from a server nobody runs any more
+                    log("serve: the supervisor process is gone; this worker stops")
+                    signal.raise_signal(signal.SIGTERM)
+                    return
                 try:
                     if await run_in_threadpool(state.refresh):
                         metrics.index(state)
@@ -637,12 +646,10 @@ def _version() -> str:
 
 def app_from_env() -> Any:
     """uvicorn factory for ``--workers N``: each worker builds the app from AVREC_SERVE."""
-    import os
-
     raw = os.environ.get("AVREC_SERVE")
     if not raw:
         raise RuntimeError("AVREC_SERVE is not set; start the server with avrec serve")
-    return create_app(Settings(**json.loads(raw)))
+    return create_app(Settings(**{**json.loads(raw), "parent_pid": os.getppid()}))
 
 
 def settings_from_config(cfg, index: str | Path, *, token: str | None, events: str | None) -> Settings:

@@ -3,6 +3,7 @@ generated taste data (four content clusters; each user likes one)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -37,7 +38,7 @@ class Server:
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
         self.proc = subprocess.Popen([sys.executable, "-m", "avrec", "serve", *args, "--port", "0"],
                                      stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL,
-                                     text=True, env=full_env, cwd=cwd)
+                                     text=True, env=full_env, cwd=cwd, start_new_session=True)
         line = self.proc.stdout.readline().strip()
         if not line.startswith(("http://", "https://")):
             self.proc.kill()
@@ -47,8 +48,13 @@ class Server:
         self.client = httpx.Client(base_url=self.url, timeout=30, verify=verify)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
+        """SIGTERM: to the server (a supervisor stops its workers); SIGKILL: to every process
+        of the server at once, as a crash or the OOM killer of its container would."""
         self.client.close()
-        if self.proc.poll() is None:
+        if sig == signal.SIGKILL:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        elif self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout=30)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 
 import pytest
-from conftest import Server, copy_index
+from conftest import Server, copy_index, wait_for
 
 # user u0 likes cluster 0 (items 0-29), u1 cluster 1 (30-59), ... (tests/data/taste.py)
 
@@ -270,16 +270,10 @@ def test_several_workers_share_the_store_and_count_together(world, tmp_path):
     s = Server(str(copy_index(p["index"], tmp_path / "index")), "--events", str(tmp_path / "ev.sqlite"),
                "--workers", "2")
     try:
-        import time
-
         import httpx
 
-        for _ in range(100):  # the URL is printed before the workers listen
-            try:
-                if s.client.get("/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        # the URL is printed once the shared socket listens: the first request waits for a worker
+        assert s.client.get("/health").status_code == 200
         # an event posted through one connection is in the next answer of any worker
         assert s.client.post("/events", json={"user_id": "multi", "item_id": "item-070"}).status_code == 200
         for _ in range(10):
@@ -294,6 +288,29 @@ def test_several_workers_share_the_store_and_count_together(world, tmp_path):
         assert total >= 30  # both workers' counts, whichever answered the scrape
     finally:
         assert s.stop() == 0
+
+
+def test_workers_stop_when_their_supervisor_is_killed(world, tmp_path):
+    """A kill -9 of the supervisor alone must not leave orphan workers answering on the port."""
+    import httpx
+
+    _taste, p = world
+    s = Server(str(copy_index(p["index"], tmp_path / "index")), "--no-events", "--workers", "2",
+               "--set", "serve.poll_s=0.2")
+    assert s.client.get("/health").status_code == 200
+    s.proc.kill()  # the supervisor only; its workers are still up
+    s.proc.wait(10)
+
+    def refused() -> bool:
+        try:
+            httpx.get(s.url + "/health", timeout=2)
+            return False
+        except httpx.TransportError:
+            return True
+
+    assert wait_for(refused, timeout=20), s.stderr()
+    assert "supervisor process is gone" in s.stderr()
+    s.stop(signal.SIGKILL)
 
 
 def test_an_index_whose_single_requests_use_annoy_serves_users_exactly(world, tmp_path):
@@ -311,7 +328,7 @@ def test_an_index_whose_single_requests_use_annoy_serves_users_exactly(world, tm
     assert (extra["serving"], extra["serving_batch"]) == ("annoy", "exact")
     s = Server(str(idx), "--no-events")
     try:
-        assert "scanned by norm" in s.stderr() or "one product per batch" in s.stderr()
+        assert wait_for(lambda: "scanned by norm" in s.stderr() or "one product per batch" in s.stderr())
         for u in ("u0", "u1", "u7", "u33"):
             got = [it["item_id"] for it in s.client.get("/recommend", params={"user": u, "k": 8}).json()["items"]]
             cli = run_avrec("recommend", str(p["index"]), "--user", u, "--k", "8", "--json")  # the exact index
