@@ -38,6 +38,13 @@ class StringTable:
         a, b = int(self.offsets[i]), int(self.offsets[i + 1])
         return bytes(self.blob[a:b]).decode("utf-8")
 
+    def take(self, rows: np.ndarray) -> list[str]:
+        """The strings of ``rows`` (n,) ints: their offsets read in one gather each."""
+        rows = np.asarray(rows, np.int64)
+        blob = self.blob
+        return [bytes(blob[a:b]).decode("utf-8")
+                for a, b in zip(self.offsets[rows].tolist(), self.offsets[rows + 1].tolist())]
+
 
 class IdMap:
     """Row <-> id over fixed-width byte strings; lookup is a binary search on the sorted copy."""
@@ -63,6 +70,10 @@ class IdMap:
 
     def id(self, row: int) -> str:
         return bytes(self.ids[row]).decode("utf-8")
+
+    def ids_of(self, rows: np.ndarray) -> list[str]:
+        """The ids of ``rows`` (n,) ints, in one gather."""
+        return [b.decode("utf-8") for b in self.ids[np.asarray(rows, np.int64)].tolist()]
 
     def row(self, key: str) -> int | None:
         b = str(key).encode("utf-8")

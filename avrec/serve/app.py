@@ -148,6 +148,7 @@ class Guard:
                  fast: dict[tuple[str, str], Callable] | None = None):
         self.app, self.s, self.m = app, settings, metrics
         self.fast = fast or {}
+        self._series: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.limiter = None
         if settings.rate_limit > 0:
             from .limits import RateLimiter, client_key
@@ -208,8 +209,12 @@ class Guard:
 
     def _done(self, scope, endpoint: str, code: int, t0: float) -> None:
         dt = time.perf_counter() - t0
-        self.m.requests.labels(endpoint=endpoint, status=str(code)).inc()
-        self.m.latency.labels(endpoint=endpoint).observe(dt)
+        series = self._series.get((endpoint, code))
+        if series is None:  # the labelled children, looked up once per (endpoint, status)
+            series = self._series[(endpoint, code)] = (self.m.requests.labels(endpoint=endpoint, status=str(code)),
+                                                       self.m.latency.labels(endpoint=endpoint))
+        series[0].inc()
+        series[1].observe(dt)
         if self.s.access_log:
             sys.stderr.write(json.dumps({"t": round(time.time(), 3), "method": scope["method"], "path": endpoint,
                                          "status": code, "ms": round(dt * 1e3, 3)}) + "\n")
@@ -420,8 +425,10 @@ def create_app(s: Settings, *, log: Callable[[str], None] | None = None) -> Any:
             query_weight=float(rdef.get("query_weight", 0.5)), device=s.device, log=lambda _m: None)
 
     def answer(key: str, value: Any, idx, records: list[dict[str, Any]], k: int) -> Response:
-        items = [{f: v for f, v in r.items() if f not in ("user", "item", "query", "history")} for r in records]
-        return _json({key: value, "k": k, "index": idx.build_id, "items": items})
+        for r in records:  # each answer's own records: the request's key is said once, above them
+            for f in ("user", "item", "query", "history"):
+                r.pop(f, None)
+        return _json({key: value, "k": k, "index": idx.build_id, "items": records})
 
     async def guarded(fn: Callable[[], Response]) -> Response:
         try:

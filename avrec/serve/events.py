@@ -197,6 +197,17 @@ class EventStore:
         return self._con().execute("SELECT item_id, weight FROM events WHERE user_id = ? AND seq > ? ORDER BY seq",
                                    (user_id, int(after))).fetchall()
 
+    def user_state(self, user_id: str, *, after: int = 0) -> tuple[list[tuple[str, float]], float | None]:
+        """(:meth:`user_events`, :meth:`erased_at`) in one statement: the server asks both
+        for every request it answers."""
+        rows = self._con().execute(
+            "SELECT 0, seq, item_id, weight FROM events WHERE user_id = ? AND seq > ? "
+            "UNION ALL SELECT 1, 0, NULL, at FROM erased WHERE digest = ? ORDER BY 1, 2",
+            (user_id, int(after), erasure_digest(user_id))).fetchall()
+        if rows and rows[-1][0] == 1:
+            return [(r[2], r[3]) for r in rows[:-1]], float(rows[-1][3])
+        return [(r[2], r[3]) for r in rows], None
+
     def erased_at(self, user_id: str) -> float | None:
         row = self._con().execute("SELECT at FROM erased WHERE digest = ?", (erasure_digest(user_id),)).fetchone()
         return None if row is None else float(row[0])

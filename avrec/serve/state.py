@@ -314,9 +314,8 @@ class State:
         model was trained)."""
         if self.store is None:
             return [], False
-        erased = self.store.erased_at(uid)
-        erased_since = erased is not None and erased >= idx.trained_at
-        return self.store.user_events(uid, after=idx.watermark), erased_since
+        events, erased = self.store.user_state(uid, after=idx.watermark)
+        return events, erased is not None and erased >= idx.trained_at
 
     def plan_user(self, idx: PinnedIndex, rec: Recommender, user: str) -> "Plan":
         """What GET /recommend must rank: the model's vector, or a fresh fold-in when the

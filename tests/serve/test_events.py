@@ -17,7 +17,11 @@ def test_append_read_and_erase(tmp_path):
     assert s.add([Event("a", "i1", 1.0), Event("b", "i2", 2.0, "like"), Event("a", "i3", 0.0, "skip")]) == (1, 3)
     assert s.user_events("a") == [("i1", 1.0), ("i3", 0.0)]
     assert s.user_events("a", after=1) == [("i3", 0.0)]
+    assert s.user_state("a", after=1) == ([("i3", 0.0)], None)
     assert s.forget("a") == 2 and s.user_events("a") == [] and s.erased_at("a") is not None
+    s.add([Event("a", "i4", 1.0)])  # back after the erasure: both halves of the server's one read
+    assert s.user_state("a") == ([("i4", 1.0)], s.erased_at("a"))
+    s.forget("a")
     assert s.erased_at("b") is None and s.count() == 1
     assert [r[1] for r in s.iter_events()] == ["b"]
 
