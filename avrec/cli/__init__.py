@@ -47,6 +47,9 @@ def main() -> None:
     import os
     import sys
 
+    from .common import install_interrupt_flag
+
+    install_interrupt_flag()
     try:
         app()
     except SystemExit as e:

@@ -16,6 +16,7 @@ import functools
 import inspect
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Callable, Iterator, Optional
@@ -142,6 +143,42 @@ _USER_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENO
                 errno.ENAMETOOLONG, errno.ELOOP, errno.EROFS}
 
 
+_interrupted = False
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def install_interrupt_flag() -> None:
+    """Python's own Ctrl-C behaviour, remembered: CPython turns a KeyboardInterrupt that lands
+    while a class is being made (an import's dataclass, a ``__set_name__``) into a RuntimeError
+    or a stranger error chained to it, and that must still end the run as interrupted (130),
+    not as "a bug in avrec". A SIGINT that is ignored (a background job) stays ignored."""
+    import signal
+
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_sigint)
+
+
+def _was_interrupted(e: BaseException) -> bool:
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return _interrupted
+
+
+def _interrupt_exit() -> None:
+    print("interrupted", file=sys.stderr)
+    raise typer.Exit(130) from None
+
+
 @contextlib.contextmanager
 def handle_errors(debug: bool = False) -> Iterator[None]:
     """One line on stderr and an exit code that means one thing: 2 the user can fix it
@@ -152,6 +189,8 @@ def handle_errors(debug: bool = False) -> Iterator[None]:
     except typer.Exit:
         raise
     except AvrecError as e:
+        if _was_interrupted(e):
+            _interrupt_exit()
         if debug:
             raise
         print(f"error: {e}", file=sys.stderr)
@@ -165,6 +204,8 @@ def handle_errors(debug: bool = False) -> Iterator[None]:
             sys.stdout = open(os.devnull, "w")
         raise typer.Exit(0) from None
     except OSError as e:
+        if _was_interrupted(e):
+            _interrupt_exit()
         if debug:
             raise
         where = f"{e.filename}: " if e.filename else ""
@@ -188,6 +229,8 @@ def handle_errors(debug: bool = False) -> Iterator[None]:
         print("error: out of memory; use a smaller batch or a machine with more memory", file=sys.stderr)
         raise typer.Exit(1) from None
     except Exception as e:  # noqa: BLE001 - last resort: one line, not a traceback
+        if _was_interrupted(e):
+            _interrupt_exit()
         if debug:
             raise
         text = str(e).strip().splitlines()
