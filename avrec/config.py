@@ -146,7 +146,7 @@ class TrainConfig:
     tune_max_interactions: int = 1000000  # above this, the search runs on a random subset of users holding about this many
     recency: str = "off"  # off | on: user vectors weigh a user's n-th newest interaction 0.5 ** (n / recency_half_life) | auto: choose the half-life (or none) on each user's newest interactions (needs timestamps; avrec/recency.py)
     recency_half_life: float = 10.0  # recency=on: in interactions
-    weighting: str = "auto"  # linear | log (log1p: heavy-tailed counts) | binary | auto: the hybrid's search chooses when weights vary (avrec/weighting.py)
+    weighting: str = "auto"  # linear | log (log1p: heavy-tailed counts) | binary | auto: the hybrid's search chooses when weights are heavy-tailed (avrec/weighting.py)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
     mf: MFConfig = field(default_factory=MFConfig)
     ease: EASEConfig = field(default_factory=EASEConfig)

@@ -40,7 +40,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import InputError
-from .weighting import varies
+from .weighting import heavy_tailed
 
 # coordinate grids per solver, searched in this order (the configured value is always a candidate)
 GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
@@ -356,11 +356,11 @@ def tune_hybrid(seen, content, cfg, *, device: str, progress: Callable[[str], No
     # of the budget when content leaves a cold search to do
     search.share = WARM_SHARE if content is not None else 1.0
     best_score, best = -1.0, {}
-    # train.weighting auto: weights that vary (ratings, play counts) are tried as given, as
-    # log1p and binary with each solver (avrec/weighting.py: on taste-free heavy-tailed counts
+    # train.weighting auto: heavy-tailed weights (play counts, watch seconds) are tried as
+    # given, as log1p and binary with each solver (avrec/weighting.py: on taste-free heavy-tailed counts
     # the closed form scored 0.13 linear and 0.30 binary, ALS the other way round, through its
-    # confidence); a binary log has nothing to choose
-    weightings = ("linear", "log", "binary") if tc.weighting == "auto" and varies(fit.data) else (None,)
+    # confidence); ratings, event weights and a binary log are used as given
+    weightings = ("linear", "log", "binary") if tc.weighting == "auto" and heavy_tailed(fit.data) else (None,)
     scored: list[tuple[float, dict[str, Any]]] = []
     for s in solvers:
         for how in weightings:

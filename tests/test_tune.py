@@ -87,8 +87,7 @@ def test_the_budget_stops_the_search_after_the_reference_fit(taste):
     found = tune_hybrid(_seen(taste), taste.content, _cfg(), device="cpu", progress=logs.append, budget_s=1e-6)
     report = found.pop("report")
     assert report["fits"] == 1 and "budget" in report["stopped"]
-    # the taste log repeats some pairs (weight 2), so its weights vary and linear is the one scored
-    assert found == {"solver": "closed", "weighting": "linear", **{k: getattr(Config().train.hybrid, k) for k in GRIDS["closed"]}}
+    assert found == {"solver": "closed", **{k: getattr(Config().train.hybrid, k) for k in GRIDS["closed"]}}
 
 
 def _noisy_counts(t, seed=0):
@@ -106,12 +105,14 @@ def test_auto_weighting_drops_heavy_tailed_weights_that_carry_no_taste(taste):
     assert {"linear", "log", "binary"} <= tried
 
 
-def test_weighting_is_not_searched_on_a_binary_log_or_when_configured(taste):
+def test_weighting_is_not_searched_on_a_binary_log_ratings_or_when_configured(taste):
     seen = _seen(taste)
-    seen.data[:] = 1.0
-    found = tune_hybrid(seen, taste.content, _cfg(), device="cpu", progress=lambda _m: None, budget_s=None)
-    assert "weighting" not in found
-    assert all("weighting" not in t["params"] for t in found["report"]["tried"])
+    ratings = np.random.default_rng(1).integers(1, 6, seen.nnz).astype(np.float32)  # 1-5 stars: no heavy tail
+    for data in (np.ones(seen.nnz, np.float32), ratings):
+        seen.data = data
+        found = tune_hybrid(seen, taste.content, _cfg(), device="cpu", progress=lambda _m: None, budget_s=None)
+        assert "weighting" not in found
+        assert all("weighting" not in t["params"] for t in found["report"]["tried"])
     found = tune_hybrid(_noisy_counts(taste), taste.content, _cfg(**{"train.weighting": "linear"}), device="cpu",
                         progress=lambda _m: None, budget_s=None)
     assert "weighting" not in found  # the configured one is built in (build_model), not chosen
@@ -260,3 +261,13 @@ def test_factors_are_searched_on_a_user_subset_too(taste):
     warm = [t for t in found["report"]["tried"] if t["protocol"] == "warm"]
     assert {t["params"]["als_factors"] for t in warm} >= {8, 64}
     assert all(t["start"] == "warm" for t in warm[1:])
+
+
+def test_heavy_tailed_tells_counts_from_ratings_and_event_weights():
+    from avrec.weighting import heavy_tailed
+
+    rng = np.random.default_rng(0)
+    assert heavy_tailed(rng.lognormal(0.0, 1.5, 10000))  # play counts: p99 / median ~ 33
+    assert not heavy_tailed(rng.integers(1, 6, 10000).astype(float))  # ratings
+    assert not heavy_tailed(rng.choice([1.0, 2.0, 3.0], 10000, p=[0.8, 0.15, 0.05]))  # view / like / share
+    assert not heavy_tailed(np.zeros(5)) and not heavy_tailed(np.ones(5))
