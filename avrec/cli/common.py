@@ -196,8 +196,7 @@ def handle_errors(debug: bool = False) -> Iterator[None]:
         print(f"error: {e}", file=sys.stderr)
         raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        raise typer.Exit(130) from None
+        _interrupt_exit()
     except BrokenPipeError:
         # downstream closed the pipe (e.g. `| head`): not an error
         with contextlib.suppress(Exception):
