@@ -4,8 +4,9 @@
 counts and watch totals are heavy-tailed: one user's 10,000 plays of one artist would
 otherwise outweigh everything else they did), ``binary`` counts every interaction once.
 ``auto`` lets the hybrid's validation search choose (avrec/tune.py) when the weights are
-heavy-tailed (:func:`heavy_tailed`), and is ``linear`` elsewhere. Whatever the transform, the model then divides the weights by
-their mean (models/base.py: scale_weights), so the regularisers mean the same on any scale.
+heavy-tailed (:func:`heavy_tailed`), and is ``linear`` elsewhere. Whatever the transform,
+the model then divides the weights by their mean (models/base.py: scale_weights), so the
+regularisers mean the same on any scale.
 numpy only: the serving path may import it.
 """
 

@@ -103,16 +103,7 @@ class Server:
             raise RuntimeError(f"server did not start: {line}")
         self.url = line
         self.host, self.port = line[len("http://"):].rsplit(":", 1)
-        self.port = int(self.port)
-        import socket
-
-        for _ in range(600):  # with --workers the URL is printed before the workers listen
-            try:
-                socket.create_connection((self.host, self.port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        time.sleep(1.0 if "--workers" in extra and extra[list(extra).index("--workers") + 1] != "1" else 0)
+        self.port = int(self.port)  # printed once the socket listens (workers too): the warm-up load waits for them
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)

@@ -56,7 +56,7 @@ async def _app_run(app, users: list[int], conc: int) -> float:
     return time.perf_counter() - t
 
 
-async def _serve(app, batches: list[list[int]], warm: list[int]) -> list[float]:
+async def _serve(app, users: list[int], warm: list[int]) -> float:
     q: asyncio.Queue = asyncio.Queue()
     await q.put({"type": "lifespan.startup"})
     sent: list[dict] = []
@@ -71,7 +71,7 @@ async def _serve(app, batches: list[list[int]], warm: list[int]) -> list[float]:
     while not sent:
         await asyncio.sleep(0.01)
     await _app_run(app, warm, CONCURRENCY)
-    out = [await _app_run(app, users, CONCURRENCY) for users in batches]
+    out = await _app_run(app, users, CONCURRENCY)
     await q.put({"type": "lifespan.shutdown"})
     await life
     return out
@@ -113,7 +113,7 @@ def main() -> None:
     for users in rounds:  # alternate, so that the machine's drift falls on both
         _scan_run(idx, warm[:160], CONCURRENCY)
         scan_s.append(_scan_run(idx, users, CONCURRENCY))
-        app_s.append(asyncio.run(_serve(app, [users], warm))[0])
+        app_s.append(asyncio.run(_serve(app, users, warm)))
     per = lambda xs: [round(x / args.requests * 1e6, 1) for x in xs]  # noqa: E731
     res = {"machine": machine(), "size": args.size, "requests": args.requests, "concurrency": CONCURRENCY,
            "items": idx.n_items, "users": idx.n_users, "dim": int(idx.item_vectors.shape[1]),
