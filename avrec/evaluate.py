@@ -266,7 +266,7 @@ def evaluate(
     with transaction(out_dir, kind="evaluation", inputs=inputs) as txn:
         tmp = txn.path
         data = load_interactions(interactions_path, catalogue=items, min_weight=cfg.train.min_weight, strict=strict,
-                                 warn=progress)
+                                 warn=progress, event_weights=cfg.serve.event_weights)
         for line in data.report.lines(str(interactions_path)):
             progress(line)
         if len(data) == 0:

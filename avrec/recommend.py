@@ -344,10 +344,11 @@ class Recommender:
         if row is None:
             self.opts.log(f"recommend: unknown user {user_id!r}; serving popular items (--fallback popular)")
             return self.popular("user", user_id)
-        seen = self.index.seen(row)
+        seen, sw = self.index.history(row)
         rows, scores = self.rank_vector(np.asarray(self.index.user_vectors[row], dtype=np.float32),
                                         seen if self.opts.exclude_seen else None)
-        ex = self.explain_history(seen, np.ones(len(seen), np.float32), rows) if self.opts.explain else None
+        taste = sw > 0
+        ex = self.explain_history(seen[taste], sw[taste], rows) if self.opts.explain else None
         return self.records("user", user_id, rows, scores, ex)
 
     def for_history(self, history: Sequence[tuple[str, float]], user_id: str | None = None) -> list[dict[str, Any]]:
@@ -359,9 +360,9 @@ class Recommender:
             self.opts.log(f"recommend: {len(unknown)} history item(s) not in the index ignored (e.g. {unknown[0]!r})")
         urow = idx.users.row(user_id) if user_id is not None else None
         if urow is not None:  # a known user's fresh history extends what the model saw
-            seen = idx.seen(urow)
+            seen, sw = idx.history(urow)  # each 1, or its stored weight (recency; 0: a skip)
             rows = np.concatenate([seen, rows])
-            weights = np.concatenate([np.ones(len(seen), np.float32), weights])
+            weights = np.concatenate([sw, weights])
         if len(rows) == 0:
             if self.opts.fallback == "popular":
                 return self.popular("user" if user_id else "history", user_id if user_id else 0)
@@ -371,7 +372,7 @@ class Recommender:
             raise InputError("history weights must be non-negative with a positive sum")
         q = (weights[:, None] * np.asarray(idx.history_vectors[rows], dtype=np.float32)).sum(0) / weights.sum()
         recs, scores = self.rank_vector(q, rows if self.opts.exclude_seen else None)
-        ex = self.explain_history(rows, weights, recs) if self.opts.explain else None
+        ex = self.explain_history(rows[weights > 0], weights[weights > 0], recs) if self.opts.explain else None
         key, value = ("user", user_id) if user_id is not None else ("history", int(len(rows)))
         return self.records(key, value, recs, scores, ex)
 

@@ -88,6 +88,24 @@ def train(
     return Path(out_dir)
 
 
+def with_seen_only(seen, seen_only: tuple[np.ndarray, np.ndarray] | None, weights: np.ndarray | None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(indptr int64, indices int32, weights float32 or None) of what each user has seen: the
+    training interactions (CSR ``seen``, ``weights`` parallel to its entries or None: each 1)
+    and the zero-weight pairs (skips, dislikes), which weigh 0: the index excludes them from
+    the user's lists, and every fold-in (the server's, ``--history``, profiles) drops them."""
+    if seen_only is None or not len(seen_only[0]):
+        return seen.indptr.astype(np.int64), seen.indices.astype(np.int32), weights
+    n = seen.shape[0]
+    rows = np.concatenate([np.repeat(np.arange(n), np.diff(seen.indptr)), seen_only[0]])
+    cols = np.concatenate([seen.indices, seen_only[1]]).astype(np.int32)
+    w = np.concatenate([np.ones(seen.nnz, np.float32) if weights is None else np.asarray(weights, np.float32),
+                        np.zeros(len(seen_only[0]), np.float32)])
+    order = np.lexsort((cols, rows))
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]).astype(np.int64)
+    return indptr, cols[order], w[order]
+
+
 def _paths(interactions: Any) -> list[Path]:
     return [Path(interactions)] if isinstance(interactions, (str, Path)) else [Path(p) for p in interactions]
 
@@ -118,7 +136,8 @@ def _load_sources(paths: list[Path], ids: list[str], cfg, *, strict: bool,
     if configured.exists() and is_store(configured) and configured.resolve() not in {p.resolve() for p in stores}:
         erased |= EventStore(configured, pseudonyms="any", create=False).erased_digests()
     for p in paths:
-        d = load_interactions(p, catalogue=ids, min_weight=cfg.train.min_weight, strict=strict, warn=progress)
+        d = load_interactions(p, catalogue=ids, min_weight=cfg.train.min_weight, strict=strict, warn=progress,
+                              event_weights=cfg.serve.event_weights)
         for line in d.report.lines(str(p)):
             progress(line)
         if pid is not identity and p not in stores:
@@ -206,10 +225,13 @@ def _train(emb: Path, interactions_path: str | Path, tmp: Path, cfg, *, tune: bo
     cold = int((model.popularity == 0).sum())
     write_jsonl(tmp / "items.jsonl", rows)
     data.users.save(tmp / "users.txt")
-    save_npy(tmp / "seen_indptr.npy", seen.indptr.astype(np.int64))
-    save_npy(tmp / "seen_indices.npy", seen.indices.astype(np.int32))
-    if recency_info and recency_info.get("seen_weights") is not None:  # the decayed weights the vectors were folded with
-        save_npy(tmp / "seen_weights.npy", recency_info.pop("seen_weights"))
+    # the decayed weights the vectors were folded with (train.recency), 0 for a skip or a dislike
+    sw = recency_info.pop("seen_weights", None) if recency_info else None
+    indptr, indices, sw = with_seen_only(seen, data.seen_only, sw)
+    save_npy(tmp / "seen_indptr.npy", indptr)
+    save_npy(tmp / "seen_indices.npy", indices)
+    if sw is not None:
+        save_npy(tmp / "seen_weights.npy", sw)
     save_npy(tmp / "popularity.npy", model.popularity.astype(np.float32))
     if model.factor_model:
         for key, arr in model.factors().items():
@@ -228,7 +250,8 @@ def _train(emb: Path, interactions_path: str | Path, tmp: Path, cfg, *, tune: bo
                 else fingerprint(_paths(interactions_path)[0])},
         models={"name": name, "params": params, "factor_model": model.factor_model,
                 "projections": sorted(projections)},
-        counts={"users": data.n_users, "items": data.n_items, "interactions": len(data), "cold_items": cold},
+        counts={"users": data.n_users, "items": data.n_items, "interactions": len(data), "cold_items": cold,
+                "seen_only": 0 if data.seen_only is None else int(len(data.seen_only[0]))},
         extra={"load_report": data.report.to_dict(), "fit_seconds": round(fit_s, 3), "info": model.info,
                "events": events_info,
                **({"tuned": report} if report else {}),

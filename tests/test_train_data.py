@@ -64,7 +64,9 @@ def test_tsv_jsonl_events_and_watch_seconds(tmp_path):
     ws = tmp_path / "w.csv"
     ws.write_text("user_id,item_id,watch_seconds\na,x,60\na,y,0\n")
     d = load_interactions(ws)
-    assert d.weight.tolist() == [1.0] and d.report.below_min_weight == 1
+    # 0 seconds watched: seen (never recommended back), but no taste
+    assert d.weight.tolist() == [1.0] and d.report.below_min_weight == 0 and d.report.zero_weight == 1
+    assert [d.items[j] for j in d.seen_only[1]] == ["y"] and [d.users[u] for u in d.seen_only[0]] == ["a"]
 
 
 def test_bad_files(tmp_path):

@@ -238,7 +238,7 @@ def load_columnar(path: Path, suffix: str, *, catalogue: list[str] | None, min_w
     import pyarrow.compute as pc
 
     from .idmap import IdMap
-    from .interactions import Interactions, LoadReport, MAX_REPORTED
+    from .interactions import MAX_REPORTED, LoadReport, split_zero
 
     report = LoadReport(rows=0)
     held: list[str] = []
@@ -256,7 +256,8 @@ def load_columnar(path: Path, suffix: str, *, catalogue: list[str] | None, min_w
             u, i, w, t = _batch_columns(table, cols, event_weights, f32_max)
             line = np.arange(table.num_rows, dtype=np.int64) + first_line + n
             n += table.num_rows
-            low = (w < min_weight) | (w <= f32_zero)
+            low = (w < min_weight) | (w < 0)
+            w = np.where(w <= f32_zero, 0.0, w)  # rounds to 0 as float32: seen, no taste (split_zero)
             report.below_min_weight += int(low.sum())
             keep = np.flatnonzero(~low)
             items_col = i.take(pa.array(keep))
@@ -302,11 +303,7 @@ def load_columnar(path: Path, suffix: str, *, catalogue: list[str] | None, min_w
     starts = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=len(uniq)))[:-1]])
     tmax = np.fmax.reduceat(t[order], starts) if len(order) else np.zeros(0)
     pair_order = np.argsort(first, kind="stable")  # pairs in the order the file first names them
-    report.kept = len(uniq)
-    return Interactions(
-        users=users, items=items,
-        user=(uniq[pair_order] // max(len(items), 1)).astype(np.int32),
-        item=(uniq[pair_order] % max(len(items), 1)).astype(np.int32),
-        weight=np.minimum(wsum[pair_order], f32_max).astype(np.float32),
-        timestamp=tmax[pair_order].astype(np.float64), report=report,
-    )
+    return split_zero(users, items, (uniq[pair_order] // max(len(items), 1)).astype(np.int32),
+                      (uniq[pair_order] % max(len(items), 1)).astype(np.int32),
+                      np.minimum(wsum[pair_order], f32_max).astype(np.float32), tmax[pair_order].astype(np.float64),
+                      report)

@@ -34,11 +34,13 @@ ALIASES = {
     "event": ("event", "event_type", "type", "action"),
     "watch_seconds": ("watch_seconds", "seconds", "duration_watched"),
 }
-# implicit strength of each event type; unknown event names are malformed rows
+# implicit strength of each event type (serve.event_weights configures it, for train and the
+# server alike); 0: seen, no taste (see Interactions.seen_only); unknown names are malformed rows
 EVENT_WEIGHTS = {
     "view": 1.0, "play": 1.0, "click": 1.0, "listen": 1.0, "watch": 1.0, "open": 1.0,
     "complete": 2.0, "finish": 2.0, "like": 2.0, "save": 2.0, "add": 2.0,
     "share": 3.0, "purchase": 3.0, "buy": 3.0,
+    "skip": 0.0, "dislike": 0.0,
 }
 MAX_REPORTED = 20  # line numbers kept per problem kind
 _F32_MAX = float(np.finfo(np.float32).max)  # weights are stored as float32
@@ -58,6 +60,8 @@ class LoadReport:
     unknown_items: int = 0
     unknown_item_lines: list[tuple[int, str]] = field(default_factory=list)
     below_min_weight: int = 0
+    zero_weight: int = 0  # (user, item) pairs whose weight sums to 0: seen, no taste
+    zero_only_users: int = 0  # users all of whose pairs weigh 0: not trained users
 
     def add(self, kind: str, line: int, detail: str = "") -> None:
         if kind == "malformed":
@@ -91,6 +95,12 @@ class LoadReport:
             )
         if self.below_min_weight:
             out.append(f"{pre}{self.below_min_weight} rows below train.min_weight ignored")
+        if self.zero_weight:
+            out.append(f"{pre}{self.zero_weight} (user, item) pairs weigh 0 (skip, dislike, weight 0): kept as seen, "
+                       "so never recommended back to that user, with no taste")
+        if self.zero_only_users:
+            out.append(f"{pre}{self.zero_only_users} users have only zero-weight rows: no model vector for them "
+                       "(they get --fallback popular, or --history)")
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,7 +109,8 @@ class LoadReport:
             "malformed_lines": [n for n, _ in self.malformed_lines], "duplicates": self.duplicates,
             "duplicate_lines": self.duplicate_lines, "unknown_items": self.unknown_items,
             "unknown_item_lines": [n for n, _ in self.unknown_item_lines],
-            "below_min_weight": self.below_min_weight,
+            "below_min_weight": self.below_min_weight, "zero_weight": self.zero_weight,
+            "zero_only_users": self.zero_only_users,
         }
 
 
@@ -108,7 +119,10 @@ class Interactions:
     """Deduplicated interactions over an item catalogue.
 
     ``user``, ``item``: (nnz,) int32 indices into ``users`` / ``items``; ``weight``: (nnz,)
-    float32 > 0; ``timestamp``: (nnz,) float64 seconds (NaN when unknown).
+    float32 > 0; ``timestamp``: (nnz,) float64 seconds (NaN when unknown). ``seen_only``:
+    (user, item) int32 arrays of the pairs whose weight summed to 0 (a skip, a dislike): not
+    interactions, so no model learns from them, but seen, so train's artifact excludes them
+    from the user's recommendations; None when there are none.
     """
 
     users: IdMap
@@ -118,6 +132,7 @@ class Interactions:
     weight: np.ndarray
     timestamp: np.ndarray
     report: LoadReport = field(default_factory=LoadReport)
+    seen_only: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return int(self.user.shape[0])
@@ -138,7 +153,7 @@ class Interactions:
         """Rows where ``mask`` is true, over the same user and item index spaces."""
         return Interactions(
             self.users, self.items, self.user[mask], self.item[mask], self.weight[mask],
-            self.timestamp[mask], self.report,
+            self.timestamp[mask], self.report, self.seen_only,
         )
 
     def to_csr(self, *, binary: bool = False):
@@ -288,7 +303,7 @@ def _parse(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
 
 def load_interactions(
     path: str | Path, *, catalogue: Iterable[str] | None = None, min_weight: float = 0.0, strict: bool = False,
-    warn: Callable[[str], None] = lambda _m: None,
+    warn: Callable[[str], None] = lambda _m: None, event_weights: dict[str, float] | None = None,
 ) -> Interactions:
     """Read an interactions file.
 
@@ -296,7 +311,11 @@ def load_interactions(
     other items are counted as unknown and skipped. Without it the items seen in the file
     form the catalogue, in order of first appearance. Unknown columns are warned about
     (errors with ``strict``); an id with a control character is a malformed row.
+    ``event_weights``: an ``event`` column's weights (default :data:`EVENT_WEIGHTS`; train
+    passes ``serve.event_weights``). A row weighing exactly 0 is seen, not taste
+    (:attr:`Interactions.seen_only`); one below ``min_weight`` is dropped.
     """
+    ev = {str(k).strip().lower(): float(v) for k, v in (EVENT_WEIGHTS if event_weights is None else event_weights).items()}
     path = Path(path)
     if not path.exists():
         raise InputError(f"interactions file not found: {path}")
@@ -311,12 +330,14 @@ def load_interactions(
 
     if is_store(path):  # avrec serve's event store: its rows, in seq order ("line" = seq)
         return _from_rows(path, _store_records(path), catalogue=catalogue, min_weight=min_weight, strict=strict,
-                          warn=warn)
+                          warn=warn, event_weights=ev)
     if suffix in (".csv", ".tsv", ".tab", ".parquet", ".pq"):
-        fast = _columnar(path, suffix, catalogue=catalogue, min_weight=min_weight, strict=strict, warn=warn)
+        fast = _columnar(path, suffix, catalogue=catalogue, min_weight=min_weight, strict=strict, warn=warn,
+                         event_weights=ev)
         if fast is not None:
             return fast
-    return _from_rows(path, _records(path), catalogue=catalogue, min_weight=min_weight, strict=strict, warn=warn)
+    return _from_rows(path, _records(path), catalogue=catalogue, min_weight=min_weight, strict=strict, warn=warn,
+                      event_weights=ev)
 
 
 def _store_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
@@ -328,7 +349,9 @@ def _store_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str
 
 
 def _from_rows(path: Path, records: Iterator[tuple[int, dict[str, Any] | None, str]], *, catalogue, min_weight: float,
-               strict: bool, warn: Callable[[str], None]) -> Interactions:
+               strict: bool, warn: Callable[[str], None], event_weights: dict[str, float] | None = None
+               ) -> Interactions:
+    event_weights = EVENT_WEIGHTS if event_weights is None else event_weights
     report = LoadReport()
     rows: list[tuple[int, str, str, float, float]] = []
     cols: dict[str, str] | None = None
@@ -359,9 +382,10 @@ def _from_rows(path: Path, records: Iterator[tuple[int, dict[str, Any] | None, s
                 w = float(rec[cols["weight"]])
             elif "event" in cols and rec.get(cols["event"]) not in (None, ""):
                 ev = str(rec[cols["event"]]).strip().lower()
-                if ev not in EVENT_WEIGHTS:
-                    raise ValueError(f"unknown event {ev!r}")
-                w = EVENT_WEIGHTS[ev]
+                if ev not in event_weights:
+                    raise ValueError(f"unknown event {ev[:40]!r} (known: {', '.join(sorted(event_weights))}; "
+                                     "serve.event_weights adds more)")
+                w = event_weights[ev]
             elif "watch_seconds" in cols and rec.get(cols["watch_seconds"]) not in (None, ""):
                 # diminishing returns: a minute counts 1, an hour about 4
                 w = math.log1p(max(float(rec[cols["watch_seconds"]]), 0.0) / 60.0) / math.log(2.0)
@@ -371,9 +395,11 @@ def _from_rows(path: Path, records: Iterator[tuple[int, dict[str, Any] | None, s
         except (TypeError, ValueError, OverflowError) as e:  # OverflowError: a JSON integer past float
             report.add("malformed", n, str(e))
             continue
-        if w < min_weight or w <= _F32_ZERO:  # stored as float32: a weight that rounds to 0 is 0
+        if w < min_weight or w < 0:
             report.below_min_weight += 1
             continue
+        if w <= _F32_ZERO:  # stored as float32: a weight that rounds to 0 is 0, seen with no taste
+            w = 0.0
         rows.append((n, str(u).strip(), str(i).strip(), w, t))
     if report.rows == 0:
         raise InputError(f"{path}: no interactions (empty file)")
@@ -381,7 +407,7 @@ def _from_rows(path: Path, records: Iterator[tuple[int, dict[str, Any] | None, s
 
 
 def _columnar(path: Path, suffix: str, *, catalogue, min_weight: float, strict: bool,
-              warn: Callable[[str], None]) -> Interactions | None:
+              warn: Callable[[str], None], event_weights: dict[str, float] | None = None) -> Interactions | None:
     """The whole-column reader (``avrec.data.columnar``), or None when the file needs this
     module's row-by-row one (or pyarrow is not installed)."""
     try:
@@ -392,7 +418,8 @@ def _columnar(path: Path, suffix: str, *, catalogue, min_weight: float, strict: 
 
     return load_columnar(path, suffix, catalogue=None if catalogue is None else [str(c) for c in catalogue],
                          min_weight=min_weight, strict=strict, warn=warn, columns=_columns,
-                         event_weights=EVENT_WEIGHTS, f32_max=_F32_MAX, f32_zero=_F32_ZERO)
+                         event_weights=EVENT_WEIGHTS if event_weights is None else event_weights, f32_max=_F32_MAX,
+                         f32_zero=_F32_ZERO)
 
 
 def _build(rows, *, catalogue, report: LoadReport) -> Interactions:
@@ -425,13 +452,35 @@ def _build(rows, *, catalogue, report: LoadReport) -> Interactions:
         ii.append(j)
         ww.append(w)
         tt.append(t)
-    report.kept = len(uu)
-    return Interactions(
-        users=users, items=items,
-        user=np.asarray(uu, np.int32), item=np.asarray(ii, np.int32),
-        weight=np.minimum(np.asarray(ww, np.float64), _F32_MAX).astype(np.float32),  # a sum may pass float32
-        timestamp=np.asarray(tt, np.float64), report=report,
-    )
+    return split_zero(users, items, np.asarray(uu, np.int32), np.asarray(ii, np.int32),
+                      np.minimum(np.asarray(ww, np.float64), _F32_MAX).astype(np.float32),  # a sum may pass float32
+                      np.asarray(tt, np.float64), report)
+
+
+def split_zero(users: IdMap, items: IdMap, user: np.ndarray, item: np.ndarray, weight: np.ndarray,
+               timestamp: np.ndarray, report: LoadReport) -> Interactions:
+    """Interactions from deduplicated pairs, those whose weight is 0 moved to ``seen_only``.
+
+    A skip or a dislike says the user saw the item and wants no more of it: it must not
+    enter any model as taste (a zero entry still shapes ALS and binary weighting), yet it
+    must keep the item out of that user's list. A user with nothing but such pairs gets
+    no model vector (nothing to fold), so is dropped and counted."""
+    pos = weight > 0
+    report.kept = int(pos.sum())
+    report.zero_weight = int((~pos).sum())
+    if pos.all():
+        return Interactions(users=users, items=items, user=user, item=item, weight=weight, timestamp=timestamp,
+                            report=report)
+    has = np.zeros(len(users), bool)
+    has[user[pos]] = True
+    so = ~pos & has[user]
+    if not has.all():
+        report.zero_only_users = int((~has).sum())
+        users = IdMap(u for u, h in zip(users, has) if h)
+        user = (np.cumsum(has) - 1)[user].astype(np.int32)  # valid wherever has[user]
+    return Interactions(users=users, items=items, user=user[pos], item=item[pos], weight=weight[pos],
+                        timestamp=timestamp[pos], report=report,
+                        seen_only=(user[so].astype(np.int32), item[so].astype(np.int32)) if so.any() else None)
 
 
 def merge(parts: list[Interactions]) -> Interactions:
@@ -445,6 +494,7 @@ def merge(parts: list[Interactions]) -> Interactions:
         raise InputError("interaction sources were read against different catalogues")
     users = IdMap()
     uu, ii, ww, tt = [], [], [], []
+    su, si = [], []
     report = LoadReport()
     for p in parts:
         remap = np.asarray([users.add(u) for u in p.users], dtype=np.int64)
@@ -452,7 +502,10 @@ def merge(parts: list[Interactions]) -> Interactions:
         ii.append(p.item.astype(np.int64))
         ww.append(p.weight.astype(np.float64))
         tt.append(p.timestamp)
-        for f in ("rows", "kept", "below_min_weight"):
+        if p.seen_only is not None:
+            su.append(remap[p.seen_only[0]])
+            si.append(p.seen_only[1].astype(np.int64))
+        for f in ("rows", "kept", "below_min_weight", "zero_only_users"):
             if hasattr(report, f):
                 setattr(report, f, getattr(report, f) + getattr(p.report, f))
     u, i, w, t = (np.concatenate(a) for a in (uu, ii, ww, tt))
@@ -465,14 +518,23 @@ def merge(parts: list[Interactions]) -> Interactions:
     w_sum = np.add.reduceat(w, starts) if len(starts) else w
     last = np.r_[starts[1:] - 1, len(key) - 1] if len(starts) else starts
     report.kept = int(len(starts))
+    seen_only = None
+    if su:  # zero-weight pairs of any source, less those another source gave weight
+        n_items = max(len(items), 1)
+        skey = np.unique(np.concatenate(su) * n_items + np.concatenate(si))
+        skey = skey[~np.isin(skey, key[starts])]
+        report.zero_weight = int(len(skey))
+        if len(skey):
+            seen_only = ((skey // n_items).astype(np.int32), (skey % n_items).astype(np.int32))
     return Interactions(users=users, items=items, user=u[starts].astype(np.int32), item=i[starts].astype(np.int32),
-                        weight=np.minimum(w_sum, _F32_MAX).astype(np.float32), timestamp=t[last], report=report)
+                        weight=np.minimum(w_sum, _F32_MAX).astype(np.float32), timestamp=t[last], report=report,
+                        seen_only=seen_only)
 
 
 def pseudonymize(data: Interactions, pid) -> Interactions:
     """The same interactions with every user id replaced by ``pid(id)`` (order kept)."""
     return Interactions(users=IdMap(pid(u) for u in data.users), items=data.items, user=data.user, item=data.item,
-                        weight=data.weight, timestamp=data.timestamp, report=data.report)
+                        weight=data.weight, timestamp=data.timestamp, report=data.report, seen_only=data.seen_only)
 
 
 def drop_users(data: Interactions, digests: set[str], digest) -> tuple[Interactions, int]:
@@ -487,6 +549,11 @@ def drop_users(data: Interactions, digests: set[str], digest) -> tuple[Interacti
     new_index = np.cumsum(keep_user) - 1
     mask = keep_user[data.user]
     users = IdMap(u for u, k in zip(data.users, keep_user) if k)
+    seen_only = None
+    if data.seen_only is not None:
+        su, si = data.seen_only
+        sk = keep_user[su]
+        seen_only = (new_index[su[sk]].astype(np.int32), si[sk]) if sk.any() else None
     return Interactions(users=users, items=data.items, user=new_index[data.user[mask]].astype(np.int32),
                         item=data.item[mask], weight=data.weight[mask], timestamp=data.timestamp[mask],
-                        report=data.report), int(gone.sum())
+                        report=data.report, seen_only=seen_only), int(gone.sum())

@@ -283,6 +283,15 @@ class Index:
         return np.asarray(self.seen_indices[int(self.seen_indptr[user_row]):int(self.seen_indptr[user_row + 1])],
                           dtype=np.int64)
 
+    def history(self, user_row: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows (n,) int64, weights (n,) float32) of what a trained user has seen: each 1, or
+        the stored weight (train.recency's decay; 0 for a skip or a dislike, seen but no taste)."""
+        a, b = int(self.seen_indptr[user_row]), int(self.seen_indptr[user_row + 1])
+        rows = np.asarray(self.seen_indices[a:b], dtype=np.int64)
+        sw = self.seen_weights
+        w = np.asarray(sw[a:b], np.float32) if sw is not None else np.ones(len(rows), np.float32)
+        return rows, w
+
     def tag_rows(self, tag: str) -> np.ndarray:
         """(n,) bool: items carrying ``tag`` (case-insensitive), given or predicted."""
         return self._tag_rows(tag, None)

@@ -329,20 +329,16 @@ class State:
                     return Plan(rec, user, done=rec.popular("user", user))
                 raise NotFound(f"unknown user {user!r}: no model vector and no events; send events to POST /events, "
                                "a history to POST /recommend, or pass fallback=popular")
-            seen = idx.seen(row)
+            seen, sw = idx.history(row)
+            taste = sw > 0  # a skip is excluded, but explains nothing
             return Plan(rec, user, q=np.asarray(idx.user_vectors[row], dtype=np.float32),
-                        exclude=seen if rec.opts.exclude_seen else None, hist=seen,
-                        weights=np.ones(len(seen), np.float32))
+                        exclude=seen if rec.opts.exclude_seen else None, hist=seen[taste], weights=sw[taste])
         rows, _unknown = idx.items.rows([i for i, _ in live])  # events on items the index lacks wait for it
         weights = np.asarray([w for i, w in live if idx.items.row(i) is not None], dtype=np.float32)
         seen_w = None
         if row is not None:
-            seen = idx.seen(row)
+            seen, seen_w = idx.history(row)
             rows = np.concatenate([seen, rows])
-            seen_w = np.ones(len(seen), np.float32)
-            sw = idx.seen_weights
-            if sw is not None:
-                seen_w = np.asarray(sw[int(idx.seen_indptr[row]):int(idx.seen_indptr[row + 1])], np.float32)
         h = idx.recency_half_life
         if h > 0:  # train.recency: every live event is newer than the trained history (avrec/recency.py)
             seen_w, weights = live_weights(seen_w if seen_w is not None else np.zeros(0, np.float32), weights,

@@ -179,14 +179,19 @@ def accounted_rows(draw):
     strangers = draw(st.lists(IDS.filter(lambda s: s not in catalogue), min_size=1, max_size=2, unique=True))
     min_weight = draw(st.sampled_from([0.0, 0.5, 1.0]))
     good_w = st.one_of(st.none(), st.floats(max(min_weight, 1e-3), 100.0).map(repr))
-    low_w = (st.floats(-10.0, min_weight, exclude_max=True) if min_weight else st.floats(-10.0, 0.0)).map(repr)
+    # below min_weight; at min_weight 0 strictly negative (a weight of 0 is seen, no taste: "zero")
+    low_w = st.floats(-10.0, min_weight, exclude_max=True).filter(
+        lambda x: x < min_weight and (min_weight > 0 or x < 0)).map(repr)
     rows = []
     for _ in range(draw(st.integers(1, 30))):
-        kind = draw(st.sampled_from(["ok", "ok", "ok", "low", "bad_weight", "bad_user", "bad_item", "empty",
+        kind = draw(st.sampled_from(["ok", "ok", "ok", "low", "zero", "bad_weight", "bad_user", "bad_item", "empty",
                                      "fields", "unknown"]))
         u, i, w = draw(st.sampled_from(users)), draw(st.sampled_from(catalogue)), draw(good_w)
         if kind == "low":
             w = draw(low_w)
+        elif kind == "zero":  # seen, no taste; under a positive min_weight simply low
+            w = draw(st.sampled_from(["0", "0.0", "-0.0"]))
+            kind = "zero" if min_weight == 0 else "low"
         elif kind == "bad_weight":
             w = draw(st.sampled_from(["abc", "nan", "inf", "-inf", "1e400", "1,5", "0x10", "--1", "[]"]))
         elif kind == "bad_user":
@@ -203,7 +208,8 @@ def accounted_rows(draw):
 
 def _account(rows, first_line: list[int]):
     """Expected counts and reported lines of each problem kind."""
-    malformed, unknown, dups, seen, kept, below = [], [], [], set(), 0, 0
+    malformed, unknown, dups, below = [], [], [], 0
+    pairs: dict[tuple[str, str], bool] = {}  # (user, item) -> has a positive weight
     for (kind, u, i, _w), line in zip(rows, first_line):
         if kind in ("bad_weight", "bad_user", "bad_item", "empty", "fields"):
             malformed.append(line)
@@ -211,24 +217,26 @@ def _account(rows, first_line: list[int]):
             below += 1
         elif kind == "unknown":
             unknown.append((line, i))
-        elif (u, i) in seen:
-            dups.append(line)
         else:
-            seen.add((u, i))
-            kept += 1
-    return malformed, unknown, dups, kept, below
+            if (u, i) in pairs:
+                dups.append(line)
+            pairs[(u, i)] = pairs.get((u, i), False) or kind == "ok"
+    kept = sum(pairs.values())
+    return malformed, unknown, dups, kept, below, len(pairs) - kept
 
 
 def _check_accounting(got, rows, first_line, what):
-    malformed, unknown, dups, kept, below = _account(rows, first_line)
+    malformed, unknown, dups, kept, below, zero = _account(rows, first_line)
     r = got.report
-    assert r.rows == r.kept + r.malformed + r.duplicates + r.unknown_items + r.below_min_weight == len(rows), what
+    assert r.rows == r.kept + r.malformed + r.duplicates + r.unknown_items + r.below_min_weight + r.zero_weight \
+        == len(rows), what
+    assert r.zero_weight == zero and (got.seen_only is None or len(got.seen_only[0]) <= zero), what
     assert r.kept == kept == len(got), what
     assert r.malformed == len(malformed) and [n for n, _ in r.malformed_lines] == malformed[:20], what
     assert r.unknown_items == len(unknown) and r.unknown_item_lines == unknown[:20], what
     assert r.duplicates == len(dups) and r.duplicate_lines == dups[:20], what
     assert r.below_min_weight == below, what
-    for (n, why), (kind, *_x) in zip(r.malformed_lines, [x for x in rows if x[0] not in ("ok", "low", "unknown")]):
+    for (n, why), (kind, *_x) in zip(r.malformed_lines, [x for x in rows if x[0] not in ("ok", "low", "zero", "unknown")]):
         if kind in ("bad_user", "bad_item"):
             assert "control character" in why and ("user_id" if kind == "bad_user" else "item_id") in why, what
     for ids in (got.users.ids, got.items.ids):
@@ -348,7 +356,7 @@ def test_any_file_gives_interactions_or_input_error(f, min_weight, catalogue):
             assert str(e)  # a message for the user, never a bare exception
             return
         r = got.report
-        assert r.rows == r.kept + r.malformed + r.duplicates + r.unknown_items + r.below_min_weight
+        assert r.rows == r.kept + r.malformed + r.duplicates + r.unknown_items + r.below_min_weight + r.zero_weight
         assert len(got) == r.kept == got.user.shape[0] == got.item.shape[0] == got.weight.shape[0]
         for ids in (got.users.ids, got.items.ids):
             for s in ids:
