@@ -151,3 +151,19 @@ def test_temporal_split_needs_timestamps():
     d = from_arrays(["a", "b"], ["x", "y"])
     with pytest.raises(InputError, match="timestamp"):
         temporal_split(d, ratio=0.5)
+
+
+def test_json_lines_name_their_own_fields(tmp_path):
+    """A JSONL line without item_id is that line's problem, not the file's; fields that only
+    some lines carry are warned about once, in one line, however many there are."""
+    p = tmp_path / "ev.jsonl"
+    rows = [{"user_id": "u0"}] + [{"user_id": f"u{n}", "item_id": f"i{n % 3}", **({f"x{n}": 1} if n % 10 == 0 else {})}
+                                  for n in range(1, 101)]
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    warnings: list[str] = []
+    d = load_interactions(p, warn=warnings.append)
+    assert len(d) == 100 and d.report.malformed_lines == [(1, "no user_id or item_id field")]
+    assert len(warnings) == 1 and "unknown columns 'x10', 'x20'" in warnings[0] and "and 2 more" in warnings[0]
+    p.write_text("".join(json.dumps({"user_id": f"u{n}", "thing": 1}) + "\n" for n in range(5)))
+    with pytest.raises(InputError, match="no 'item_id' column"):  # no line ever names one: the file's problem
+        load_interactions(p)

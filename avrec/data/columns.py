@@ -40,18 +40,24 @@ def match_columns(names: Iterable[str], aliases: dict[str, tuple[str, ...]], sou
                              f"{', '.join(a for a in aliases[key] if a != key)})")
     used = {c.lower() for c in cols.values()}
     known = {a.lower(): key for key, spellings in aliases.items() for a in spellings}
-    problems = []
+    unused, unknown = [], []
     for low, name in lower.items():
         if low in used:
             continue
         if low in known:  # a second spelling of a field already matched
-            problems.append(f"column {name!r} is not used ({cols[known[low]]!r} already gives {known[low]})")
+            unused.append(f"column {name!r} is not used ({cols[known[low]]!r} already gives {known[low]})")
             continue
-        close = difflib.get_close_matches(low, list(known), n=1, cutoff=0.6)
-        hint = f"did you mean {close[0]!r} ({known[close[0]]})?" if close else f"known: {', '.join(aliases)}"
-        problems.append(f"unknown column {name!r} is ignored ({hint})")
-    if problems:
-        msg = f"{source}: " + "; ".join(problems)
+        close = difflib.get_close_matches(low, list(known), n=1, cutoff=0.7)
+        unknown.append(f"{name!r}" + (f" (did you mean {close[0]!r} for {known[close[0]]}?)" if close else ""))
+    if unused or unknown:
+        parts = list(unused)
+        if unknown:  # JSON lines may each carry other fields: name a few, count the rest
+            more = f" and {len(unknown) - 8} more" if len(unknown) > 8 else ""
+            one = len(unknown) == 1
+            verdict = ("is an error" if one else "are errors") if strict else ("is ignored" if one else "are ignored")
+            parts.append(f"unknown column{'s' if len(unknown) > 1 else ''} {', '.join(unknown[:8])}{more} {verdict} "
+                         f"(known: {', '.join(aliases)})")
+        msg = f"{source}: " + "; ".join(parts)
         if strict:
             raise InputError(msg + " [--strict]")
         warn("warning: " + msg + " (--strict makes this an error)")

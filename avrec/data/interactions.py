@@ -363,6 +363,8 @@ def _from_rows(path: Path, records: Iterator[tuple[int, dict[str, Any] | None, s
             warned.add(msg)
             warn(msg)
 
+    varying = path.suffix.lower() in (".jsonl", ".ndjson", ".json")  # each JSON line names its own fields
+    missing: InputError | None = None  # no user_id / item_id field yet (JSON lines): raised if none ever comes
     for n, rec, err in records:
         report.rows += 1
         if rec is None:
@@ -370,7 +372,14 @@ def _from_rows(path: Path, records: Iterator[tuple[int, dict[str, Any] | None, s
             continue
         if cols is None or any(k not in keys for k in rec):
             keys.update(dict.fromkeys(rec))
-            cols = _columns(keys, path, strict=strict, warn=warn_once)
+            try:  # unknown fields are warned about once, at the end, over every line's fields
+                cols = _columns(keys, path, strict=strict, warn=lambda _m: None)
+            except InputError as e:
+                if not varying or strict and "--strict" in str(e):
+                    raise
+                missing, cols = e, None
+                report.add("malformed", n, "no user_id or item_id field")
+                continue
         try:
             u = rec.get(cols["user_id"])
             i = rec.get(cols["item_id"])
@@ -403,6 +412,10 @@ def _from_rows(path: Path, records: Iterator[tuple[int, dict[str, Any] | None, s
         rows.append((n, str(u).strip(), str(i).strip(), w, t))
     if report.rows == 0:
         raise InputError(f"{path}: no interactions (empty file)")
+    if cols is None and missing is not None:
+        raise missing
+    if keys:
+        _columns(keys, path, strict=strict, warn=warn_once)
     return _build(rows, catalogue=catalogue, report=report)
 
 
