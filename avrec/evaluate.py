@@ -270,7 +270,9 @@ def evaluate(
         for line in data.report.lines(str(interactions_path)):
             progress(line)
         if len(data) == 0:
-            raise InputError(f"{interactions_path}: no usable interactions (see the counts above)")
+            from .data.interactions import why_empty
+
+            raise InputError(why_empty(data.report, str(interactions_path), str(emb) if emb else "the catalogue"))
         from .privacy import identity, pseudonymizer
         from .serve.events import is_store
 

@@ -199,10 +199,9 @@ def _train(emb: Path, interactions_path: str | Path, tmp: Path, cfg, *, tune: bo
     ids = [str(r["item_id"]) for r in rows]
     data, events_info = _load_sources(_paths(interactions_path), ids, cfg, strict=strict, progress=progress)
     if len(data) == 0:
-        raise InputError(
-            f"{', '.join(map(str, _paths(interactions_path)))}: no interaction matches an item of {emb} "
-            "(item_id values must be the embeddings' item ids)"
-        )
+        from .data.interactions import why_empty
+
+        raise InputError(why_empty(data.report, ", ".join(map(str, _paths(interactions_path))), str(emb)))
     name = cfg.train.model
     if name == "hybrid" and not np.any(content):
         raise InputError(f"{emb} holds no usable content: every item's fused vector is zero (no modality gave "

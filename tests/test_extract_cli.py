@@ -82,6 +82,11 @@ def test_metadata_only_catalogue(tmp_path):
     assert res.exit_code == 0, res.output
     assert [(r["item_id"], r["modalities"]) for r in read_jsonl(out / "items.jsonl")] == [("a", ["text"]), ("b", ["text"])]
 
+    # a row with neither media nor text is skipped, and the summary says so (not "0 failed" alone)
+    table.write_text('{"item_id": "a", "title": "Alpha"}\n{"item_id": "b", "title": ""}\n')
+    res = CliRunner().invoke(app, ["extract", "--metadata", str(table), "-o", str(tmp_path / "f2")])
+    assert res.exit_code == 0 and "1 ok, 0 failed, 1 skipped (no media and no text" in res.output, res.output
+
 
 def test_usage_errors_exit_2(tmp_path):
     res = invoke()

@@ -96,7 +96,7 @@ def test_train_stage_writes_the_model_artifact(taste, tmp_path):
     man = read_manifest(out, expect="model")
     assert man["counts"]["cold_items"] == len(cold_rows)
     assert man["extra"]["load_report"]["unknown_item_lines"] and man["extra"]["load_report"]["malformed_lines"]
-    assert any("missing from the catalogue" in m for m in messages)
+    assert any("have no embeddings" in m for m in messages)
     assert [r["item_id"] for r in read_jsonl(out / "items.jsonl")] == taste.item_ids
     users = (out / "users.txt").read_text().split("\n")[:-1]
     iv, uv, hv = (np.load(out / f"{k}.npy") for k in ("item_vectors", "user_vectors", "history_vectors"))

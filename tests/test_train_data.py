@@ -167,3 +167,24 @@ def test_json_lines_name_their_own_fields(tmp_path):
     p.write_text("".join(json.dumps({"user_id": f"u{n}", "thing": 1}) + "\n" for n in range(5)))
     with pytest.raises(InputError, match="no 'item_id' column"):  # no line ever names one: the file's problem
         load_interactions(p)
+
+
+@pytest.mark.parametrize("body, needle", [
+    ("user_id;item_id;weight\nu1;item-001;3,5\nu2;item-002;4,0\n", "looks semicolon-separated"),
+    ("user_id,item_id,weight\nu1,item-001,0\nu2,item-002,0\n", "every usable row weighs 0"),
+    ("user_id,item_id,weight\nu1,item-001,-1\nu2,item-002,-2\n", "below train.min_weight"),
+    ("user_id,item_id\nu1,zz1\nu2,zz2\n", "2 rows name other items"),
+    ('user_id,item_id\nu1,"item-001\nu2,item-002\n', "malformed"),
+])
+def test_a_log_with_nothing_usable_names_the_cause(tmp_path, body, needle):
+    """When no row survives, the one error line names why (not always 'unknown item ids')."""
+    from taste import write_embeddings
+
+    from avrec.config import Config
+    from avrec.train import train
+
+    write_embeddings(make_taste(), tmp_path / "emb")
+    (tmp_path / "ev.csv").write_text(body)
+    with pytest.raises(InputError, match=needle):
+        train(tmp_path / "emb", tmp_path / "ev.csv", tmp_path / "m", Config())
+    assert not (tmp_path / "m").exists()

@@ -95,7 +95,9 @@ def _summary(log: Log, out, manifest) -> None:
     c = manifest.counts
     run = manifest.extra.get("run", {})
     speed = f" ({run['realtime_factor']}x real time)" if run.get("realtime_factor") else ""
-    log(f"extract: {c['items']} items: {c['ok']} ok, {c['failed']} failed, {c['text_only']} text-only; "
+    skipped = f", {c['skipped']} skipped (no media and no text: no features, so no recommendations)" \
+        if c.get("skipped") else ""
+    log(f"extract: {c['items']} items: {c['ok']} ok, {c['failed']} failed{skipped}, {c['text_only']} text-only; "
         f"processed {c['processed']}, reused {c['reused']}; {run.get('media_seconds', 0):.1f} s of media "
         f"in {run.get('wall_seconds', 0):.1f} s{speed}")
     if c["failed"]:

@@ -90,7 +90,8 @@ class LoadReport:
         if self.unknown_items:
             where = ", ".join(f"line {n} ({d})" for n, d in self.unknown_item_lines[:5])
             out.append(
-                f"{pre}{self.unknown_items} rows name items missing from the catalogue, skipped: "
+                f"{pre}{self.unknown_items} rows name items that have no embeddings (not in the catalogue, or "
+                f"skipped or failed in extract / embed: see their items.jsonl), skipped: "
                 f"{where}{' ...' if self.unknown_items > 5 else ''}"
             )
         if self.below_min_weight:
@@ -216,8 +217,43 @@ def _parse_time(v: Any) -> float:
 def _columns(header: Iterable[str], source: Path, *, strict: bool = False,
              warn: Callable[[str], None] = lambda _m: None) -> dict[str, str]:
     names = [str(h).strip() for h in header if h is not None]
+    _check_delimiter(names, source)
     return match_columns(names, ALIASES, source, strict=strict, warn=warn, required=("user_id", "item_id"),
                          what="an interactions table")
+
+
+def _check_delimiter(header: list[str], source: Path) -> None:
+    """InputError for a one-column header that another delimiter splits (a spreadsheet's
+    semicolons, a tab-separated file named .csv)."""
+    if len(header) != 1:
+        return
+    for sep, name, fix in (("\t", "tab-separated", "name it .tsv"),
+                           (";", "semicolon-separated", "save it comma-separated (decimal points, not commas) or "
+                            "tab-separated as .tsv")):
+        if sep in header[0]:
+            raise InputError(f"{source}: looks {name} (header {header[0][:60]!r}); {fix}")
+
+
+def why_empty(report: LoadReport, sources: str, catalogue: str) -> str:
+    """The one line saying why no interaction was kept, naming the fix for the largest cause."""
+    causes = {"malformed": report.malformed, "unknown": report.unknown_items, "low": report.below_min_weight,
+              "zero": report.zero_weight}
+    top = max(causes, key=causes.get)
+    if causes[top] == 0:
+        return f"{sources}: no interactions"
+    if top == "malformed":
+        first = f" (first: line {report.malformed_lines[0][0]}: {report.malformed_lines[0][1]})" \
+            if report.malformed_lines else ""
+        return (f"{sources}: no usable row, {report.malformed} of {report.rows} malformed{first}; check the "
+                "delimiter, the quoting and the header")
+    if top == "low":
+        return (f"{sources}: every usable row weighs below train.min_weight (or is negative); lower "
+                "train.min_weight or check the weight column")
+    if top == "zero":
+        return (f"{sources}: every usable row weighs 0 (skip, dislike, weight 0: seen, no taste), so there is no "
+                "taste to learn; check the weight or event column (serve.event_weights)")
+    return (f"{sources}: no interaction matches an item of {catalogue} ({report.unknown_items} rows name other "
+            "items); item_id values must be the embeddings' item ids")
 
 
 _BINARY_MAGIC = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"PK\x03\x04": "a zip archive",
@@ -286,8 +322,8 @@ def _parse(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
             header = next(reader)
         except StopIteration:
             return
-        if delimiter == "," and len(header) == 1 and "\t" in header[0]:
-            raise InputError(f"{path}: looks tab-separated; name it .tsv")
+        if delimiter == ",":
+            _check_delimiter(header, path)
         header = [h.strip() for h in header]
         start = reader.line_num + 1
         for row in reader:
@@ -518,7 +554,7 @@ def merge(parts: list[Interactions]) -> Interactions:
         if p.seen_only is not None:
             su.append(remap[p.seen_only[0]])
             si.append(p.seen_only[1].astype(np.int64))
-        for f in ("rows", "kept", "below_min_weight", "zero_only_users"):
+        for f in ("rows", "kept", "malformed", "unknown_items", "below_min_weight", "zero_only_users"):
             if hasattr(report, f):
                 setattr(report, f, getattr(report, f) + getattr(p.report, f))
     u, i, w, t = (np.concatenate(a) for a in (uu, ii, ww, tt))
