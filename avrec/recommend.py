@@ -126,25 +126,40 @@ def _modality_mask(index: Index, name: str) -> np.ndarray:
     raise InputError(f"unknown modality {name!r} in --filter; known: {', '.join(known)}")
 
 
+_ID_HEADERS = {"item_id", "item", "itemid", "id"}
+_WEIGHT_HEADERS = {"weight", "w", "rating", "score", "count"}
+
+
 def read_id_lines(lines: Iterable[str]) -> list[tuple[str, float]]:
-    """Item ids, one per line, optionally ``id,weight`` or ``id<TAB>weight``; ``#`` starts a comment."""
+    """Item ids, one per line, optionally ``id,weight`` or ``id<TAB>weight``, CSV-quoted where
+    an id holds a comma (``"x,y",2``); ``#`` starts a comment line. Line 1 may be the header
+    ``item_id[,weight]``; any other line that is not an id (and a number) is an error naming it."""
+    import csv
+
     out = []
     for i, raw in enumerate(lines, 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        parts = re.split(r"[,\t]", line)
-        item = parts[0].strip()
-        w = 1.0
-        if len(parts) > 1 and parts[1].strip():
+        try:
+            parts = next(csv.reader([line], delimiter="\t" if "\t" in line else ",", skipinitialspace=True))
+        except csv.Error as e:
+            raise InputError(f"line {i}: {e}; quote an id that holds a comma: \"x,y\"") from None
+        parts = [p.strip() for p in parts]
+        if i == 1 and parts[0].lower() in _ID_HEADERS and (len(parts) == 1 or parts[1].lower() in _WEIGHT_HEADERS):
+            continue  # the header
+        if len(parts) > 2:
+            raise InputError(f"line {i}: {len(parts)} fields; write item_id or item_id,weight (quote an id that "
+                             "holds a comma: \"x,y\")")
+        item, w = parts[0], 1.0
+        if len(parts) > 1 and parts[1]:
             try:
                 w = float(parts[1])
             except ValueError:
-                if i == 1:  # a header row such as "item_id,weight"
-                    continue
-                raise InputError(f"line {i}: weight {parts[1]!r} is not a number (write item_id,weight)") from None
+                raise InputError(f"line {i}: weight {parts[1][:40]!r} is not a number (write item_id,weight; quote an "
+                                 "id that holds a comma: \"x,y\")") from None
             if not math.isfinite(w) or w < 0:
-                raise InputError(f"line {i}: weight {parts[1].strip()!r} must be a finite number >= 0")
+                raise InputError(f"line {i}: weight {parts[1]!r} must be a finite number >= 0")
         if item:
             out.append((item, w))
     return out

@@ -259,6 +259,11 @@ def test_read_id_lines():
     assert read_id_lines(lines) == [("a", 1.0), ("b", 2.5), ("c", 0.5), ("d#1", 1.0)]
     with pytest.raises(InputError, match="line 2"):
         read_id_lines(["a,1", "b,heavy"])
+    # an id holding a comma is quoted, as in the CSV tables; line 1 is a header only when it reads as one
+    assert read_id_lines(['"x,y"', '"x,y",2', "007"]) == [("x,y", 1.0), ("x,y", 2.0), ("007", 1.0)]
+    for bad, where in ((["x,y", "007"], "line 1: weight 'y'"), (["i020,abc"], "line 1"), (["a,1,2"], "3 fields")):
+        with pytest.raises(InputError, match=where):
+            read_id_lines(bad)
 
 
 def test_filter_parse():

@@ -17,8 +17,8 @@ from .common import Common, command
 HELP = """Recommend items from an index (a path, a piped path, or the workspace's index/).
 
 Exactly one request: --user ID, --item ID (more like this), --history FILE (a user the
-model never saw: item ids, one per line, optionally 'id,weight'; '-' reads them from
-stdin), --query TEXT (text search in a content space; with --user, blended with the
+model never saw: item ids, one per line, optionally 'id,weight', CSV-quoted where an id
+holds a comma; '-' reads them from stdin), --query TEXT (text search in a content space; with --user, blended with the
 user's taste), or --all-users (every user, streamed). --history and --query may be
 combined with --user.
 
