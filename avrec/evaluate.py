@@ -283,6 +283,10 @@ def evaluate(
             data = pseudonymize(data, pid)
         for p in protocols:
             results[p] = run_protocol(data, p, models, cfg, content=content, blocks=blocks, ks=ks, out_dir=tmp, recs=recs, progress=progress)
+        if not table_rows(results, ks):  # a CI script must not read an empty table as a pass
+            notes = "; ".join(n for r in results.values() for n in r.get("notes", []) if "nothing to score" in n)
+            raise InputError(f"{interactions_path}: nothing to score under any protocol ({notes or 'no test users'}); "
+                             "a protocol needs users with interactions on both sides of its split (two or more each)")
         payload = {"k": ks, "protocols": results, "interactions": data.report.to_dict()}
         write_json(tmp / "metrics.json", payload)
         rows = table_rows(results, ks)

@@ -157,3 +157,15 @@ def test_models_without_content_need_no_embeddings(world, tmp_path):
     assert {r["protocol"] for r in rows} == {"random", "temporal", "last"}
     with pytest.raises(InputError, match="needs item content"):
         evaluate(None, d / "ev.csv", tmp_path / "ev2", _cfg(), models=["hybrid"], protocols=["random"], ks=[10])
+
+
+def test_nothing_to_score_is_an_error_not_an_empty_pass(world, tmp_path):
+    """One interaction per user leaves no user on both sides of any split: exit 2, no artifact."""
+    from avrec.errors import InputError
+    from avrec.evaluate import evaluate
+
+    p = tmp_path / "one.csv"
+    p.write_text("user_id,item_id\n" + "".join(f"u{n},item-{n % 40:03d}\n" for n in range(200)))
+    with pytest.raises(InputError, match="nothing to score under any protocol"):
+        evaluate(None, p, tmp_path / "ev", _cfg(), models=["popular"], protocols=["random", "cold"], ks=[10])
+    assert not (tmp_path / "ev").exists()
