@@ -94,8 +94,8 @@ def check(data, model_name: str) -> None:
         raise InputError(f"train.recency needs --model hybrid (its user vectors are folded from history); "
                          f"got {model_name}: set train.recency=off")
     if not data.has_time:
-        raise InputError("train.recency needs a timestamp on every interaction (add a timestamp column, "
-                         "or set train.recency=off)")
+        raise InputError(f"train.recency needs a timestamp on every interaction: {data.untimed()} "
+                         "(or set train.recency=off)")
 
 
 def choose(data, fit: Callable[[Any], Any], *, ratio: float, seed: int, k: int,

@@ -128,8 +128,12 @@ def test_recency_needs_timestamps_and_the_hybrid(tmp_path):
     (tmp_path / "ev.csv").write_text("user_id,item_id\n" + "".join(f"{u},{i}\n" for u, i, _, _ in t.rows))
     cfg = Config()
     cfg.train.recency = "on"
-    with pytest.raises(InputError, match="timestamp on every interaction"):
+    with pytest.raises(InputError, match="timestamp on every interaction: no interaction has a timestamp"):
         train(tmp_path / "emb", tmp_path / "ev.csv", tmp_path / "m", cfg)
+    (tmp_path / "ev1.csv").write_text("user_id,item_id,timestamp\n" + "".join(
+        f"{u},{i},{'' if n == 7 else t}\n" for n, (u, i, _, t) in enumerate(t.rows)))
+    with pytest.raises(InputError, match=r"1 of \d+ interactions have no timestamp \(e.g. user 'u0'"):
+        train(tmp_path / "emb", tmp_path / "ev1.csv", tmp_path / "m", cfg)
     write_csv(t, tmp_path / "ev2.csv")
     cfg.train.model = "ease"
     with pytest.raises(InputError, match="needs --model hybrid"):

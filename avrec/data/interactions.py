@@ -150,6 +150,17 @@ class Interactions:
     def has_time(self) -> bool:
         return bool(len(self) and np.isfinite(self.timestamp).all())
 
+    def untimed(self) -> str:
+        """Why not every interaction has a time, for an error message ('' when all do)."""
+        bad = ~np.isfinite(self.timestamp)
+        if len(self) and not bad.any():
+            return ""
+        if bad.all():
+            return "no interaction has a timestamp (add a timestamp column)"
+        j = int(np.flatnonzero(bad)[0])
+        return (f"{int(bad.sum())} of {len(self)} interactions have no timestamp (e.g. user {self.users[self.user[j]]!r}, "
+                f"item {self.items[self.item[j]]!r}; an empty cell); fill them in or drop those rows")
+
     def subset(self, mask: np.ndarray) -> "Interactions":
         """Rows where ``mask`` is true, over the same user and item index spaces."""
         return Interactions(

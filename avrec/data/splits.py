@@ -50,7 +50,7 @@ def random_split(data: Interactions, *, ratio: float, seed: int = 0, min_train: 
 def temporal_split(data: Interactions, *, ratio: float) -> Split:
     """Global cut: the latest ``ratio`` of interactions (by timestamp) form the test."""
     if not data.has_time:
-        raise InputError("temporal split needs a timestamp on every interaction (add a timestamp column)")
+        raise InputError(f"temporal split needs a timestamp on every interaction: {data.untimed()}")
     cut = float(np.quantile(data.timestamp, 1.0 - ratio))
     is_test = data.timestamp > cut
     return Split("temporal", data.subset(~is_test), data.subset(is_test), params={"ratio": ratio, "cut": cut})
@@ -60,7 +60,7 @@ def leave_last_split(data: Interactions, *, n: int = 1, ratio: float | None = No
     """Each user's last ``n`` interactions by time form the test, or with ``ratio`` their
     newest ``ratio`` share (rounded without bias); users keep at least one."""
     if not data.has_time:
-        raise InputError("leave-last-n split needs a timestamp on every interaction (add a timestamp column)")
+        raise InputError(f"leave-last-n split needs a timestamp on every interaction: {data.untimed()}")
     rng = np.random.default_rng(seed)
     order = np.lexsort((rng.random(len(data)), -data.timestamp, data.user))  # newest first per user
     users = data.user[order]
