@@ -188,3 +188,12 @@ def test_a_log_with_nothing_usable_names_the_cause(tmp_path, body, needle):
     with pytest.raises(InputError, match=needle):
         train(tmp_path / "emb", tmp_path / "ev.csv", tmp_path / "m", Config())
     assert not (tmp_path / "m").exists()
+
+
+def test_malformed_rows_say_what_is_wrong_in_avrec_words(tmp_path):
+    p = tmp_path / "ev.jsonl"
+    p.write_text('{"user_id": "u1", "item_id": ["x"]}\n{"user_id": "u1", "item_id": "a", "weight": "abc"}\n'
+                 '{"user_id": "u1", "item_id": "b"}\n')
+    d = load_interactions(p)
+    assert d.items.ids == ["b"]  # never the id "['x']"
+    assert d.report.malformed_lines == [(1, "item_id is a JSON list; give it as text"), (2, "weight 'abc' is not a number")]

@@ -13,7 +13,7 @@ from .common import Common, Log, command, emit_path
 HELP = """Extract features, thumbnails and audio from media files and metadata.
 
 INPUTS are media folders (searched recursively), media files, or '-' to read
-newline-separated paths from stdin. A metadata table (CSV or JSONL: item_id, title,
+newline-separated paths from stdin. A metadata table (CSV, TSV or JSONL: item_id, title,
 description, tags[, path]) joins by item_id or path; rows without media become text-only
 items. Re-running on the same folder only processes new or changed files. Bad files
 become rows with status "failed"; exit 3 when no item succeeds, or when more than
@@ -136,7 +136,7 @@ def extract_cmd(
 
     validate(cfg)
     if metadata is not None and not metadata.strip():
-        raise InputError("--metadata is an empty string; pass a CSV or JSONL file")
+        raise InputError("--metadata is an empty string; pass a CSV, TSV or JSONL file")
     if not inputs and not (metadata or e.metadata):
         raise InputError("no input: pass media folders or files, '-' to read paths from stdin, or --metadata FILE")
     log = common.log

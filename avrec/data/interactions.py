@@ -278,9 +278,9 @@ def _check_text(path: Path, what: str) -> None:
     for magic, name in _BINARY_MAGIC.items():
         if head.startswith(magic):
             hint = " (name it .parquet)" if magic == b"PAR1" else ""
-            raise InputError(f"{path} is {name}, not a {what} table{hint}; pass CSV, TSV, JSONL or Parquet")
+            raise InputError(f"{path} is {name}, not {what} table{hint}; pass CSV, TSV, JSONL or Parquet")
     if b"\x00" in head:
-        raise InputError(f"{path} holds binary data, not a {what} table; pass CSV, TSV, JSONL or Parquet")
+        raise InputError(f"{path} holds binary data, not {what} table; pass CSV, TSV, JSONL or Parquet")
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
@@ -296,7 +296,7 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
 def _parse(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
     suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
     if suffix not in (".parquet", ".pq"):
-        _check_text(path, "interactions")
+        _check_text(path, "an interactions")
     if suffix in (".jsonl", ".ndjson", ".json"):
         with open(path, encoding="utf-8-sig") as f:
             for n, line in enumerate(f, 1):
@@ -395,6 +395,15 @@ def _store_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str
         yield seq, {"user_id": u, "item_id": i, "weight": w, "timestamp": t}, ""
 
 
+def _number(v: Any, name: str) -> float:
+    """float(v), or ValueError naming the field and the value (not Python's own wording)."""
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        shown = str(v) if len(str(v)) <= 40 else str(v)[:37] + "..."
+        raise ValueError(f"{name} {shown!r} is not a number") from None
+
+
 def _from_rows(path: Path, records: Iterator[tuple[int, dict[str, Any] | None, str]], *, catalogue, min_weight: float,
                strict: bool, warn: Callable[[str], None], event_weights: dict[str, float] | None = None
                ) -> Interactions:
@@ -432,10 +441,13 @@ def _from_rows(path: Path, records: Iterator[tuple[int, dict[str, Any] | None, s
             i = rec.get(cols["item_id"])
             if u is None or i is None or str(u).strip() == "" or str(i).strip() == "":
                 raise ValueError("empty user_id or item_id")
+            for name, v in (("user_id", u), ("item_id", i)):
+                if isinstance(v, (list, dict)):  # JSON: str() would make "['x']" an id
+                    raise ValueError(f"{name} is a JSON {'list' if isinstance(v, list) else 'object'}; give it as text")
             u, i = check_id(u, "user_id"), check_id(i, "item_id")
             w = 1.0
             if "weight" in cols and rec.get(cols["weight"]) not in (None, ""):
-                w = float(rec[cols["weight"]])
+                w = _number(rec[cols["weight"]], "weight")
             elif "event" in cols and rec.get(cols["event"]) not in (None, ""):
                 ev = str(rec[cols["event"]]).strip().lower()
                 if ev not in event_weights:
@@ -444,7 +456,7 @@ def _from_rows(path: Path, records: Iterator[tuple[int, dict[str, Any] | None, s
                 w = event_weights[ev]
             elif "watch_seconds" in cols and rec.get(cols["watch_seconds"]) not in (None, ""):
                 # diminishing returns: a minute counts 1, an hour about 4
-                w = math.log1p(max(float(rec[cols["watch_seconds"]]), 0.0) / 60.0) / math.log(2.0)
+                w = math.log1p(max(_number(rec[cols["watch_seconds"]], "watch_seconds"), 0.0) / 60.0) / math.log(2.0)
             if not math.isfinite(w) or abs(w) > _F32_MAX:
                 raise ValueError(f"weight {w} is not finite" if not math.isfinite(w) else f"weight {w} is too large")
             t = _parse_time(rec.get(cols["timestamp"])) if "timestamp" in cols else math.nan

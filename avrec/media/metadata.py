@@ -107,9 +107,9 @@ def load_metadata(path: str | Path, *, strict: bool = False, warn: Callable[[str
     """Load a table; ``item_id`` (or, failing that, ``path``) must be a column."""
     p = Path(path)
     if p.is_dir():
-        raise InputError(f"metadata table {p} is a directory; pass a CSV or JSONL file to --metadata")
+        raise InputError(f"metadata table {p} is a directory; pass a CSV, TSV or JSONL file to --metadata")
     if not p.is_file():
-        raise InputError(f"metadata table not found: {p} (pass a CSV or JSONL file to --metadata)")
+        raise InputError(f"metadata table not found: {p} (pass a CSV, TSV or JSONL file to --metadata)")
     raw = _read_rows(p)
     if not raw:
         raise InputError(f"metadata table {p} has no rows (an empty file or a header alone); add rows or leave "
