@@ -197,3 +197,11 @@ def test_malformed_rows_say_what_is_wrong_in_avrec_words(tmp_path):
     d = load_interactions(p)
     assert d.items.ids == ["b"]  # never the id "['x']"
     assert d.report.malformed_lines == [(1, "item_id is a JSON list; give it as text"), (2, "weight 'abc' is not a number")]
+
+
+def test_spaces_around_ids_are_removed_and_counted(tmp_path):
+    p = tmp_path / "ev.csv"
+    p.write_text("user_id,item_id\n7,a\n 7,b\n7 ,c\n")
+    d = load_interactions(p)
+    assert d.users.ids == ["7"] and len(d) == 3 and d.report.trimmed == 2
+    assert any("2 rows have spaces around an id" in line for line in d.report.lines())

@@ -122,7 +122,7 @@ def profile_cmd(
         sys.stdout.flush()
         return
     pid = pseudonymizer(cfg)  # the model knows users by HMAC with privacy.pseudonymize
-    p = user_profile(idx, pid(user), top=top, shown_as=user)  # type: ignore[arg-type]
+    p = user_profile(idx, pid(user.strip()), top=top, shown_as=user)  # type: ignore[union-attr]
     if sys.stdout.isatty() and not as_json:
         _table(p)
     else:

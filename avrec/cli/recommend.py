@@ -145,7 +145,7 @@ def recommend_cmd(
     from ..privacy import pseudonymizer
 
     pid = pseudonymizer(cfg)  # the model knows users by HMAC with privacy.pseudonymize
-    uid = pid(user) if user is not None else None
+    uid = pid(user.strip()) if user is not None else None  # ids are read stripped, everywhere
 
     def answer(rec: Recommender) -> list[dict[str, Any]]:
         if item is not None:

@@ -62,6 +62,7 @@ class LoadReport:
     below_min_weight: int = 0
     zero_weight: int = 0  # (user, item) pairs whose weight sums to 0: seen, no taste
     zero_only_users: int = 0  # users all of whose pairs weigh 0: not trained users
+    trimmed: int = 0  # rows whose user or item id had spaces around it (removed, as everywhere)
 
     def add(self, kind: str, line: int, detail: str = "") -> None:
         if kind == "malformed":
@@ -96,6 +97,9 @@ class LoadReport:
             )
         if self.below_min_weight:
             out.append(f"{pre}{self.below_min_weight} rows below train.min_weight ignored")
+        if self.trimmed:
+            out.append(f"{pre}{self.trimmed} rows have spaces around an id, removed as in every table (' 7' is the "
+                       "id '7')")
         if self.zero_weight:
             out.append(f"{pre}{self.zero_weight} (user, item) pairs weigh 0 (skip, dislike, weight 0): kept as seen, "
                        "so never recommended back to that user, with no taste")
@@ -111,7 +115,7 @@ class LoadReport:
             "duplicate_lines": self.duplicate_lines, "unknown_items": self.unknown_items,
             "unknown_item_lines": [n for n, _ in self.unknown_item_lines],
             "below_min_weight": self.below_min_weight, "zero_weight": self.zero_weight,
-            "zero_only_users": self.zero_only_users,
+            "zero_only_users": self.zero_only_users, "trimmed": self.trimmed,
         }
 
 
@@ -444,7 +448,10 @@ def _from_rows(path: Path, records: Iterator[tuple[int, dict[str, Any] | None, s
             for name, v in (("user_id", u), ("item_id", i)):
                 if isinstance(v, (list, dict)):  # JSON: str() would make "['x']" an id
                     raise ValueError(f"{name} is a JSON {'list' if isinstance(v, list) else 'object'}; give it as text")
+            su, si = str(u), str(i)
             u, i = check_id(u, "user_id"), check_id(i, "item_id")
+            if len(u) != len(su) or len(i) != len(si):
+                report.trimmed += 1
             w = 1.0
             if "weight" in cols and rec.get(cols["weight"]) not in (None, ""):
                 w = _number(rec[cols["weight"]], "weight")

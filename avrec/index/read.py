@@ -76,7 +76,7 @@ class IdMap:
         return [b.decode("utf-8") for b in self.ids[np.asarray(rows, np.int64)].tolist()]
 
     def row(self, key: str) -> int | None:
-        b = str(key).encode("utf-8")
+        b = str(key).strip().encode("utf-8")  # ids are stored stripped (avrec.ids.check_id)
         if not b or len(b) > self.sorted.dtype.itemsize or len(self.sorted) == 0:
             return None
         pos = int(np.searchsorted(self.sorted, np.bytes_(b)))
