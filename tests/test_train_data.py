@@ -205,3 +205,19 @@ def test_spaces_around_ids_are_removed_and_counted(tmp_path):
     d = load_interactions(p)
     assert d.users.ids == ["7"] and len(d) == 3 and d.report.trimmed == 2
     assert any("2 rows have spaces around an id" in line for line in d.report.lines())
+
+
+def test_a_header_naming_a_column_twice_is_refused(tmp_path):
+    p = tmp_path / "ev.csv"
+    p.write_text("user_id,item_id,Item_ID\nu1,a,b\n")
+    with pytest.raises(InputError, match=r"names 'Item_ID' twice \(columns 2 and 3\)"):
+        load_interactions(p)
+
+
+def test_milliseconds_beside_seconds_are_warned_about(tmp_path):
+    p = tmp_path / "ev.csv"
+    p.write_text("user_id,item_id,timestamp\nu1,a,1700000000\nu1,b,1700000100000\nu2,a,1700000200\n")
+    d = load_interactions(p)
+    assert d.report.mixed_time_units == 1 and any("look like epoch milliseconds" in x for x in d.report.lines())
+    p.write_text("user_id,item_id,timestamp\nu1,a,1700000000000\nu1,b,1700000100000\n")  # all in ms: one unit, fine
+    assert load_interactions(p).report.mixed_time_units == 0

@@ -63,6 +63,7 @@ class LoadReport:
     zero_weight: int = 0  # (user, item) pairs whose weight sums to 0: seen, no taste
     zero_only_users: int = 0  # users all of whose pairs weigh 0: not trained users
     trimmed: int = 0  # rows whose user or item id had spaces around it (removed, as everywhere)
+    mixed_time_units: int = 0  # timestamps that look like epoch milliseconds where others look like seconds
 
     def add(self, kind: str, line: int, detail: str = "") -> None:
         if kind == "malformed":
@@ -100,6 +101,9 @@ class LoadReport:
         if self.trimmed:
             out.append(f"{pre}{self.trimmed} rows have spaces around an id, removed as in every table (' 7' is the "
                        "id '7')")
+        if self.mixed_time_units:
+            out.append(f"{pre}warning: {self.mixed_time_units} timestamps look like epoch milliseconds (> 1e11) and the "
+                       "rest like seconds; a temporal split then puts them all last: convert them to one unit")
         if self.zero_weight:
             out.append(f"{pre}{self.zero_weight} (user, item) pairs weigh 0 (skip, dislike, weight 0): kept as seen, "
                        "so never recommended back to that user, with no taste")
@@ -116,6 +120,7 @@ class LoadReport:
             "unknown_item_lines": [n for n, _ in self.unknown_item_lines],
             "below_min_weight": self.below_min_weight, "zero_weight": self.zero_weight,
             "zero_only_users": self.zero_only_users, "trimmed": self.trimmed,
+            "mixed_time_units": self.mixed_time_units,
         }
 
 
@@ -233,6 +238,12 @@ def _columns(header: Iterable[str], source: Path, *, strict: bool = False,
              warn: Callable[[str], None] = lambda _m: None) -> dict[str, str]:
     names = [str(h).strip() for h in header if h is not None]
     _check_delimiter(names, source)
+    seen: dict[str, int] = {}
+    for n, name in enumerate(names, 1):  # which of two item_id columns would be read is anyone's guess
+        if name and name.lower() in seen:
+            raise InputError(f"{source}: the header names {name!r} twice (columns {seen[name.lower()]} and {n}); "
+                             "rename or drop one")
+        seen[name.lower()] = n
     return match_columns(names, ALIASES, source, strict=strict, warn=warn, required=("user_id", "item_id"),
                          what="an interactions table")
 
@@ -544,6 +555,10 @@ def split_zero(users: IdMap, items: IdMap, user: np.ndarray, item: np.ndarray, w
     enter any model as taste (a zero entry still shapes ALS and binary weighting), yet it
     must keep the item out of that user's list. A user with nothing but such pairs gets
     no model vector (nothing to fold), so is dropped and counted."""
+    t = timestamp[np.isfinite(timestamp) & (timestamp > 0)]
+    if len(t):  # epoch milliseconds past 1e11 (March 1973 in ms, the year 5138 in seconds) beside seconds
+        ms = int((t > 1e11).sum())
+        report.mixed_time_units = ms if 0 < ms < len(t) else 0
     pos = weight > 0
     report.kept = int(pos.sum())
     report.zero_weight = int((~pos).sum())
