@@ -36,6 +36,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import InputError
+from ..ids import check_id, id_problem
 from ..recommend import Options
 from .events import EventStore, parse_event
 from .state import Batcher, NotFound, State
@@ -189,6 +190,26 @@ class Guard:
             await resp(scope, receive, send)
             return self._done(scope, endpoint, 413, t0)
         seen = {"n": 0}
+        if length is None and scope["method"] not in ("GET", "HEAD"):
+            # a chunked body has no length to check up front: read it here, up to the cap, so
+            # that an oversized one is a 413 before any handler (or the framework's error
+            # layer, which would answer 500 first) has started a response
+            orig, chunks, size = receive, [], 0
+            while True:
+                msg = await orig()
+                if msg["type"] != "http.request":
+                    return  # the client went away
+                size += len(msg.get("body", b""))
+                if size > cap:
+                    await _error(413, f"request body over serve.max_body_bytes={cap}")(scope, orig, send)
+                    return self._done(scope, endpoint, 413, t0)
+                chunks.append(msg.get("body", b""))
+                if not msg.get("more_body", False):
+                    break
+            buffered = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+            async def receive():  # the buffered body, then whatever the server sends next (a disconnect)
+                return buffered.pop() if buffered else await orig()
 
         async def capped_receive():
             msg = await receive()
@@ -293,7 +314,9 @@ def _parse(request: Request, spec, max_k: int) -> dict[str, Any]:
         if kind == "list":
             out[name] = qp.get(name, [])
             continue
-        raw = qp[name][-1] if name in qp else None  # a repeated scalar: the last, as Starlette has it
+        if len(qp.get(name, ())) > 1:  # behind a proxy, two user= values are an attack, not a choice
+            raise _Bad(f"{name}: given {len(qp[name])} times; give it once")
+        raw = qp[name][0] if name in qp else None
         if raw is None:
             if required:
                 raise _Bad(f"{name}: required")
@@ -301,8 +324,11 @@ def _parse(request: Request, spec, max_k: int) -> dict[str, Any]:
             continue
         if kind == "id":
             v = raw.strip()
-            if not v or len(v.encode("utf-8")) > 1024:
+            if not v or len(v.encode("utf-8", "surrogatepass")) > 1024:
                 raise _Bad(f"{name}: must be 1 to 1024 bytes")
+            why = id_problem(v)
+            if why:
+                raise _Bad(f"{name}: {why}; ids may not contain control characters")
             out[name] = v
         elif kind == "int":
             try:
@@ -424,6 +450,18 @@ def create_app(s: Settings, *, log: Callable[[str], None] | None = None) -> Any:
 
     def unauthorised() -> JSONResponse:
         return _error(401, "unauthorized", {"WWW-Authenticate": "Bearer"})
+
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    @api.exception_handler(StarletteHTTPException)
+    async def _http(request, exc):  # the framework's own 404 / 405: one line, in the shape of every error
+        if exc.status_code == 404:
+            msg = f"{request.method} {request.url.path}: no such endpoint (see /docs)"
+        elif exc.status_code == 405:
+            msg = f"{request.method} is not allowed on {request.url.path} (see /docs)"
+        else:
+            msg = str(exc.detail)
+        return _error(exc.status_code, msg, headers=getattr(exc, "headers", None))
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(_request, exc: RequestValidationError):
@@ -634,10 +672,17 @@ def create_app(s: Settings, *, log: Callable[[str], None] | None = None) -> Any:
             out["note"] = "stored; items the index lacks count once index --add or a retrain brings them"
         return _json(out)
 
-    @api.delete("/users/{user_id}", summary="Erase a user's events and served state (right to erasure)")
+    # {user_id:path}: an id may hold "/" (ids are data), encoded (%2F) or not
+    @api.delete("/users/{user_id:path}", summary="Erase a user's events and served state (right to erasure)")
     async def forget(request: Request, user_id: str):
         if not authorised(request, True):
             return unauthorised()
+        if request.query_params:
+            return _error(422, f"{next(iter(request.query_params))}: unknown parameter; DELETE /users/{{id}} takes none")
+        try:
+            user_id = check_id(user_id, "user")
+        except ValueError as e:
+            return _error(422, str(e))
         if store is None:
             return _error(409, "this server runs without an event store (serve.events)")
         n = await run_in_threadpool(store.forget, pid(user_id))

@@ -120,6 +120,19 @@ def test_erasure_on_the_server_and_at_the_next_train(world, tmp_path):
         pop = c.get("/recommend", params={"user": "u7", "fallback": "popular"}).json()["items"]
         assert all(it.get("source") == "popular" for it in pop)
         assert c.get("/recommend", params={"user": "u8"}).status_code == 200
+        # an id holding "/" (ids are data) is erasable too, encoded or not; a bad id is a 422
+        for path in ("/users/a%2Fb", "/users/a/b"):
+            assert c.post("/events", json={"user_id": "a/b", "item_id": "item-001"}).status_code == 200
+            assert c.get("/recommend", params={"user": "a/b"}).status_code == 200
+            r = c.delete(path)
+            assert r.status_code == 200 and r.json()["user"] == "a/b", (path, r.text)
+            assert c.get("/recommend", params={"user": "a/b"}).status_code == 404
+        for path, needle in (("/users/x%00y", "NUL"), ("/users/u8?bogus=1", "bogus: unknown parameter")):
+            r = c.delete(path)
+            assert r.status_code == 422 and needle in r.json()["error"], (path, r.text)
+        assert c.get("/recommend", params={"user": "u8"}).status_code == 200  # not erased by the refused call
+        r = c.get("/nowhere")
+        assert r.status_code == 404 and "no such endpoint" in r.json()["error"]
     finally:
         s.stop()
     assert b"item-090" not in db.read_bytes() + (Path(str(db) + "-wal").read_bytes() if Path(str(db) + "-wal").exists() else b"")

@@ -3,6 +3,7 @@ events on the next call, durability across a kill -9, and the bearer token."""
 
 from __future__ import annotations
 
+import json
 import signal
 
 import pytest
@@ -191,6 +192,13 @@ def test_body_and_list_caps(server):
     assert r.status_code == 422 and "max_events" in r.json()["error"]
     r = server.client.post("/events", content=b"x" * (2 << 20), headers={"content-type": "application/json"})
     assert r.status_code == 413
+    # chunked (no Content-Length): the same 413, not a 500 from a handler that had started reading
+    for path in ("/events", "/recommend"):
+        r = server.client.post(path, content=iter([b"x" * (1 << 19)] * 4), headers={"content-type": "application/json"})
+        assert r.status_code == 413 and "max_body_bytes" in r.json()["error"], (path, r.text)
+    ok = json.dumps({"history": ["item-001"], "k": 2}).encode()
+    r = server.client.post("/recommend", content=iter([ok[:5], ok[5:]]), headers={"content-type": "application/json"})
+    assert r.status_code == 200 and len(r.json()["items"]) == 2, r.text
 
 
 def test_health_metrics_and_docs(server):
