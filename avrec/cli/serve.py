@@ -132,6 +132,8 @@ def serve_cmd(
     cfg = common.load()
     host = host if host is not None else cfg.serve.host
     port = port if port is not None else cfg.serve.port
+    if not 0 <= port <= 65535:
+        raise InputError(f"--port {port}: must be in 0..65535 (0 picks a free one)")
     token_file = token_file or cfg.serve.token_file
     token = read_token(token_file) if token_file else None
     if not _loopback(host) and token is None:
@@ -173,7 +175,7 @@ def serve_cmd(
         # bound and listening: a request sent from then on waits in its backlog for a worker,
         # and port 0 is the kernel's choice, not a probe's that another process could take
         config = uvicorn.Config("avrec.serve.app:app_from_env", factory=True, workers=workers, **kw)
-        sock = config.bind_socket()
+        sock = bind(host, port)
         sock.listen(config.backlog)  # the workers listen on it too; from here connections queue
         h, p = sock.getsockname()[:2]
         print(f"{scheme}://{h if ':' not in h else '[' + h + ']'}:{p}", flush=True)
@@ -183,6 +185,7 @@ def serve_cmd(
         finally:
             sock.close()
         return
+    sock = bind(host, port)  # before the index loads: a taken port is one line, exit 2
     app = create_app(s, log=log)
     config = uvicorn.Config(app, **kw)
     server = uvicorn.Server(config)
@@ -192,7 +195,35 @@ def serve_cmd(
     # uvicorn drains the requests in flight on SIGTERM, then raises the signal again: with
     # this handler in place that ends the process with 0 (a clean stop), not "killed by 15"
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    server.run()
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def bind(host: str, port: int):
+    """A bound TCP socket for ``host:port`` (what uvicorn would bind), or InputError naming the
+    fix: uvicorn itself logs a taken port over several lines and exits 3 (its startup failure),
+    and takes port 70000 as 70000 mod 65536."""
+    import socket
+
+    from ..errors import InputError
+
+    try:
+        family, kind, proto, _name, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as e:
+        raise InputError(f"--host {host}: cannot resolve it ({e}); pass an address such as 127.0.0.1") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a restart needs no TIME_WAIT wait
+    try:
+        sock.bind(addr)
+    except OSError as e:
+        sock.close()
+        why = "is in use" if e.errno == 98 else f"cannot be bound ({e.strerror or e})"
+        raise InputError(f"{host}:{port} {why}; pass another --port (0 picks a free one) or stop what holds it"
+                         ) from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def worker_count(n: int) -> int:

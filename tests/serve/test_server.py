@@ -273,6 +273,22 @@ def test_a_public_bind_without_a_token_is_refused(world, avrec_cli):
     assert "--token-file" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_taken_or_impossible_port_is_one_line_and_exit_2(world, avrec_cli, workers):
+    import socket
+
+    _taste, p = world
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        r = avrec_cli("serve", str(p["index"]), "--port", str(port), "--no-events", "--workers", workers)
+    assert r.returncode == 2 and f"127.0.0.1:{port} is in use" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = avrec_cli("serve", str(p["index"]), "--port", "70000", "--no-events", "--workers", workers)
+    assert r.returncode == 2 and "0..65535" in r.stderr and r.stdout == ""  # uvicorn took 70000 as 4464
+
+
 def test_several_workers_share_the_store_and_count_together(world, tmp_path):
     _taste, p = world
     s = Server(str(copy_index(p["index"], tmp_path / "index")), "--events", str(tmp_path / "ev.sqlite"),
