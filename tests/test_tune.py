@@ -105,6 +105,16 @@ def test_auto_weighting_drops_heavy_tailed_weights_that_carry_no_taste(taste):
     assert {"linear", "log", "binary"} <= tried
 
 
+def test_heavy_tailed_weightings_are_tried_whatever_the_budget(taste):
+    """On play counts the weighting decides most: a budget spent by one slow first fit (a busy
+    machine) must not ship linear untried against log and binary."""
+    found = tune_hybrid(_noisy_counts(taste), taste.content, _cfg(), device="cpu", progress=lambda _m: None,
+                        budget_s=1e-6)
+    tried = [t["params"].get("weighting") for t in found["report"]["tried"] if t["protocol"] == "warm"]
+    assert tried == ["linear", "log", "binary"] and found["weighting"] in ("log", "binary")
+    assert "budget" in found["report"]["stopped"]  # and nothing else ran
+
+
 def test_weighting_is_not_searched_on_a_binary_log_ratings_or_when_configured(taste):
     seen = _seen(taste)
     ratings = np.random.default_rng(1).integers(1, 6, seen.nnz).astype(np.float32)  # 1-5 stars: no heavy tail
