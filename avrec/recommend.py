@@ -216,6 +216,7 @@ class Options:
     query_weight: float = 0.5  # weight of the text query against the user's taste
     device: str = "cpu"
     log: Callable[[str], None] = field(default=lambda s: None)
+    erased: np.ndarray | None = None  # (n_users,) bool: trained users erased since (avrec forget): not served
 
 
 class Recommender:
@@ -345,8 +346,17 @@ class Recommender:
         ex = [{"reason": "popular", "popularity": float(s)} for s in scores.tolist()] if self.opts.explain else None
         return self.records(key, value, rows, scores, ex, source="popular")
 
+    def _erased(self, row: int | None) -> bool:
+        return row is not None and self.opts.erased is not None and bool(self.opts.erased[row])
+
     def user_row(self, user_id: str) -> int | None:
         row = self.index.users.row(user_id)
+        if self._erased(row):
+            if self.opts.fallback != "popular":
+                raise InputError(f"user {user_id!r} was erased (avrec forget) after this model was trained, so is not "
+                                 "served; they leave the model at the next train (--fallback popular serves popular "
+                                 "items)")
+            return None
         if row is None and self.opts.fallback != "popular":
             raise InputError(
                 f"unknown user {user_id!r} (the model knows {self.index.n_users} users); pass --history FILE for a "
@@ -374,6 +384,8 @@ class Recommender:
         if unknown:
             self.opts.log(f"recommend: {len(unknown)} history item(s) not in the index ignored (e.g. {unknown[0]!r})")
         urow = idx.users.row(user_id) if user_id is not None else None
+        if self._erased(urow):  # their trained history is no longer theirs to use
+            urow = None
         if urow is not None:  # a known user's fresh history extends what the model saw
             seen, sw = idx.history(urow)  # each 1, or its stored weight (recency; 0: a skip)
             rows = np.concatenate([seen, rows])
@@ -532,10 +544,13 @@ class Recommender:
         idx = self.index
         if not idx.exact_batch or self.opts.explain:
             for u in range(idx.n_users):
-                yield self.for_user(idx.users.id(u))
+                if not self._erased(u):
+                    yield self.for_user(idx.users.id(u))
             return
         for a, b, top, vals in self._batch_chunks(chunk_cells):
             for i in range(b - a):
+                if self._erased(a + i):
+                    continue
                 fin = np.isfinite(vals[i])
                 rows, scores = self._finish(top[i][fin], vals[i][fin])
                 yield self.records("user", idx.users.id(a + i), rows, scores)
@@ -575,6 +590,8 @@ class Recommender:
                                                          [6] * vals.size))), dtype=object).reshape(vals.shape)
             parts[:, :, 4] = post[top]
             fin = np.isfinite(vals)  # a user with fewer than k unseen items has -inf at the end
+            if self.opts.erased is not None:
+                fin &= ~self.opts.erased[a:b, None]
             yield "".join((parts[fin] if not fin.all() else parts).ravel().tolist())
 
     def _batch_chunks(self, chunk_cells: int) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:

@@ -122,7 +122,13 @@ def profile_cmd(
         sys.stdout.flush()
         return
     pid = pseudonymizer(cfg)  # the model knows users by HMAC with privacy.pseudonymize
-    p = user_profile(idx, pid(user.strip()), top=top, shown_as=user)  # type: ignore[union-attr]
+    from .recommend import erased_users
+
+    uid = pid(user.strip())  # type: ignore[union-attr]
+    if erased_users(cfg, idx, uid) is not None:
+        raise InputError(f"user {user!r} was erased (avrec forget) after this model was trained; their history is not "
+                         "shown, and they leave the model at the next train")
+    p = user_profile(idx, uid, top=top, shown_as=user)
     if sys.stdout.isatty() and not as_json:
         _table(p)
     else:

@@ -168,7 +168,9 @@ def recommend_cmd(
 
     # `index --add` may swap the index in while this runs: answer again from the new one
     for attempt in range(3):
-        rec = Recommender(Index(path), opts)
+        idx = Index(path)
+        opts.erased = erased_users(cfg, idx, None if all_users else uid)
+        rec = Recommender(idx, opts)
         last = attempt == 2
         try:
             if all_users:
@@ -193,6 +195,40 @@ def recommend_cmd(
         _table(rows)
     else:
         _stream([rows])
+
+
+def erased_users(cfg, idx, uid: str | None):
+    """(n_users,) bool of the index's users erased (avrec forget, DELETE /users) after its
+    model was trained, read from the configured event store (serve.events, else the
+    workspace's events.sqlite); None when there is none or nobody was. With ``uid`` only that
+    user is looked up (one query; a digest per user would cost ~1 s per million users)."""
+    import numpy as np
+
+    from ..serve.events import EventStore, default_store_path, is_store
+
+    store = default_store_path(cfg)
+    if not (store.is_file() and is_store(store)):
+        return None
+    trained_at = float((idx.extra.get("events") or {}).get("trained_at") or 0.0)
+    st = EventStore(store, pseudonyms="any", create=False)
+    try:
+        if uid is not None:
+            at, row = st.erased_at(uid), idx.users.row(uid)
+            if at is None or at < trained_at or row is None:
+                return None
+            mask = np.zeros(idx.n_users, bool)
+            mask[row] = True
+            return mask
+        digests = st.erased_digests(since=trained_at)
+    finally:
+        st.close()
+    if not digests:
+        return None
+    from ..privacy import erasure_digest
+
+    mask = np.fromiter((erasure_digest(u.decode("utf-8")) in digests for u in idx.users.ids.tolist()), bool,
+                       count=idx.n_users)
+    return mask if mask.any() else None
 
 
 def _limit_threads(threads: int, *, batch: bool) -> None:

@@ -212,8 +212,11 @@ class EventStore:
         row = self._con().execute("SELECT at FROM erased WHERE digest = ?", (erasure_digest(user_id),)).fetchone()
         return None if row is None else float(row[0])
 
-    def erased_digests(self) -> set[str]:
-        return {r[0] for r in self._con().execute("SELECT digest FROM erased")}
+    def erased_digests(self, *, since: float | None = None) -> set[str]:
+        """Digests of the erased users (erased at ``since`` or later, when given)."""
+        if since is None:
+            return {r[0] for r in self._con().execute("SELECT digest FROM erased")}
+        return {r[0] for r in self._con().execute("SELECT digest FROM erased WHERE at >= ?", (float(since),))}
 
     def iter_events(self, *, after: int = 0, upto: int | None = None) -> Iterator[tuple[int, str, str, str | None, float, float | None]]:
         """(seq, user_id, item_id, event, weight, timestamp) in seq order."""

@@ -159,3 +159,25 @@ def test_evaluate_writes_no_raw_user_id(world, tmp_path):
     files = _all_bytes(out)
     assert any("splits" in str(f) for f, _ in files)
     assert [str(f) for f, b in files if RAW.encode() in b] == []
+
+
+def test_the_cli_stops_serving_an_erased_user_at_once(world, tmp_path):
+    """avrec forget (or DELETE /users) stops the CLI serving the user's trained vector too, not
+    only the server: --user is exit 2, --all-users leaves them out, until the next train."""
+    _taste, p = world
+    db = tmp_path / "events.sqlite"
+    store = ["--set", f"serve.events={db}"]
+    r = run_avrec("recommend", str(p["index"]), "--all-users", *store)
+    before = {json.loads(line)["user"] for line in r.stdout.splitlines()}
+    assert {"u3", "u4"} <= before
+    ok(run_avrec("forget", "--user", "u3", "--events", str(db)))
+    r = run_avrec("recommend", str(p["index"]), "--user", "u3", *store)
+    assert r.returncode == 2 and "erased (avrec forget)" in r.stderr and r.stdout == ""
+    r = run_avrec("recommend", str(p["index"]), "--user", "u3", "--fallback", "popular", "--json", *store)
+    assert r.returncode == 0 and all(json.loads(line).get("source") == "popular" for line in r.stdout.splitlines())
+    for extra in ([], ["--explain"]):
+        r = run_avrec("recommend", str(p["index"]), "--all-users", *extra, *store)
+        assert {json.loads(line)["user"] for line in r.stdout.splitlines()} == before - {"u3"}
+    assert run_avrec("recommend", str(p["index"]), "--user", "u4", *store).returncode == 0
+    r = run_avrec("profile", str(p["index"]), "--user", "u3", *store)
+    assert r.returncode == 2 and "erased" in r.stderr
