@@ -591,7 +591,9 @@ def create_app(s: Settings, *, log: Callable[[str], None] | None = None) -> Any:
 
         def run() -> Response:
             recs = state.for_history(idx, state.recommender(idx, opts), history, user)
-            key, value = ("user", user) if user is not None else ("history", len(history))
+            # "history": the items the index knows, as the CLI's --history counts them
+            key, value = ("user", user) if user is not None else \
+                ("history", sum(idx.items.row(h) is not None for h, _w in history))
             return answer(key, value, idx, recs, opts.k)
         return await guarded(run)
 

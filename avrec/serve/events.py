@@ -82,6 +82,9 @@ class Event:
     timestamp: float | None = None
 
 
+MAX_EPOCH_S = 1e11  # seconds since the epoch below this (the year 5138); above it, most likely milliseconds
+
+
 def erasure_digest(stored_id: str) -> str:
     from ..privacy import erasure_digest as d
 
@@ -271,8 +274,11 @@ def parse_event(rec: Any, *, weights: dict[str, float], where: str = "event") ->
             t = _parse_time(t)
         except (ValueError, TypeError):
             raise ValueError(f"{where}: bad timestamp {t!r}; use seconds since the epoch or an ISO date") from None
-        if not math.isfinite(t):
-            t = None
+        # NaN was stored as "no time"; 1e30 or -5 would be a time no split can place
+        if not math.isfinite(t) or not 0 <= t < MAX_EPOCH_S:
+            hint = " (milliseconds? divide by 1000)" if math.isfinite(t) and MAX_EPOCH_S <= t < MAX_EPOCH_S * 1000 else ""
+            raise ValueError(f"{where}: bad timestamp {rec.get('timestamp')!r}{hint}; use seconds since the epoch "
+                             "(0 to 1e11) or an ISO date, or leave it out (the server's clock)")
     return Event(u, i, w, ev, t)
 
 

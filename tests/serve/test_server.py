@@ -120,6 +120,8 @@ def test_post_recommend_serves_a_history_the_model_never_saw(server):
     assert r.status_code == 200
     items = r.json()["items"]
     assert r.json()["history"] == 2 and len(items) == 5
+    r = server.client.post("/recommend", json={"history": ["item-031", "not-an-item"], "k": 5})
+    assert r.status_code == 200 and r.json()["history"] == 1  # the known ones, as the CLI counts them
     assert sum(cluster(it["item_id"]) == 1 for it in items) >= 4
     assert not {"item-031", "item-032"} & {it["item_id"] for it in items}
     for body, name in [({"history": []}, "history"), ({"history": ["item-001"], "k": -1}, "k"),
@@ -178,10 +180,14 @@ def test_only_skips_exclude_without_adding_taste(server):
     ({"user_id": "u1", "item_id": "i", "event": "teleport"}, "teleport"), ({"user_id": "a\nb", "item_id": "i"}, "user_id"),
     ({"user_id": "u1", "item_id": "i", "colour": 1}, "colour"), ([{"user_id": "u1", "item_id": "i"}, 5], "event 1"),
     ([], "empty"),
+    (b'{"user_id": "u1", "item_id": "i", "timestamp": NaN}', "bad timestamp"),  # Python's json reads NaN
+    ({"user_id": "u1", "item_id": "i", "timestamp": 1e30}, "bad timestamp"),
+    ({"user_id": "u1", "item_id": "i", "timestamp": -5}, "bad timestamp"),
+    ({"user_id": "u1", "item_id": "i", "timestamp": 1700000000000}, "milliseconds? divide by 1000"),
 ])
 def test_a_bad_event_is_a_422_and_stores_nothing(server, body, needle):
     before = server.client.get("/health").json()["events"]
-    r = server.client.post("/events", json=body)
+    r = server.client.post("/events", **({"content": body} if isinstance(body, bytes) else {"json": body}))
     assert r.status_code == 422 and needle in r.json()["error"], r.text
     assert server.client.get("/health").json()["events"] == before
 
