@@ -106,6 +106,9 @@ def with_seen_only(seen, seen_only: tuple[np.ndarray, np.ndarray] | None, weight
     return indptr, cols[order], w[order]
 
 
+MAX_PENDING_ITEMS = 100_000  # items with stored events but no embeddings, kept for the server (see serve.state)
+
+
 def _paths(interactions: Any) -> list[Path]:
     return [Path(interactions)] if isinstance(interactions, (str, Path)) else [Path(p) for p in interactions]
 
@@ -128,11 +131,22 @@ def _load_sources(paths: list[Path], ids: list[str], cfg, *, strict: bool,
     events: dict[str, Any] = {"seq": 0, "trained_at": trained_at, "stores": []}
     stores = [p for p in paths if p.exists() and is_store(p)]
     configured = default_store_path(cfg)
+    catalogue = set(ids)
+    pending: set[str] = set()
     for p in stores:
         st = EventStore(p, pseudonyms=fp, create=False)  # refuses a store written with another key
-        events["seq"] = max(events["seq"], st.last_seq())  # before reading: later events stay live too
+        last = st.last_seq()
+        events["seq"] = max(events["seq"], last)  # before reading: later events stay live too
         events["stores"].append(str(p.resolve()))
         erased |= st.erased_digests()
+        # events on items the catalogue lacks (an upload not embedded yet) teach this model
+        # nothing; the server folds them in live once index --add brings the item
+        pending |= {i for i in st.item_ids(upto=last) if i not in catalogue}
+    if pending:
+        events["pending_items"] = sorted(pending)[:MAX_PENDING_ITEMS]
+        if len(pending) > MAX_PENDING_ITEMS:
+            progress(f"train: {len(pending)} items have events but no embeddings; the first {MAX_PENDING_ITEMS} are "
+                     "recorded for the server to fold in once index --add brings them")
     if configured.exists() and is_store(configured) and configured.resolve() not in {p.resolve() for p in stores}:
         erased |= EventStore(configured, pseudonyms="any", create=False).erased_digests()
     for p in paths:

@@ -221,6 +221,28 @@ class EventStore:
             return {r[0] for r in self._con().execute("SELECT digest FROM erased")}
         return {r[0] for r in self._con().execute("SELECT digest FROM erased WHERE at >= ?", (float(since),))}
 
+    def item_ids(self, *, upto: int | None = None) -> set[str]:
+        """The distinct item ids of the stored events (with seq <= ``upto``)."""
+        q, args = "SELECT DISTINCT item_id FROM events", ()
+        if upto is not None:
+            q, args = q + " WHERE seq <= ?", (int(upto),)
+        return {r[0] for r in self._con().execute(q, args)}
+
+    def pending(self, items: Sequence[str], *, upto: int) -> dict[str, list[tuple[str, float]]]:
+        """{user_id: [(item_id, weight), ...] oldest first} of the events with seq <= ``upto``
+        on ``items``: what a model trained up to ``upto`` could not learn (it lacked the items)."""
+        rows: list[tuple[int, str, str, float]] = []
+        items = list(items)
+        con = self._con()
+        for a in range(0, len(items), 500):  # SQLite's bound-parameter limit
+            chunk = items[a:a + 500]
+            q = f"SELECT seq, user_id, item_id, weight FROM events WHERE seq <= ? AND item_id IN ({','.join('?' * len(chunk))})"
+            rows += con.execute(q, (int(upto), *chunk)).fetchall()
+        out: dict[str, list[tuple[str, float]]] = {}
+        for _seq, u, i, w in sorted(rows):
+            out.setdefault(u, []).append((i, float(w)))
+        return out
+
     def iter_events(self, *, after: int = 0, upto: int | None = None) -> Iterator[tuple[int, str, str, str | None, float, float | None]]:
         """(seq, user_id, item_id, event, weight, timestamp) in seq order."""
         q = "SELECT seq, user_id, item_id, event, weight, timestamp FROM events WHERE seq > ?"

@@ -42,6 +42,7 @@ class PinnedIndex(Index):
 
     def __init__(self, path: str | Path):
         super().__init__(path)
+        self.pending: dict[str, list[tuple[str, float]]] = {}  # set by State (events on items added since)
         self._content: dict[str, np.ndarray] = {}
         self._masks: dict[str, np.ndarray] = {}
         self._centres: dict[str, np.ndarray | None] = {}
@@ -280,7 +281,7 @@ class State:
         self.store = store
         self.pid = pid
         self.log = log
-        self.index = open_index(self.path)
+        self.index = self._with_pending(open_index(self.path))
         self.loaded_at = time.time()
         self.swaps = 0
         self._swap_lock = threading.Lock()
@@ -294,7 +295,7 @@ class State:
             if self.index.current():
                 return False
             try:
-                new = open_index(self.path)
+                new = self._with_pending(open_index(self.path))
             except Exception as e:  # noqa: BLE001 - keep serving the version we have
                 self.log(f"serve: the index at {self.path} changed but cannot be opened yet ({e}); keeping {self.index.build_id}")
                 return False
@@ -304,6 +305,22 @@ class State:
             self.swaps += 1
             self.log(f"serve: index swapped {old} -> {new.build_id} ({new.n_items} items)")
             return True
+
+    def _with_pending(self, idx: PinnedIndex) -> PinnedIndex:
+        """``idx`` with ``pending``: the stored events (up to the model's watermark) on items
+        the model lacked, which it therefore never learnt, for the items this version holds
+        (``index --add`` brought them). They count as live events, so a like on an upload made
+        before a retrain that could not yet embed it is not lost. One query per version."""
+        idx.pending = {}
+        items = (idx.extra.get("events") or {}).get("pending_items") or []
+        if self.store is not None and items and idx.watermark:
+            held = [i for i in items if idx.items.row(i) is not None]
+            if held:
+                idx.pending = self.store.pending(held, upto=idx.watermark)
+                n = sum(map(len, idx.pending.values()))
+                self.log(f"serve: {n} stored events on {len(held)} items added since the model was trained count as "
+                         "live events until the next train")
+        return idx
 
     # requests -------------------------------------------------------------------------
     def recommender(self, idx: PinnedIndex, opts: Options) -> Recommender:
@@ -315,7 +332,11 @@ class State:
         if self.store is None:
             return [], False
         events, erased = self.store.user_state(uid, after=idx.watermark)
-        return events, erased is not None and erased >= idx.trained_at
+        erased = erased is not None and erased >= idx.trained_at
+        before = getattr(idx, "pending", None)
+        if before and not erased and uid in before:  # events the model could not learn (see _with_pending)
+            events = before[uid] + events
+        return events, erased
 
     def plan_user(self, idx: PinnedIndex, rec: Recommender, user: str) -> "Plan":
         """What GET /recommend must rank: the model's vector, or a fresh fold-in when the

@@ -63,3 +63,35 @@ def test_index_swap_under_traffic(world, tmp_path):
         assert new_ids[0] not in {it["item_id"] for it in items}
     finally:
         assert s.stop() == 0
+
+
+def test_events_on_an_upload_survive_a_retrain_that_could_not_embed_it(world, tmp_path):
+    """A like on an item with no embeddings yet is stored; a retrain before the upload's
+    embeddings exist cannot learn it, but once index --add brings the item the server folds
+    the stored like in (the user's list excludes it, a user who had only that like is servable)."""
+    import json
+
+    _taste, p = world
+    db = tmp_path / "events.sqlite"
+    new_item = "item-025"  # in NEW: not in emb_part, so neither in the model nor in the first index
+    ok(run_avrec("events", "add", "-", "--events", str(db), input="".join(json.dumps(e) + "\n" for e in [
+        {"user_id": "u1", "item_id": new_item, "event": "like"},
+        {"user_id": "fan", "item_id": new_item, "event": "like"}])))
+    model = tmp_path / "model"
+    ok(run_avrec("train", str(p["emb_part"]), "-i", str(p["interactions"]), "-i", str(db), "-o", str(model),
+                 "--set", "train.hybrid.content_dim=8", "--set", "runtime.seed=0"))
+    man = json.loads((model / "manifest.json").read_text())
+    assert man["extra"]["events"]["pending_items"] == [new_item]
+    idx = tmp_path / "index"
+    ok(run_avrec("index", str(model), "-o", str(idx), "--n-trees", "10"))
+    ok(run_avrec("index", "--add", str(p["emb_full"]), "-o", str(idx), "--n-trees", "10"))
+    s = Server(str(idx), "--events", str(db))
+    try:
+        c = s.client
+        r = c.get("/recommend", params={"user": "u1", "k": 100})
+        assert r.status_code == 200 and new_item not in {it["item_id"] for it in r.json()["items"]}  # liked: seen
+        assert c.get("/recommend", params={"user": "fan"}).status_code == 200  # servable from the stored like
+        assert c.delete("/users/fan").status_code == 200
+        assert c.get("/recommend", params={"user": "fan"}).status_code == 404  # and erasable
+    finally:
+        s.stop()
