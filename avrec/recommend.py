@@ -473,8 +473,10 @@ class Recommender:
         m = "text" if "text" in spaces else sorted(spaces)[0]
         return m, spaces[m]
 
-    def for_query(self, text: str, user_id: str | None = None) -> list[dict[str, Any]]:
-        """Text query in a content space; with a user, blended with the user's taste."""
+    def for_query(self, text: str, user_id: str | None = None, *, taste: np.ndarray | None = None,
+                  exclude: np.ndarray | None = None) -> list[dict[str, Any]]:
+        """Text query in a content space; with a user, blended with the user's taste: their
+        model vector, or ``taste`` (d,) with ``exclude`` (the server's fold-in of live events)."""
         if not text.strip():
             raise InputError("--query is empty; pass some text, e.g. --query 'calm piano'")
         idx = self.index
@@ -493,14 +495,16 @@ class Recommender:
         qv = qv / (float(np.linalg.norm(qv)) or 1.0)
         mask = np.asarray(idx.content_mask(m), dtype=bool)
         allowed = mask if self.allowed is None else self.allowed & mask
-        exclude = idx.seen(urow) if (urow is not None and self.opts.exclude_seen) else None
-        blend = urow is not None
+        if taste is None:
+            exclude = idx.seen(urow) if (urow is not None and self.opts.exclude_seen) else None
+        blend = urow is not None or taste is not None
         pool = max(self._pool(), 20 * self.opts.k, 200) if blend else self._pool()
         rows, qs = search(vectors, qv, pool, exclude=exclude, allowed=allowed, ann=self._ann(f"content_{m}"),
                           transform="none", search_k=idx.search_k)
         scores = qs
         if blend and len(rows):
-            taste = np.asarray(idx.item_vectors[rows], dtype=np.float32) @ np.asarray(idx.user_vectors[urow], dtype=np.float32)
+            u = np.asarray(idx.user_vectors[urow] if taste is None else taste, dtype=np.float32)
+            taste = np.asarray(idx.item_vectors[rows], dtype=np.float32) @ u
             z = lambda a: (a - a.mean()) / (a.std() or 1.0)  # noqa: E731
             w = self.opts.query_weight
             scores = (w * z(qs) + (1.0 - w) * z(taste)).astype(np.float32)

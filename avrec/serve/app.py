@@ -483,11 +483,11 @@ def create_app(s: Settings, *, log: Callable[[str], None] | None = None) -> Any:
             mmr_pool=int(rdef.get("mmr_pool", 100)), explain=explain, modality=modality,
             query_weight=float(rdef.get("query_weight", 0.5)), device=s.device, log=lambda _m: None)
 
-    def answer(key: str, value: Any, idx, records: list[dict[str, Any]], k: int) -> Response:
+    def answer(key: str, value: Any, idx, records: list[dict[str, Any]], k: int, **also: Any) -> Response:
         for r in records:  # each answer's own records: the request's key is said once, above them
             for f in ("user", "item", "query", "history"):
                 r.pop(f, None)
-        return _json({key: value, "k": k, "index": idx.build_id, "items": records})
+        return _json({key: value, **also, "k": k, "index": idx.build_id, "items": records})
 
     async def guarded(fn: Callable[[], Response]) -> Response:
         try:
@@ -620,7 +620,9 @@ def create_app(s: Settings, *, log: Callable[[str], None] | None = None) -> Any:
         opts = options(k, filter, diversity, explain, None, None, None, modality)
 
         def run() -> Response:
-            return answer("query", q, idx, state.for_query(idx, state.recommender(idx, opts), q, user), opts.k)
+            # a blended answer names its user too, as recommend --query --user does
+            return answer("query", q, idx, state.for_query(idx, state.recommender(idx, opts), q, user), opts.k,
+                          **({"user": user} if user is not None else {}))
         try:  # the text encoder (torch) runs off the event loop
             return await run_in_threadpool(run)
         except NotFound as e:

@@ -417,10 +417,16 @@ class State:
         return rec.for_item(item)
 
     def for_query(self, idx: PinnedIndex, rec: Recommender, q: str, user: str | None) -> list[dict[str, Any]]:
-        uid = self.pid(user) if user is not None else None
-        if uid is not None and idx.users.row(uid) is None:
-            raise NotFound(f"unknown user {user!r} for a blended search; leave user out for a plain text search")
-        return _relabel(rec.for_query(q, uid), uid, user) if user is not None else rec.for_query(q, uid)
+        if user is None:
+            return rec.for_query(q)
+        try:  # the user's taste as /recommend has it: the model's vector, or folded with live events
+            plan = self.plan_user(idx, rec, user)
+        except NotFound:
+            raise NotFound(f"unknown user {user!r} for a blended search: no model vector and no events; leave user "
+                           "out for a plain text search") from None
+        if plan.done is not None:  # nothing to blend (only skips so far, or fallback=popular): the plain search
+            return rec.for_query(q)
+        return [{**r, "user": user} for r in rec.for_query(q, taste=plan.q, exclude=plan.exclude)]
 
 
 def _relabel(records: list[dict[str, Any]], uid: str | None, user: str | None) -> list[dict[str, Any]]:

@@ -36,7 +36,13 @@ def test_search_loads_the_encoder_once_and_finds_the_topic(demo_index, tmp_path)
         assert second < first  # the model was loaded by the first request, not again
         r3 = s.client.get("/search", params={"q": "piano", "user": "u001", "k": 3, "explain": "true"})
         assert r3.status_code == 200 and all(it["explain"]["modality"] == "text" for it in r3.json()["items"])
+        assert r3.json()["user"] == "u001"  # a blended answer names its user, as the CLI's lines do
         assert s.client.get("/search", params={"q": "piano", "user": "ghost"}).status_code == 404
+        # a user known only from live events blends too, with what they watched excluded
+        assert s.client.post("/events", json={"user_id": "ghost", "item_id": "piano_video_1"}).status_code == 200
+        r4 = s.client.get("/search", params={"q": "piano", "user": "ghost", "k": 3})
+        assert r4.status_code == 200 and r4.json()["user"] == "ghost"
+        assert "piano_video_1" not in {it["item_id"] for it in r4.json()["items"]}
         assert s.client.get("/search", params={"q": ""}).status_code == 422
     finally:
         s.stop()
