@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional
 from urllib.parse import parse_qsl
 
 import orjson
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -274,11 +274,17 @@ _COMMON = [
 RECOMMEND_PARAMS = [("user", "id", True, "user id"), *_COMMON,
                     ("exclude_seen", "bool", False, "drop items the user has seen [recommend.exclude_seen]"),
                     ("fallback", "fallback", False, "none | popular: what an unknown user gets [recommend.fallback]")]
+SEARCH_PARAMS = [("q", "text", True, "the text to search for, 1 to 2000 characters"),
+                 ("user", "id", False, "blend with this user's taste (live events included)"),
+                 *[c for c in _COMMON if c[0] != "candidates"],
+                 ("modality", "str", False, "content space to search (default: the text one)")]
+PROFILE_PARAMS = [("user", "id", True, "user id"), ("top", "int", False, "entries per list, 1..100 [10]")]
 SIMILAR_PARAMS = [("item", "id", True, "item id"), *_COMMON,
                   ("modality", "str", False, "compare in one content modality (e.g. audio) instead of the model's vectors")]
 _SCHEMA = {"int": {"type": "integer", "minimum": 1}, "list": {"type": "array", "items": {"type": "string"}},
            "unit": {"type": "number", "minimum": 0, "maximum": 1}, "bool": {"type": "boolean"},
            "str": {"type": "string"}, "id": {"type": "string", "minLength": 1, "maxLength": 1024},
+           "text": {"type": "string", "minLength": 1, "maxLength": 2000},
            "fallback": {"type": "string", "enum": ["none", "popular"]}}
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
@@ -336,7 +342,7 @@ def _parse(request: Request, spec, max_k: int) -> dict[str, Any]:
             except ValueError:
                 raise _Bad(f"{name}: must be an integer, got {raw[:40]!r}") from None
             if not 1 <= v <= max_k:
-                raise _Bad(f"{name}: must be in [1, {max_k}] (serve.max_k), got {v}")
+                raise _Bad(f"{name}: must be in [1, {max_k}]{' (serve.max_k)' if name == 'k' else ''}, got {v}")
             out[name] = v
         elif kind == "unit":
             try:
@@ -354,6 +360,10 @@ def _parse(request: Request, spec, max_k: int) -> dict[str, Any]:
         elif kind == "fallback":
             if raw not in ("none", "popular"):
                 raise _Bad(f"{name}: must be none or popular, got {raw[:40]!r}")
+            out[name] = raw
+        elif kind == "text":
+            if not raw.strip() or len(raw) > 2000:
+                raise _Bad(f"{name}: must be 1 to 2000 characters, got {len(raw)}")
             out[name] = raw
         else:
             if len(raw) > 200000:
@@ -497,16 +507,6 @@ def create_app(s: Settings, *, log: Callable[[str], None] | None = None) -> Any:
         except InputError as e:
             return _error(422, str(e))
 
-    # one FieldInfo per parameter: FastAPI binds a Query object to the first name it serves
-    def K():
-        return Query(None, ge=1, le=s.max_k, description="items to return [recommend.k]")
-
-    def FILTER():
-        return Query([], description="field<op>value, repeatable: modality=video, duration<600, tag=music")
-
-    def DIV():
-        return Query(None, ge=0.0, le=1.0, description="MMR diversity lambda [recommend.diversity]")
-
     def read_args(request: Request, spec) -> dict[str, Any] | Response:
         """The parsed query of a hot GET endpoint, or the 401 / 422 to answer instead."""
         if not authorised(request, False):
@@ -610,14 +610,15 @@ def create_app(s: Settings, *, log: Callable[[str], None] | None = None) -> Any:
             return answer("item", a["item"], idx, state.for_item(idx, state.recommender(idx, opts), a["item"]), opts.k)
         return await guarded(run)
 
-    @api.get("/search", summary="Text search in a content space, optionally blended with a user's taste")
-    async def search(request: Request, q: str = Query(..., min_length=1, max_length=2000), user: Optional[str] = Query(None, min_length=1, max_length=1024),
-                     k: Optional[int] = K(), filter: list[str] = FILTER(), diversity: Optional[float] = DIV(),
-                     explain: bool = False, modality: Optional[str] = Query(None, max_length=64)):
-        if not authorised(request, False):
-            return unauthorised()
+    @api.get("/search", summary="Text search in a content space, optionally blended with a user's taste",
+             openapi_extra={"parameters": _doc_params(SEARCH_PARAMS, s.max_k)})
+    async def search(request: Request):
+        a = read_args(request, SEARCH_PARAMS)
+        if isinstance(a, Response):
+            return a
+        q, user = a["q"], a["user"]
         idx = state.index
-        opts = options(k, filter, diversity, explain, None, None, None, modality)
+        opts = options(a["k"], a["filter"], a["diversity"], a["explain"], None, None, None, a["modality"])
 
         def run() -> Response:
             # a blended answer names its user too, as recommend --query --user does
@@ -630,14 +631,18 @@ def create_app(s: Settings, *, log: Callable[[str], None] | None = None) -> Any:
         except InputError as e:
             return _error(422, str(e))
 
-    @api.get("/profile", summary="A user's interests: tags, moods, modalities, content clusters (live events included)")
-    async def profile(request: Request, user: str = Query(..., min_length=1, max_length=1024),
-                      top: int = Query(10, ge=1, le=100, description="entries per list")):
+    @api.get("/profile", summary="A user's interests: tags, moods, modalities, content clusters (live events included)",
+             openapi_extra={"parameters": _doc_params(PROFILE_PARAMS, 100)})
+    async def profile(request: Request):
         if not authorised(request, False):
             return unauthorised()
+        try:
+            a = _parse(request, PROFILE_PARAMS, 100)
+        except _Bad as e:
+            return _error(422, str(e))
         idx = state.index
         try:
-            return _json(state.profile(idx, user, top=top))
+            return _json(state.profile(idx, a["user"], top=a["top"] or 10))
         except NotFound as e:
             return _error(404, str(e))
 

@@ -94,7 +94,14 @@ def test_profile_follows_the_history_and_live_events(server):
     p = c.get("/profile", params={"user": "profiled", "top": 2}).json()
     assert p["history"] == 6 and p["tags"][0]["tag"] == "c2" and len(p["tags"]) <= 2
     assert c.get("/profile", params={"user": "nobody-at-all"}).status_code == 404
-    assert c.get("/profile", params={"user": "u1", "top": 0}).status_code == 422
+    for params, needle in (({"user": "u1", "top": 0}, "top: must be in [1, 100]"), ({"user": "u1", "bogus": 1}, "bogus"),
+                           ({"user": " "}, "user: must be 1 to 1024 bytes"), ({"user": "u1", "top": "x"}, "top")):
+        r = c.get("/profile", params=params)
+        assert r.status_code == 422 and needle in r.json()["error"], (params, r.text)
+    assert c.get("/profile", params={"user": " u1 "}).json()["user"] == "u1"  # ids are read stripped
+    for params, needle in (({"q": "x", "bogus": 1}, "bogus"), ({"q": " "}, "q: must be 1 to 2000"), ({}, "q: required")):
+        r = c.get("/search", params=params)
+        assert r.status_code == 422 and needle in r.json()["error"], (params, r.text)
 
 
 def test_unknown_user_is_404_or_popular(server):
