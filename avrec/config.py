@@ -227,7 +227,7 @@ class ServeConfig:
 @dataclass
 class PrivacyConfig:
     pseudonymize: bool = False  # user ids become HMAC-SHA256(key, id) wherever they are read
-    key_file: str | None = None  # the secret key (32+ random bytes); required with pseudonymize
+    key_file: str | None = None  # the secret key (16 bytes at least; KEYGEN writes 32); required with pseudonymize
 
 
 @dataclass

@@ -213,4 +213,8 @@ def because_you_like(index: Index, likes: list[tuple[str, str]], row: int) -> li
         return []
     tags = {t for t, _, _ in index.item_tags(row)}
     moods = {lab for lab, _ in index.item_moods(row)}
-    return [name for kind, name in likes if name in (tags if kind == "tag" else moods)]
+    out: list[str] = []
+    for kind, name in likes:  # a tag and a mood may share a name ("calm"): said once
+        if name in (tags if kind == "tag" else moods) and name not in out:
+            out.append(name)
+    return out

@@ -354,3 +354,16 @@ def test_text_query_with_the_real_minilm_encoder(tmp_path, monkeypatch):
     assert out[0]["item_id"] == "v0" and out[0]["score"] > out[1]["score"]
     out = rec(idx, k=4).for_query("soothing piano for bedtime", user_id="a")
     assert "v0" not in [o["item_id"] for o in out]  # seen by user a
+
+
+def test_topk_rows_breaks_ties_by_row_so_shorter_lists_are_prefixes():
+    """Popular items tie often: the k=3 list must be the k=5 list's first three."""
+    from avrec.index.read import topk_rows
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        s = rng.integers(0, 5, size=int(rng.integers(1, 60))).astype(np.float32)
+        full = topk_rows(s, len(s))
+        assert full.tolist() == sorted(range(len(s)), key=lambda i: (-s[i], i))
+        for k in range(1, len(s) + 1):
+            assert topk_rows(s, k).tolist() == full[:k].tolist()

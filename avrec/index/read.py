@@ -111,10 +111,14 @@ def topk_rows(scores: np.ndarray, k: int) -> np.ndarray:
         idx, val = topk_batch(np.asarray(scores, dtype=np.float32)[None, :], k)
         return idx[0][np.isfinite(val[0])]
     if k < scores.shape[0]:
-        part = np.argpartition(scores, -k)[-k:]
+        # ties at the k-th score go to the lowest rows, so a shorter list is a prefix of a longer
+        # one (argpartition chooses among them as it likes: popular items tie often)
+        kth = scores[np.argpartition(scores, -k)[-k:]].min()
+        above = np.flatnonzero(scores > kth)
+        part = np.concatenate([above, np.flatnonzero(scores == kth)[: k - len(above)]])
     else:
         part = np.arange(scores.shape[0])
-    part = part[np.argsort(-scores[part], kind="stable")]
+    part = part[np.lexsort((part, -scores[part]))]  # best first, ties by row
     return part[np.isfinite(scores[part])].astype(np.int64)
 
 

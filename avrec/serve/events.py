@@ -319,9 +319,18 @@ def read_event_lines(lines: Iterable[str], *, weights: dict[str, float], source:
         if not s:
             continue
         if header is None and n == 1 and not s.startswith("{"):
-            header = [h.strip() for h in next(csv.reader([s]))]
-            if "user_id" not in header or "item_id" not in header:
-                raise InputError(f"{source}: line 1 is neither a JSON event nor a CSV header with user_id,item_id")
+            from ..data.interactions import ALIASES
+            from ..data.columns import match_columns
+
+            raw = [h.strip() for h in next(csv.reader([s]))]
+            aliases = {k: v for k, v in ALIASES.items() if k != "watch_seconds"}
+            try:  # the spellings train accepts (user, userId, movieId, rating, ...), named as parse_event wants
+                cols = match_columns(raw, aliases, source, required=("user_id", "item_id"), what="an events CSV")
+            except InputError:
+                raise InputError(f"{source}: line 1 is neither a JSON event nor a CSV header with user_id,item_id "
+                                 f"(found: {', '.join(raw)})") from None
+            named = {v: k for k, v in cols.items()}
+            header = [named.get(h, h) for h in raw]
             continue
         try:
             if header is not None:

@@ -75,3 +75,8 @@ def test_read_event_lines_json_and_csv():
     assert probs == [] and [(e.user_id, e.weight) for e in ev] == [("u", 2.0), ("v", 1.0)]
     with pytest.raises(InputError, match="CSV header"):
         read_event_lines(["a,b", "1,2"], weights=W, source="c")
+
+
+def test_an_events_csv_takes_the_column_spellings_train_takes():
+    ev, probs = read_event_lines(["userId,movieId,rating", "u,a,2", "v,b,"], weights=W, source="c")
+    assert not probs and [(e.user_id, e.item_id, e.weight) for e in ev] == [("u", "a", 2.0), ("v", "b", 1.0)]
