@@ -21,6 +21,7 @@ import hmac
 import json
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -83,6 +84,15 @@ def _dumps(obj: Any) -> bytes:
         return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
     except TypeError:
         return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+_FLAG = re.compile(r"--(filter|modality|candidates|diversity|explain|k|history|exclude-seen)\b")
+
+
+def http_words(msg: str) -> str:
+    """A recommender's message (written for the CLI) in the server's terms: parameters, not flags."""
+    msg = msg.replace("--fallback popular", "fallback=popular").replace("--history FILE", "POST /recommend with a history")
+    return _FLAG.sub(lambda m: m.group(1).replace("-", "_"), msg)
 
 
 def _json(obj: Any) -> Response:
@@ -505,7 +515,7 @@ def create_app(s: Settings, *, log: Callable[[str], None] | None = None) -> Any:
         except NotFound as e:
             return _error(404, str(e))
         except InputError as e:
-            return _error(422, str(e))
+            return _error(422, http_words(str(e)))
 
     def read_args(request: Request, spec) -> dict[str, Any] | Response:
         """The parsed query of a hot GET endpoint, or the 401 / 422 to answer instead."""
@@ -535,7 +545,7 @@ def create_app(s: Settings, *, log: Callable[[str], None] | None = None) -> Any:
         except NotFound as e:
             return _error(404, str(e))
         except InputError as e:
-            return _error(422, str(e))
+            return _error(422, http_words(str(e)))
 
     @api.post("/recommend", summary="Recommendations from a history (a user the model never saw)")
     async def recommend_history(request: Request):
@@ -629,7 +639,7 @@ def create_app(s: Settings, *, log: Callable[[str], None] | None = None) -> Any:
         except NotFound as e:
             return _error(404, str(e))
         except InputError as e:
-            return _error(422, str(e))
+            return _error(422, http_words(str(e)))
 
     @api.get("/profile", summary="A user's interests: tags, moods, modalities, content clusters (live events included)",
              openapi_extra={"parameters": _doc_params(PROFILE_PARAMS, 100)})

@@ -40,3 +40,12 @@ def test_json_is_compact_utf8_and_valid():
     assert json.loads(out) == {"user": "é", "items": [{"score": 0.25, "n": 3, "bad": None}]}
     assert "é".encode() in out and b" " not in out
     assert json.loads(_dumps({"big": 2 ** 70, 1: "x"})) == {"big": 2 ** 70, "1": "x"}  # orjson refuses: json writes it
+
+
+def test_recommender_messages_name_parameters_not_flags():
+    from avrec.serve.app import http_words
+
+    assert http_words("unknown --filter field 'x'; choose another --modality, or --fallback popular") == \
+        "unknown filter field 'x'; choose another modality, or fallback=popular"
+    assert http_words("--k must be at least 1; pass --history FILE") == \
+        "k must be at least 1; pass POST /recommend with a history"
