@@ -238,7 +238,7 @@ def load_columnar(path: Path, suffix: str, *, catalogue: list[str] | None, min_w
     import pyarrow.compute as pc
 
     from .idmap import IdMap
-    from .interactions import MAX_REPORTED, LoadReport, split_zero
+    from .interactions import MAX_REPORTED, LoadReport, check_time_units, split_zero
 
     report = LoadReport(rows=0)
     held: list[str] = []
@@ -303,6 +303,7 @@ def load_columnar(path: Path, suffix: str, *, catalogue: list[str] | None, min_w
     starts = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=len(uniq)))[:-1]])
     tmax = np.fmax.reduceat(t[order], starts) if len(order) else np.zeros(0)
     pair_order = np.argsort(first, kind="stable")  # pairs in the order the file first names them
+    check_time_units(tmax, report)
     return split_zero(users, items, (uniq[pair_order] // max(len(items), 1)).astype(np.int32),
                       (uniq[pair_order] % max(len(items), 1)).astype(np.int32),
                       np.minimum(wsum[pair_order], f32_max).astype(np.float32), tmax[pair_order].astype(np.float64),

@@ -542,9 +542,18 @@ def _build(rows, *, catalogue, report: LoadReport) -> Interactions:
         ii.append(j)
         ww.append(w)
         tt.append(t)
+    check_time_units(np.asarray(tt, np.float64), report)
     return split_zero(users, items, np.asarray(uu, np.int32), np.asarray(ii, np.int32),
                       np.minimum(np.asarray(ww, np.float64), _F32_MAX).astype(np.float32),  # a sum may pass float32
                       np.asarray(tt, np.float64), report)
+
+
+def check_time_units(timestamp: np.ndarray, report: LoadReport) -> None:
+    """Count in ``report`` the timestamps that look like epoch milliseconds (past 1e11: March
+    1973 in ms, the year 5138 in seconds) when the others look like seconds."""
+    t = timestamp[np.isfinite(timestamp) & (timestamp > 0)]
+    ms = int((t > 1e11).sum())
+    report.mixed_time_units = ms if 0 < ms < len(t) else 0
 
 
 def split_zero(users: IdMap, items: IdMap, user: np.ndarray, item: np.ndarray, weight: np.ndarray,
@@ -555,10 +564,6 @@ def split_zero(users: IdMap, items: IdMap, user: np.ndarray, item: np.ndarray, w
     enter any model as taste (a zero entry still shapes ALS and binary weighting), yet it
     must keep the item out of that user's list. A user with nothing but such pairs gets
     no model vector (nothing to fold), so is dropped and counted."""
-    t = timestamp[np.isfinite(timestamp) & (timestamp > 0)]
-    if len(t):  # epoch milliseconds past 1e11 (March 1973 in ms, the year 5138 in seconds) beside seconds
-        ms = int((t > 1e11).sum())
-        report.mixed_time_units = ms if 0 < ms < len(t) else 0
     pos = weight > 0
     report.kept = int(pos.sum())
     report.zero_weight = int((~pos).sum())

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+
+if TYPE_CHECKING:
+    import sqlite3
 
 from ..errors import InputError
 
@@ -125,9 +127,11 @@ class EventStore:
                              "and privacy.pseudonymize as the store was written with, or a new serve.events path")
 
     # connections -----------------------------------------------------------------------
-    def _con(self) -> sqlite3.Connection:
+    def _con(self) -> "sqlite3.Connection":
         con = getattr(self._local, "con", None)
         if con is None:
+            import sqlite3  # here, not at import: recommend reads this module only when a store exists
+
             try:
                 con = sqlite3.connect(self.path, timeout=self.busy_ms / 1000.0, isolation_level=None,
                                       check_same_thread=True)
@@ -182,6 +186,8 @@ class EventStore:
                 con.execute("ROLLBACK") if con.in_transaction else None
                 raise
         # the deleted rows' pages stay in the WAL until a checkpoint copies them over
+        import sqlite3
+
         try:
             con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error:

@@ -333,9 +333,8 @@ class State:
             return [], False
         events, erased = self.store.user_state(uid, after=idx.watermark)
         erased = erased is not None and erased >= idx.trained_at
-        before = getattr(idx, "pending", None)
-        if before and not erased and uid in before:  # events the model could not learn (see _with_pending)
-            events = before[uid] + events
+        if idx.pending and not erased and uid in idx.pending:  # events the model could not learn (_with_pending)
+            events = idx.pending[uid] + events
         return events, erased
 
     def plan_user(self, idx: PinnedIndex, rec: Recommender, user: str) -> "Plan":
