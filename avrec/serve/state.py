@@ -425,7 +425,7 @@ class State:
                            "out for a plain text search") from None
         if plan.done is not None:  # nothing to blend (only skips so far, or fallback=popular): the plain search
             return rec.for_query(q)
-        return [{**r, "user": user} for r in rec.for_query(q, taste=plan.q, exclude=plan.exclude)]
+        return rec.for_query(q, taste=plan.q, exclude=plan.exclude)  # the answer names the user once, above
 
 
 def _relabel(records: list[dict[str, Any]], uid: str | None, user: str | None) -> list[dict[str, Any]]:
