@@ -35,6 +35,12 @@ class NotFound(InputError):
     """An unknown user or item: a 404 on the server."""
 
 
+class NoTaste(NotFound):
+    """A user the server knows only from events that carry no taste (skips, or items the index
+    lacks): nothing to rank by, so a 404 unless the request asks for fallback=popular, as for
+    an unknown user."""
+
+
 class PinnedIndex(Index):
     """An :class:`Index` whose every file is opened once, up front (:meth:`pin`). A server
     keeps answering from it while ``index --add`` replaces the directory: open memory maps
@@ -369,7 +375,11 @@ class State:
         taste = weights > 0
         if not taste.any():  # only skips so far: the model's vector, or popular, minus what was seen
             if row is None:
-                return Plan(rec, user, done=rec.popular("user", user, exclude=exclude))
+                if rec.opts.fallback == "popular":
+                    return Plan(rec, user, done=rec.popular("user", user, exclude=exclude))
+                raise NoTaste(f"user {user!r} has no taste to rank by yet: their {len(live)} event(s) are skips or on "
+                              "items the index lacks (an index --add brings those); pass fallback=popular for popular "
+                              "items minus what they saw")
             return Plan(rec, user, q=np.asarray(idx.user_vectors[row], dtype=np.float32), exclude=exclude,
                         hist=rows[:0], weights=weights[:0])
         hist, hw = rows[taste], weights[taste]
@@ -420,10 +430,12 @@ class State:
             return rec.for_query(q)
         try:  # the user's taste as /recommend has it: the model's vector, or folded with live events
             plan = self.plan_user(idx, rec, user)
+        except NoTaste:  # nothing to blend: the plain search
+            return rec.for_query(q)
         except NotFound:
             raise NotFound(f"unknown user {user!r} for a blended search: no model vector and no events; leave user "
                            "out for a plain text search") from None
-        if plan.done is not None:  # nothing to blend (only skips so far, or fallback=popular): the plain search
+        if plan.done is not None:  # nothing to blend (fallback=popular for a user with only skips): the plain search
             return rec.for_query(q)
         return rec.for_query(q, taste=plan.q, exclude=plan.exclude)  # the answer names the user once, above
 

@@ -43,6 +43,10 @@ def test_search_loads_the_encoder_once_and_finds_the_topic(demo_index, tmp_path)
         r4 = s.client.get("/search", params={"q": "piano", "user": "ghost", "k": 3})
         assert r4.status_code == 200 and r4.json()["user"] == "ghost"
         assert "piano_video_1" not in {it["item_id"] for it in r4.json()["items"]}
+        # one known only from skips has no taste to blend: the plain search, not a 404
+        assert s.client.post("/events", json={"user_id": "skipper", "item_id": "piano_video_1", "event": "skip"}).status_code == 200
+        r5 = s.client.get("/search", params={"q": "piano", "user": "skipper", "k": 3})
+        assert r5.status_code == 200 and sum("piano" in it["item_id"] for it in r5.json()["items"]) >= 2, r5.text
         assert s.client.get("/search", params={"q": ""}).status_code == 422
     finally:
         s.stop()

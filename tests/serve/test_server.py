@@ -182,6 +182,14 @@ def test_only_skips_exclude_without_adding_taste(server):
     assert r.status_code == 200 and "item-001" not in {it["item_id"] for it in r.json()["items"]}
 
 
+def test_a_user_with_only_skips_is_a_404_without_fallback(server):
+    # no taste to rank by: the unknown-user contract (popular items only when asked for)
+    c = server.client
+    c.post("/events", json={"user_id": "skips-only", "item_id": "item-002", "event": "skip"})
+    r = c.get("/recommend", params={"user": "skips-only", "k": 5})
+    assert r.status_code == 404 and "fallback=popular" in r.json()["error"], r.text
+
+
 @pytest.mark.parametrize("body, needle", [
     ({"user_id": "u1"}, "item_id"), ({"user_id": "u1", "item_id": "i", "weight": -2}, "weight"),
     ({"user_id": "u1", "item_id": "i", "event": "teleport"}, "teleport"), ({"user_id": "a\nb", "item_id": "i"}, "user_id"),
