@@ -209,6 +209,7 @@ class ServeConfig:
     auth: str = "writes"  # writes | all: which endpoints need the bearer token when one is set
     token_file: str | None = None  # a file holding the bearer token
     max_body_bytes: int = 1048576  # request bodies above this are refused (413)
+    body_timeout_s: float = 10.0  # a request body not received this long after the request began: 408; 0: no deadline
     max_events: int = 1000  # events per POST /events
     max_k: int = 1000  # largest k a request may ask for
     max_history: int = 10000  # items in a POST /recommend history
@@ -576,6 +577,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "serve.poll_s": (0, 3600, True, False),
     "serve.workers": (0, 64, False, False),
     "serve.max_body_bytes": (1024, _INF, False, False),
+    "serve.body_timeout_s": (0, _INF, False, False),
     "serve.max_events": (1, 1000000, False, False),
     "serve.max_k": (1, 100000, False, False),
     "serve.max_history": (1, 10000000, False, False),

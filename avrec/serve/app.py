@@ -57,6 +57,7 @@ class Settings:
     auth: str = "writes"  # writes | all
     poll_s: float = 1.0
     max_body_bytes: int = 1 << 20
+    body_timeout_s: float = 10.0  # a request body must arrive within this; 0: no deadline
     max_events: int = 1000
     max_k: int = 1000
     max_history: int = 10000
@@ -200,13 +201,22 @@ class Guard:
             await resp(scope, receive, send)
             return self._done(scope, endpoint, 413, t0)
         seen = {"n": 0}
-        if length is None and scope["method"] not in ("GET", "HEAD"):
-            # a chunked body has no length to check up front: read it here, up to the cap, so
-            # that an oversized one is a 413 before any handler (or the framework's error
-            # layer, which would answer 500 first) has started a response
+        if scope["method"] not in ("GET", "HEAD"):
+            # the body is read here, before any handler starts a response: a chunked one has no
+            # length to check up front, so an oversized one is a 413 (not the framework error
+            # layer's 500), and one that trickles in is a 408 at serve.body_timeout_s after the
+            # request began. Without that deadline a client that stalls mid-body holds its
+            # request open for ever, and SIGTERM's drain waits on it for the full graceful
+            # timeout (30 s) and then cancels it with a 500 and a traceback.
             orig, chunks, size = receive, [], 0
+            limit = self.s.body_timeout_s
             while True:
-                msg = await orig()
+                try:
+                    msg = await (orig() if limit <= 0 else _within(orig, max(t0 + limit - time.perf_counter(), 1e-3)))
+                except (asyncio.TimeoutError, TimeoutError):
+                    await _error(408, f"request body not received within serve.body_timeout_s={limit:g}s; send "
+                                 "it at once", headers={"Connection": "close"})(scope, orig, send)
+                    return self._done(scope, endpoint, 408, t0)
                 if msg["type"] != "http.request":
                     return  # the client went away
                 size += len(msg.get("body", b""))
@@ -239,6 +249,8 @@ class Guard:
             if handler is not None:
                 try:
                     response = await handler(Request(scope, capped_receive))
+                except _TooLarge:
+                    raise
                 except Exception as e:  # noqa: BLE001 - what the framework's error layer would do: a 500, logged
                     sys.stderr.write(f"serve: {scope['path']} failed: {type(e).__name__}: {e}\n")
                     response = _error(500, "internal error; the server log has the cause")
@@ -261,6 +273,15 @@ class Guard:
         if self.s.access_log:
             sys.stderr.write(_dumps({"t": round(time.time(), 3), "method": scope["method"], "path": endpoint,
                                      "status": code, "ms": round(dt * 1e3, 3)}).decode() + "\n")
+
+
+async def _within(receive, seconds: float):
+    """``await receive()``, or TimeoutError after ``seconds`` (asyncio.timeout where there is
+    one, 3.11+: no task per call, as wait_for makes)."""
+    if hasattr(asyncio, "timeout"):
+        async with asyncio.timeout(seconds):
+            return await receive()
+    return await asyncio.wait_for(receive(), seconds)
 
 
 class _TooLarge(Exception):
@@ -753,7 +774,7 @@ def settings_from_config(cfg, index: str | Path, *, token: str | None, events: s
     pc = cfg.privacy
     return Settings(
         index=str(index), events=events, token=token, auth=cfg.serve.auth, poll_s=cfg.serve.poll_s,
-        max_body_bytes=cfg.serve.max_body_bytes, max_events=cfg.serve.max_events, max_k=cfg.serve.max_k,
+        max_body_bytes=cfg.serve.max_body_bytes, body_timeout_s=cfg.serve.body_timeout_s, max_events=cfg.serve.max_events, max_k=cfg.serve.max_k,
         max_history=cfg.serve.max_history, access_log=cfg.serve.access_log,
         event_weights=dict(cfg.serve.event_weights),
         pseudonymize_key=str(Path(pc.key_file).expanduser().resolve()) if pc.pseudonymize and pc.key_file else None,

@@ -3,7 +3,9 @@ with --tls-cert/--tls-key, on a real server process."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
 import ssl
 import subprocess
 
@@ -61,6 +63,46 @@ def test_over_the_rate_is_a_429_with_retry_after_and_probes_pass(world, tmp_path
         assert s.client.get("/health").status_code == 200  # never limited
         page = s.client.get("/metrics").text
         assert 'status="429"' in page
+    finally:
+        s.stop()
+
+
+def _stalled_post(url: str, path: str = "/events"):
+    """A socket that sent a POST's headers and the first byte of a 100-byte body, then stalls."""
+    import socket
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    sock = socket.create_connection((u.hostname, u.port), timeout=20)
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 "Content-Length: 100\r\n\r\n{".encode())
+    return sock
+
+
+def _read_all(sock) -> str:
+    data = b""
+    with contextlib.suppress(OSError):
+        while chunk := sock.recv(65536):
+            data += chunk
+    sock.close()
+    return data.decode("utf-8", "replace")
+
+
+def test_a_body_that_stalls_is_a_408_and_sigterm_does_not_wait_on_it(world, tmp_path):
+    # a client that sends half a body and stops would otherwise hold its request open for
+    # ever, and a SIGTERM would wait the graceful timeout on it, then answer it 500
+    _taste, p = world
+    s = Server(str(copy_index(p["index"], tmp_path / "index")), "--events", str(tmp_path / "ev.sqlite"),
+               "--set", "serve.body_timeout_s=1")
+    try:
+        answer = _read_all(_stalled_post(s.url))
+        assert answer.startswith("HTTP/1.1 408") and "serve.body_timeout_s" in answer, answer
+        assert s.client.post("/events", json={"user_id": "u1", "item_id": "item-001"}).status_code == 200
+        held = _stalled_post(s.url)
+        s.proc.send_signal(signal.SIGTERM)
+        assert s.proc.wait(timeout=20) == 0
+        assert _read_all(held).startswith("HTTP/1.1 408")
+        assert "Traceback" not in s.stderr() and "CancelledError" not in s.stderr()
     finally:
         s.stop()
 
