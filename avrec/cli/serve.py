@@ -167,7 +167,9 @@ def serve_cmd(
         mdir = tempfile.mkdtemp(prefix="avrec-serve-metrics-")
         atexit.register(shutil.rmtree, mdir, True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = mdir
-        os.environ["AVREC_SERVE"] = json.dumps(s.__dict__)
+        # the supervisor's own pid, not each worker's getppid() at its start: a worker spawned
+        # just as the supervisor died would read init's pid there and never notice
+        os.environ["AVREC_SERVE"] = json.dumps({**s.__dict__, "parent_pid": os.getpid()})
         create_app(s, log=log)  # fail here, once, with a clear line if anything is wrong
         from uvicorn.supervisors import Multiprocess
 

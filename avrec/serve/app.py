@@ -762,7 +762,7 @@ def app_from_env() -> Any:
     raw = os.environ.get("AVREC_SERVE")
     if not raw:
         raise RuntimeError("AVREC_SERVE is not set; start the server with avrec serve")
-    return create_app(Settings(**{**json.loads(raw), "parent_pid": os.getppid()}))
+    return create_app(Settings(**json.loads(raw)))
 
 
 def settings_from_config(cfg, index: str | Path, *, token: str | None, events: str | None) -> Settings:

@@ -4,6 +4,7 @@ events on the next call, durability across a kill -9, and the bearer token."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 
 import pytest
@@ -380,3 +381,31 @@ def test_an_index_whose_single_requests_use_annoy_serves_users_exactly(world, tm
             assert got == [json.loads(line)["item_id"] for line in cli.stdout.splitlines()]
     finally:
         s.stop()
+
+
+def test_a_worker_started_after_its_supervisor_died_stops(world, tmp_path, monkeypatch):
+    """The supervisor's pid comes from AVREC_SERVE, not from the worker's getppid() at start:
+    a worker spawned just as the supervisor died would read init's pid there and live on."""
+    import asyncio
+
+    from avrec.serve.app import Settings, app_from_env
+
+    _taste, p = world
+    s = Settings(index=str(copy_index(p["index"], tmp_path / "index")), events=None, poll_s=0.05)
+    # a pid that is not this process's parent: the supervisor this worker was started for is gone
+    monkeypatch.setenv("AVREC_SERVE", json.dumps({**s.__dict__, "parent_pid": os.getppid() + 1_000_000}))
+    app = app_from_env()
+    stopped = []
+    old = signal.signal(signal.SIGTERM, lambda *_: stopped.append(True))
+    try:
+        async def run():
+            async with app.api.router.lifespan_context(app.api):
+                for _ in range(100):
+                    if stopped:
+                        return
+                    await asyncio.sleep(0.02)
+
+        asyncio.run(run())
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert stopped
