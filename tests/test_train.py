@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))
-from taste import make_taste, write_csv, write_embeddings  # noqa: E402
+from taste import as_data, make_taste, write_csv, write_embeddings  # noqa: E402
 
 from avrec.config import Config  # noqa: E402
-from avrec.data import cold_item_split, from_arrays, random_split  # noqa: E402
+from avrec.data import cold_item_split, random_split  # noqa: E402
 from avrec.evaluate import evaluate_scorer  # noqa: E402
 from avrec.models import build_model  # noqa: E402
 
@@ -26,12 +26,8 @@ def taste():
     return make_taste(n_users=80, items_per_cluster=30, per_user=12)
 
 
-def _data(t):
-    return from_arrays([r[0] for r in t.rows], [r[1] for r in t.rows], timestamps=[r[3] for r in t.rows], catalogue=t.item_ids)
-
-
 def test_hybrid_beats_popular_on_held_out(taste):
-    split = random_split(_data(taste), ratio=0.25, seed=0)
+    split = random_split(as_data(taste), ratio=0.25, seed=0)
     got = {}
     for name in ("popular", "hybrid"):
         m = build_model(name, None, seed=0, **(HYB if name == "hybrid" else {}))
@@ -42,7 +38,7 @@ def test_hybrid_beats_popular_on_held_out(taste):
 
 
 def test_cold_items_go_to_users_of_their_cluster(taste):
-    data = _data(taste)
+    data = as_data(taste)
     split = cold_item_split(data, ratio=0.2, seed=1)
     m = build_model("hybrid", None, seed=0, **HYB).fit(split.train, taste.content)
     cold = split.cold_items
@@ -56,7 +52,7 @@ def test_cold_items_go_to_users_of_their_cluster(taste):
 
 
 def test_fold_in_fresh_history_without_retraining(taste):
-    data = _data(taste)
+    data = as_data(taste)
     m = build_model("hybrid", None, seed=0, **HYB).fit(data, taste.content)
     import scipy.sparse as sp
 
@@ -163,7 +159,7 @@ def test_tune_flag_searches_without_a_budget(tmp_path):
 
 
 def test_sgd_solver_early_stopping(taste):
-    split = random_split(_data(taste), ratio=0.25, seed=0)
+    split = random_split(as_data(taste), ratio=0.25, seed=0)
     m = build_model("hybrid", None, seed=0, solver="sgd", **HYB).fit(split.train, taste.content)
     assert 1 <= m.info["best_epoch"] <= HYB["epochs"] and m.info["validation_ndcg"] > 0.2
     pop = build_model("popular", None).fit(split.train)
@@ -172,7 +168,7 @@ def test_sgd_solver_early_stopping(taste):
 
 def test_closed_form_factors_equal_content_ease_off_the_history():
     """The low-rank (Woodbury) path reproduces the full EASE solve on every item a user has not seen."""
-    data = _data(make_taste(n_users=20, items_per_cluster=30, per_user=10, seed=3))
+    data = as_data(make_taste(n_users=20, items_per_cluster=30, per_user=10, seed=3))
     t = make_taste(n_users=20, items_per_cluster=30, per_user=10, seed=3)
     m = build_model("hybrid", None, dim=10_000, content_dim=0, l2=5.0, content_prior=3.0).fit(data, t.content)
     x = data.to_csr().toarray().astype(np.float64)

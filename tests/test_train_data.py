@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "data"))
-from taste import make_taste  # noqa: E402
+from taste import as_data, make_taste  # noqa: E402
 
 from avrec.data import (  # noqa: E402
     IdMap, cold_item_split, from_arrays, leave_last_split, load_interactions, random_split, temporal_split, write_split,
@@ -100,7 +100,7 @@ def test_idmap_round_trip(tmp_path):
 
 def _data():
     t = make_taste(n_users=30, items_per_cluster=10, per_user=6)
-    return from_arrays([r[0] for r in t.rows], [r[1] for r in t.rows], timestamps=[r[3] for r in t.rows], catalogue=t.item_ids)
+    return as_data(t)
 
 
 def _pairs(d):

@@ -44,6 +44,15 @@ def make_taste(*, n_clusters: int = 4, items_per_cluster: int = 30, n_users: int
     return Taste(item_ids, item_cluster, content, user_ids, user_cluster, rows)
 
 
+def as_data(taste: Taste):
+    """The log as avrec's Interactions, timestamps kept, over the whole catalogue."""
+    from avrec.data import from_arrays
+
+    rows = taste.rows
+    return from_arrays([r[0] for r in rows], [r[1] for r in rows], timestamps=[r[3] for r in rows],
+                       catalogue=taste.item_ids)
+
+
 def write_csv(taste: Taste, path) -> None:
     with open(path, "w", encoding="utf-8") as f:
         f.write("user_id,item_id,weight,timestamp\n")

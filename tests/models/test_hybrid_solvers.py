@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from taste import make_taste  # noqa: E402
+from taste import as_data, make_taste  # noqa: E402
 
-from avrec.data import cold_item_split, from_arrays, random_split  # noqa: E402
+from avrec.data import cold_item_split, random_split  # noqa: E402
 from avrec.evaluate import evaluate_scorer  # noqa: E402
 from avrec.models import build_model  # noqa: E402
 from avrec.models.hybrid import choose_solver  # noqa: E402
@@ -26,11 +26,6 @@ def taste():
     return make_taste(n_users=120, items_per_cluster=30, per_user=12)
 
 
-def _data(t):
-    return from_arrays([r[0] for r in t.rows], [r[1] for r in t.rows], timestamps=[r[3] for r in t.rows],
-                       catalogue=t.item_ids)
-
-
 def test_auto_picks_closed_while_its_dense_solve_is_small_and_says_why():
     params = {"solver": "auto", "closed_max": 12000}
     solver, why = choose_solver(params, n_users=600, n_active=9700, content_dim=128)  # MovieLens-small-sized
@@ -41,14 +36,14 @@ def test_auto_picks_closed_while_its_dense_solve_is_small_and_says_why():
 
 
 def test_the_choice_is_recorded(taste):
-    m = build_model("hybrid", None, seed=0, closed_max=10, als_factors=8, als_iterations=3).fit(_data(taste), taste.content)
+    m = build_model("hybrid", None, seed=0, closed_max=10, als_factors=8, als_iterations=3).fit(as_data(taste), taste.content)
     assert m.info["solver"]["chosen"] == "als" and "closed_max 10" in m.info["solver"]["reason"]
-    m = build_model("hybrid", None, seed=0, dim=8).fit(_data(taste), taste.content)
+    m = build_model("hybrid", None, seed=0, dim=8).fit(as_data(taste), taste.content)
     assert m.info["solver"]["chosen"] == "closed"
 
 
 def test_als_learns_the_taste_and_beats_popular(taste):
-    split = random_split(_data(taste), ratio=0.25, seed=0)
+    split = random_split(as_data(taste), ratio=0.25, seed=0)
     got = {}
     for name, params in (("popular", {}), ("hybrid", ALS)):
         m = build_model(name, None, seed=0, **params).fit(split.train, taste.content if params else None)
@@ -57,7 +52,7 @@ def test_als_learns_the_taste_and_beats_popular(taste):
 
 
 def test_als_serves_cold_items_from_content_through_the_projection(taste):
-    split = cold_item_split(_data(taste), ratio=0.25, seed=0)
+    split = cold_item_split(as_data(taste), ratio=0.25, seed=0)
     m = build_model("hybrid", None, seed=0, **ALS).fit(split.train, taste.content)
     cold = split.cold_items
     proj = m.projections()
@@ -70,7 +65,7 @@ def test_als_serves_cold_items_from_content_through_the_projection(taste):
 
 
 def test_als_fold_in_is_the_linear_als_solution(taste):
-    data = _data(taste)
+    data = as_data(taste)
     m = build_model("hybrid", None, seed=0, **ALS).fit(data, taste.content)
     seen = data.to_csr()
     y = m.item_vectors[:, :-1].astype(np.float64)
@@ -90,7 +85,7 @@ def test_als_fold_in_is_the_linear_als_solution(taste):
 
 
 def test_closed_fold_in_equals_the_trained_user_vectors(taste):
-    data = _data(taste)
+    data = as_data(taste)
     m = build_model("hybrid", None, seed=0, solver="closed", dim=16).fit(data, taste.content)
     seen = data.to_csr()
     np.testing.assert_allclose(m.score_history(seen[:20]), m.score(np.arange(20)), rtol=1e-5, atol=1e-6)
@@ -106,7 +101,7 @@ def test_tune_searches_the_solver_auto_picks():
     cfg.train.hybrid.content_dim = 8
     logs: list[str] = []
     taste = make_taste(n_users=300, items_per_cluster=30, per_user=12)  # enough validation users to choose on
-    best = tune_hybrid(_data(taste).to_csr(), taste.content, cfg, device="cpu", progress=logs.append)
+    best = tune_hybrid(as_data(taste).to_csr(), taste.content, cfg, device="cpu", progress=logs.append)
     report = best.pop("report")
     assert best["solver"] == "als" and set(GRIDS["als"]) <= set(best)
     assert {t["params"]["solver"] for t in report["tried"]} == {"als"}
@@ -116,14 +111,14 @@ def test_tune_searches_the_solver_auto_picks():
 def test_als_from_given_item_factors_needs_few_iterations(taste):
     """A warm start (the validation search's item factors) stays at the converged solution in
     2 iterations; 2 from random are farther from it."""
-    ref = build_model("hybrid", None, seed=0, **{**ALS, "als_iterations": 30}).fit(_data(taste), taste.content,
+    ref = build_model("hybrid", None, seed=0, **{**ALS, "als_iterations": 30}).fit(as_data(taste), taste.content,
                                                                                  keep_als=True)
     assert ref.info["als"] == {"iterations": 30, "start": "random"}
     users = np.arange(ref.n_users)
 
     def gap(**kw):  # relative distance of the user x item scores from the converged ones
         m = build_model("hybrid", None, seed=1, **{**ALS, "als_iterations": 2, "als_warm_iterations": 2})
-        m.fit(_data(taste), taste.content, **kw)
+        m.fit(as_data(taste), taste.content, **kw)
         a, b = m.score(users), ref.score(users)
         return m, float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
@@ -137,10 +132,10 @@ def test_als_from_given_item_factors_needs_few_iterations(taste):
 
 
 def test_als_given_factors_are_served_as_they_are(taste):
-    ref = build_model("hybrid", None, seed=0, **ALS).fit(_data(taste), taste.content, keep_als=True)
-    assert build_model("hybrid", None, seed=0, **ALS).fit(_data(taste), taste.content).als_ is None  # a final fit drops them
+    ref = build_model("hybrid", None, seed=0, **ALS).fit(as_data(taste), taste.content, keep_als=True)
+    assert build_model("hybrid", None, seed=0, **ALS).fit(as_data(taste), taste.content).als_ is None  # a final fit drops them
     x, y = ref.als_
-    m = build_model("hybrid", None, seed=0, **{**ALS, "ridge": 10.0}).fit(_data(taste), taste.content, als_given=(x, y))
+    m = build_model("hybrid", None, seed=0, **{**ALS, "ridge": 10.0}).fit(as_data(taste), taste.content, als_given=(x, y))
     assert m.info["als"]["iterations"] == 0
     np.testing.assert_array_equal(m.user_vectors[:, :-1], x)
     active = np.flatnonzero(np.asarray(m.popularity) > 0)

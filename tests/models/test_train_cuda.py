@@ -22,9 +22,9 @@ pytestmark = pytest.mark.skipif(not (torch.cuda.is_available() and implicit_gpu.
                                 reason="needs a CUDA device and implicit built with CUDA")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from taste import make_taste  # noqa: E402
+from taste import as_data, make_taste  # noqa: E402
 
-from avrec.data import cold_item_split, from_arrays, random_split  # noqa: E402
+from avrec.data import cold_item_split, random_split  # noqa: E402
 from avrec.evaluate import evaluate_scorer  # noqa: E402
 from avrec.models import build_model  # noqa: E402
 
@@ -36,11 +36,6 @@ def taste():
     return make_taste(n_users=120, items_per_cluster=30, per_user=12)
 
 
-def _data(t):
-    return from_arrays([r[0] for r in t.rows], [r[1] for r in t.rows], timestamps=[r[3] for r in t.rows],
-                       catalogue=t.item_ids)
-
-
 def _ndcg(split, model) -> float:
     return evaluate_scorer(split, model.score, [10])["metrics"][10]["ndcg"]
 
@@ -48,7 +43,7 @@ def _ndcg(split, model) -> float:
 @pytest.mark.parametrize("name, params", [("hybrid", ALS), ("mf", {"factors": 16, "epochs": 10}),
                                           ("hybrid", {"solver": "sgd", "dim": 16, "epochs": 20})])
 def test_cuda_learns_the_taste_as_the_cpu_does(taste, name, params):
-    split = random_split(_data(taste), ratio=0.25, seed=0)
+    split = random_split(as_data(taste), ratio=0.25, seed=0)
     content = taste.content if name == "hybrid" else None
     got = {dev: _ndcg(split, build_model(name, None, seed=0, device=dev, **params).fit(split.train, content))
            for dev in ("cpu", "cuda")}
@@ -58,7 +53,7 @@ def test_cuda_learns_the_taste_as_the_cpu_does(taste, name, params):
 
 
 def test_cuda_als_serves_cold_items_through_the_projection(taste):
-    split = cold_item_split(_data(taste), ratio=0.25, seed=0)
+    split = cold_item_split(as_data(taste), ratio=0.25, seed=0)
     m = build_model("hybrid", None, seed=0, device="cuda", **ALS).fit(split.train, taste.content)
     assert m.info["solver"]["chosen"] == "als"
     cold = split.cold_items
@@ -70,7 +65,7 @@ def test_cuda_als_serves_cold_items_through_the_projection(taste):
 
 
 def test_cuda_fold_in_ranks_as_the_trained_user_vector(taste):
-    data = _data(taste)
+    data = as_data(taste)
     m = build_model("hybrid", None, seed=0, device="cuda", **ALS).fit(data, taste.content)
     seen = data.to_csr()
     for u in range(5):
