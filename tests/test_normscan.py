@@ -22,10 +22,15 @@ def check(v, q, k, exclude, allowed, first_block=None):
     rows, vals = NormScan(v, first_block=first_block).topk(q, k, exclude=exclude, allowed=allowed)
     s, ref = full_topk(v, q, k, exclude, allowed)
     assert rows.shape == vals.shape == (len(q), min(k, len(v)))
-    np.testing.assert_allclose(vals, ref, rtol=1e-6)
+    # a block's product may round differently from the full one (BLAS picks kernels by shape):
+    # allow the float32 dot-product error bound, d * eps * |q| . |v|, per query
+    tol = v.shape[1] * np.finfo(np.float32).eps * (np.abs(q) @ np.abs(v).T).max(axis=1)
+    np.testing.assert_array_equal(np.isneginf(vals), np.isneginf(ref))
+    fin = np.isfinite(ref)
+    assert (np.abs(vals[fin] - ref[fin]) <= np.broadcast_to(tol[:, None], ref.shape)[fin]).all()
     for j in range(len(q)):
         fin = np.isfinite(vals[j])
-        np.testing.assert_allclose(s[j, rows[j][fin]], vals[j][fin], rtol=1e-6)  # each row's own score
+        assert (np.abs(s[j, rows[j][fin]] - vals[j][fin]) <= tol[j]).all()  # each row's own score
         assert len(set(rows[j][fin].tolist())) == fin.sum()  # no item twice
         if exclude[j] is not None:
             assert not set(rows[j][fin].tolist()) & set(exclude[j].tolist())
