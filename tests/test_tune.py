@@ -209,7 +209,8 @@ def test_als_search_reuses_factors_and_starts_the_final_fit_from_them(taste, tmp
     write_csv(taste, tmp_path / "ev.csv")
     man = read_manifest(train(tmp_path / "emb", tmp_path / "ev.csv", tmp_path / "m", cfg))
     assert man["extra"]["info"]["als"] == {"iterations": cfg.train.hybrid.als_warm_iterations,
-                                           "start": "validation search's item factors"}
+                                           "start": "validation search's item factors",
+                                           "engine": "implicit"}
     # --set train.tune=off: nothing to start from
     from avrec.config import apply_set
 

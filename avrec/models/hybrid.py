@@ -381,7 +381,7 @@ class Hybrid(Recommender):
                  given: tuple[np.ndarray, np.ndarray] | None = None, keep: bool = False,
                  active: np.ndarray | None = None) -> None:
         """active: the warm items (default: those with interactions in ``seen``)."""
-        from .mf import fit_als
+        from .mf import als_engine, fit_als
 
         p = self.params
         n = seen.shape[1]
@@ -392,11 +392,15 @@ class Hybrid(Recommender):
             x, y = given
             self.info["als"] = {"iterations": 0, "start": "given"}
         else:
-            warm = init is not None and init.shape == (n, p["als_factors"]) and not self.device.startswith("cuda")
+            engine = als_engine(self.device)
+            # implicit's CUDA build keeps its own factors on the device: it takes no start
+            warm = (init is not None and init.shape == (n, p["als_factors"])
+                    and not (engine == "implicit" and self.device.startswith("cuda")))
             iters = p["als_warm_iterations"] if warm else p["als_iterations"]
             x, y = fit_als(seen, factors=p["als_factors"], iterations=iters, reg=p["als_reg"], alpha=p["als_alpha"],
                            seed=p["seed"], device=self.device, init_items=init if warm else None)
-            self.info["als"] = {"iterations": iters, "start": "validation search's item factors" if warm else "random"}
+            self.info["als"] = {"iterations": iters, "start": "validation search's item factors" if warm else "random",
+                                "engine": engine}
             start = "from the search's item factors " if warm else ""
             progress(f"hybrid: ALS over {len(active)} items, {y.shape[1]} factors, {iters} iterations {start}in "
                      f"{time.perf_counter() - t0:.1f}s")

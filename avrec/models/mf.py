@@ -1,5 +1,6 @@
 """Matrix factorisation by implicit-feedback ALS (Hu, Koren, Volinsky 2008), through the
-``implicit`` library: its conjugate-gradient ALS (C++, multi-threaded, with a CUDA build)
+``implicit`` library: its conjugate-gradient ALS (C++, multi-threaded, with a CUDA build;
+where that build is not installed, cuda runs the same steps in torch, avrec/models/torch_als.py)
 ran 15 iterations of 64 factors on 0.5M interactions in seconds where this module's own
 numpy ALS with exact per-user solves took minutes (benchmarks/scale.py). Confidence is
 1 + alpha * weight, as in the paper; implicit reads the confidence from the matrix values.
@@ -12,6 +13,16 @@ import numpy as np
 from .base import Recommender
 
 
+def als_engine(device: str) -> str:
+    """Which ALS runs on ``device``: implicit's (CPU, or its CUDA build where installed), else
+    torch's on the GPU (avrec/models/torch_als.py; pip's implicit wheels have no CUDA)."""
+    if not device.startswith("cuda"):
+        return "implicit"
+    import implicit.gpu
+
+    return "implicit" if implicit.gpu.HAS_CUDA else "torch"
+
+
 def fit_als(seen, *, factors: int, iterations: int, reg: float, alpha: float, seed: int,
             device: str = "cpu", init_items: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(user factors (n_users, f), item factors (n_items, f)) float32 of ``seen`` (CSR weights).
@@ -20,21 +31,19 @@ def fit_als(seen, *, factors: int, iterations: int, reg: float, alpha: float, se
     the users start at the linear fold-in of their histories on them, so the first
     conjugate-gradient steps begin near the solution). On S3 of benchmarks/scale.py, 3-5
     iterations from a 17% user subset's factors matched 15 from random (NDCG@10 0.1207 against
-    0.1200). Ignored on cuda, where implicit keeps the factors on the device.
+    0.1200). Ignored by implicit's CUDA build, which keeps the factors on the device.
     """
     from threadpoolctl import threadpool_limits
 
     conf = seen.astype(np.float32, copy=True)
     conf.data = 1.0 + alpha * conf.data
     gpu = device.startswith("cuda")
+    if gpu and als_engine(device) == "torch":
+        from .torch_als import fit_als_torch
+
+        return fit_als_torch(conf, factors=int(factors), iterations=int(iterations), reg=float(reg), seed=int(seed),
+                             device=device, init_items=init_items)
     if gpu:
-        import implicit.gpu
-
-        if not implicit.gpu.HAS_CUDA:
-            from ..errors import DeviceError
-
-            raise DeviceError("train on cuda needs implicit built with CUDA (pip install implicit from conda-forge's "
-                              "CUDA build, or the source with CUDA); use --device cpu")
         from implicit.gpu.als import AlternatingLeastSquares
     else:
         from implicit.cpu.als import AlternatingLeastSquares
@@ -70,7 +79,7 @@ class MF(Recommender):
         p = self.params
         self.user_factors, self.item_factors = fit_als(seen, factors=p["factors"], iterations=p["epochs"], reg=p["reg"],
                                                        alpha=p["alpha"], seed=p["seed"], device=self.device)
-        progress(f"mf: {p['epochs']} ALS iterations (implicit, {'cuda' if self.device.startswith('cuda') else 'cpu'})")
+        progress(f"mf: {p['epochs']} ALS iterations ({als_engine(self.device)}, {'cuda' if self.device.startswith('cuda') else 'cpu'})")
 
     def score(self, user_rows) -> np.ndarray:
         self._check_fitted()

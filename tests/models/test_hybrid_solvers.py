@@ -113,7 +113,7 @@ def test_als_from_given_item_factors_needs_few_iterations(taste):
     2 iterations; 2 from random are farther from it."""
     ref = build_model("hybrid", None, seed=0, **{**ALS, "als_iterations": 30}).fit(as_data(taste), taste.content,
                                                                                  keep_als=True)
-    assert ref.info["als"] == {"iterations": 30, "start": "random"}
+    assert ref.info["als"] == {"iterations": 30, "start": "random", "engine": "implicit"}
     users = np.arange(ref.n_users)
 
     def gap(**kw):  # relative distance of the user x item scores from the converged ones
@@ -123,7 +123,7 @@ def test_als_from_given_item_factors_needs_few_iterations(taste):
         return m, float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
     warm, warm_gap = gap(als_init=ref.als_[1])
-    assert warm.info["als"] == {"iterations": 2, "start": "validation search's item factors"}
+    assert warm.info["als"] == {"iterations": 2, "start": "validation search's item factors", "engine": "implicit"}
     _, cold_gap = gap()
     assert warm_gap < 0.05 and warm_gap < cold_gap / 3, (warm_gap, cold_gap)
     # factors of another shape are not a start: the fit runs from random, all its iterations
