@@ -13,6 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 
+MIN_NNZ = 1 << 14  # the smallest chunk an out-of-memory retry goes down to
+
+
 def _chunks(indptr: np.ndarray, max_nnz: int):
     """[start, stop) row ranges whose stored entries number at most max_nnz (one row may exceed it)."""
     n, start = len(indptr) - 1, 0
@@ -69,7 +72,32 @@ def fit_als_torch(conf, *, factors: int, iterations: int, reg: float, seed: int,
     confidences (1 + alpha * weight), as :func:`avrec.models.mf.fit_als` returns them.
 
     init_items: (n_items, f) item factors to start from; the users then start at their
-    linear fold-in on them (as fit_als's warm start does)."""
+    linear fold-in on them (as fit_als's warm start does).
+
+    A device that runs out of memory is tried again from the start with chunks a quarter the
+    size (the chunk's gather is the part that grows with the data), down to ``MIN_NNZ``; then
+    it is a DeviceError naming the way out.
+    """
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    while True:
+        try:
+            return _fit(conf, factors=factors, iterations=iterations, reg=reg, seed=seed, device=device,
+                        cg_steps=cg_steps, max_nnz=max_nnz, init_items=init_items)
+        except oom:
+            if max_nnz <= MIN_NNZ:
+                from ..errors import DeviceError
+
+                raise DeviceError(f"{device} ran out of memory in ALS ({conf.shape[0]} users, {conf.shape[1]} items, "
+                                  f"{factors} factors) even in chunks of {max_nnz} interactions; use --device cpu "
+                                  "or fewer factors") from None
+        max_nnz = max(MIN_NNZ, max_nnz // 4)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # the failed try's tensors are unreferenced once its exception is gone
+
+
+def _fit(conf, *, factors, iterations, reg, seed, device, cg_steps, max_nnz, init_items):
     import torch
 
     dev = torch.device(device)

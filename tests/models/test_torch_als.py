@@ -105,3 +105,35 @@ def test_cuda_without_implicits_cuda_build_runs_the_torch_als(split, monkeypatch
     monkeypatch.setattr(torch_als, "fit_als_torch", lambda conf, **kw: calls.append(kw) or ("x", "y"))
     assert mf.fit_als(split.train.to_csr(), alpha=10.0, device="cuda:0", **KW) == ("x", "y")
     assert calls[0]["device"] == "cuda:0" and calls[0]["factors"] == 16
+
+
+def test_running_out_of_device_memory_retries_in_smaller_chunks(split, monkeypatch):
+    import avrec.models.torch_als as torch_als
+
+    conf = _conf(split.train.to_csr())
+    want = fit_als_torch(conf, device="cpu", max_nnz=1 << 16, **KW)
+    real, tried = torch_als.solve_rows, []
+
+    def small_device(m, x, y, *, max_nnz, **kw):  # a device on which a chunk over 2^16 entries does not fit
+        tried.append(max_nnz)
+        if max_nnz > 1 << 16:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(m, x, y, max_nnz=max_nnz, **kw)
+
+    monkeypatch.setattr(torch_als, "solve_rows", small_device)
+    got = fit_als_torch(conf, device="cpu", **KW)  # the default 2^20, then 2^18, then 2^16
+    assert sorted(set(tried), reverse=True) == [1 << 20, 1 << 18, 1 << 16]
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_a_device_too_small_even_for_the_smallest_chunks_is_one_clear_error(split, monkeypatch):
+    import avrec.models.torch_als as torch_als
+    from avrec.errors import DeviceError
+
+    def no_memory(*_a, **_kw):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(torch_als, "solve_rows", no_memory)
+    with pytest.raises(DeviceError, match=r"ran out of memory in ALS .* chunks of 16384 interactions; use --device cpu"):
+        fit_als_torch(_conf(split.train.to_csr()), device="cpu", **KW)
