@@ -38,7 +38,7 @@ def fit_als(seen, *, factors: int, iterations: int, reg: float, alpha: float, se
     conf = seen.astype(np.float32, copy=True)
     conf.data = 1.0 + alpha * conf.data
     gpu = device.startswith("cuda")
-    if gpu and als_engine(device) == "torch":
+    if als_engine(device) == "torch":  # cuda without implicit's CUDA build
         from .torch_als import fit_als_torch
 
         return fit_als_torch(conf, factors=int(factors), iterations=int(iterations), reg=float(reg), seed=int(seed),

@@ -137,3 +137,45 @@ def test_a_device_too_small_even_for_the_smallest_chunks_is_one_clear_error(spli
     monkeypatch.setattr(torch_als, "solve_rows", no_memory)
     with pytest.raises(DeviceError, match=r"ran out of memory in ALS .* chunks of 16384 interactions; use --device cpu"):
         fit_als_torch(_conf(split.train.to_csr()), device="cpu", **KW)
+
+
+HYBRID_ALS = {"solver": "als", "als_factors": 16, "als_iterations": 10, "als_reg": 0.1, "als_alpha": 10.0,
+              "content_dim": 8}
+
+
+def test_the_hybrid_on_the_torch_engine_learns_serves_cold_items_and_warm_starts(monkeypatch):
+    """The hybrid as train --device cuda runs it without a CUDA implicit, on torch's CPU device:
+    the same taste as on implicit, cold items through the content projection, and the
+    validation search's item factors as a start."""
+    from avrec.data import cold_item_split
+    from avrec.models import build_model
+
+    taste = make_taste(n_users=200, items_per_cluster=30, per_user=12)
+    warm = random_split(as_data(taste), ratio=0.25, seed=0)
+    fit = lambda split, **kw: build_model("hybrid", None, seed=0, **{**HYBRID_ALS, **kw}).fit(  # noqa: E731
+        split.train, taste.content, keep_als=True)
+    ndcg = lambda split, m: evaluate_scorer(split, m.score, [10])["metrics"][10]["ndcg"]  # noqa: E731
+    ref = fit(warm)
+    assert ref.info["als"]["engine"] == "implicit"
+    import avrec.models.torch_als as torch_als
+
+    monkeypatch.setattr(mf, "als_engine", lambda device: "torch")
+    real, runs = torch_als.fit_als_torch, []
+    monkeypatch.setattr(torch_als, "fit_als_torch", lambda conf, **kw: runs.append(kw) or real(conf, **kw))
+    m = fit(warm)
+    assert len(runs) == 1 and runs[0]["init_items"] is None
+    assert m.info["als"] == {"iterations": 10, "start": "random", "engine": "torch"}
+    pop = ndcg(warm, build_model("popular", None).fit(warm.train, None))
+    assert ndcg(warm, m) >= 0.9 * ndcg(warm, ref) and ndcg(warm, m) > 1.5 * pop
+
+    started = build_model("hybrid", None, seed=1, **{**HYBRID_ALS, "als_warm_iterations": 2}).fit(
+        warm.train, taste.content, als_init=m.als_[1])
+    assert started.info["als"] == {"iterations": 2, "start": "validation search's item factors", "engine": "torch"}
+    assert len(runs) == 2 and runs[1]["init_items"] is m.als_[1]
+    assert ndcg(warm, started) >= 0.9 * ndcg(warm, m)
+
+    cold = cold_item_split(as_data(taste), ratio=0.25, seed=0)
+    c = fit(cold)
+    x = np.hstack([taste.content[cold.cold_items].astype(np.float64), np.ones((len(cold.cold_items), 1))])
+    np.testing.assert_allclose(c.item_vectors[cold.cold_items], x @ c.projections()["content_projection"], atol=1e-4)
+    assert ndcg(cold, c) > 0.5
