@@ -23,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -47,13 +46,9 @@ def engines() -> list[tuple[str, str]]:
 
 def fit(engine: str, device: str, seen, *, factors: int, iterations: int, reg: float, alpha: float, seed: int):
     from avrec.models.mf import fit_als
-    from avrec.models.torch_als import fit_als_torch
 
-    if engine == "implicit":  # fit_als is implicit on cpu, and on cuda where implicit has CUDA
-        return fit_als(seen, factors=factors, iterations=iterations, reg=reg, alpha=alpha, seed=seed, device=device)
-    conf = seen.astype(np.float32, copy=True)
-    conf.data = 1.0 + alpha * conf.data
-    return fit_als_torch(conf, factors=factors, iterations=iterations, reg=reg, seed=seed, device=device)
+    return fit_als(seen, factors=factors, iterations=iterations, reg=reg, alpha=alpha, seed=seed, device=device,
+                   engine=engine)
 
 
 def run_size(name: str, args) -> list[dict]:

@@ -24,7 +24,8 @@ def als_engine(device: str) -> str:
 
 
 def fit_als(seen, *, factors: int, iterations: int, reg: float, alpha: float, seed: int,
-            device: str = "cpu", init_items: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+            device: str = "cpu", init_items: np.ndarray | None = None,
+            engine: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(user factors (n_users, f), item factors (n_items, f)) float32 of ``seen`` (CSR weights).
 
     init_items: (n_items, f) item factors to start from instead of random ones (a warm start:
@@ -32,13 +33,15 @@ def fit_als(seen, *, factors: int, iterations: int, reg: float, alpha: float, se
     conjugate-gradient steps begin near the solution). On S3 of benchmarks/scale.py, 3-5
     iterations from a 17% user subset's factors matched 15 from random (NDCG@10 0.1207 against
     0.1200). Ignored by implicit's CUDA build, which keeps the factors on the device.
+    engine: "implicit" or "torch" (default :func:`als_engine` of ``device``); a benchmark sets it
+    to time torch's on the CPU.
     """
     from threadpoolctl import threadpool_limits
 
     conf = seen.astype(np.float32, copy=True)
     conf.data = 1.0 + alpha * conf.data
     gpu = device.startswith("cuda")
-    if als_engine(device) == "torch":  # cuda without implicit's CUDA build
+    if (engine or als_engine(device)) == "torch":  # by default: cuda without implicit's CUDA build
         from .torch_als import fit_als_torch
 
         return fit_als_torch(conf, factors=int(factors), iterations=int(iterations), reg=float(reg), seed=int(seed),

@@ -80,10 +80,13 @@ def fit_als_torch(conf, *, factors: int, iterations: int, reg: float, seed: int,
     """
     import torch
 
+    conf = conf.tocsr()
+    conf.sort_indices()
+    conf_t = conf.T.tocsr()
     oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
     while True:
         try:
-            return _fit(conf, factors=factors, iterations=iterations, reg=reg, seed=seed, device=device,
+            return _fit(conf, conf_t, factors=factors, iterations=iterations, reg=reg, seed=seed, device=device,
                         cg_steps=cg_steps, max_nnz=max_nnz, init_items=init_items)
         except oom:
             if max_nnz <= MIN_NNZ:
@@ -97,15 +100,13 @@ def fit_als_torch(conf, *, factors: int, iterations: int, reg: float, seed: int,
             torch.cuda.empty_cache()  # the failed try's tensors are unreferenced once its exception is gone
 
 
-def _fit(conf, *, factors, iterations, reg, seed, device, cg_steps, max_nnz, init_items):
+def _fit(conf, conf_t, *, factors, iterations, reg, seed, device, cg_steps, max_nnz, init_items):
+    """One try of fit_als_torch on the CSR ``conf`` and its transpose ``conf_t``."""
     import torch
 
     dev = torch.device(device)
     n_users, n_items = conf.shape
     g = torch.Generator().manual_seed(int(seed))
-    conf = conf.tocsr()
-    conf.sort_indices()
-    conf_t = conf.T.tocsr()
     if init_items is not None:
         y = torch.as_tensor(np.ascontiguousarray(init_items, np.float32)).to(dev)
         x = torch.zeros((n_users, factors), dtype=torch.float32, device=dev)
