@@ -137,7 +137,7 @@ class TrainPrivacyConfig:
 
 @dataclass
 class TrainConfig:
-    model: str = "hybrid"  # popular | itemknn | ease | mf | hybrid
+    model: str = "hybrid"  # popular | itemknn | ease | mf | content | hybrid
     validation: float = 0.1  # fraction of each user's interactions for early stopping; 0: none
     min_weight: float = 0.0  # interactions with weight below this are ignored
     tune: str = "auto"  # auto: choose the hybrid's solver, hyperparameters and modality weights on a validation split | off
@@ -177,7 +177,7 @@ class RecommendConfig:
 
 @dataclass
 class EvaluateConfig:
-    models: list[str] = field(default_factory=lambda: ["popular", "hybrid"])
+    models: list[str] = field(default_factory=lambda: ["popular", "content", "hybrid"])
     protocols: list[str] = field(default_factory=lambda: ["random", "cold"])
     k: list[int] = field(default_factory=lambda: [5, 10, 20])
     test_ratio: float = 0.2  # random split: fraction of each user's interactions held out
@@ -473,7 +473,7 @@ _CHOICES = {
     "extract.decoder": ("pyav", "opencv"),
     "embed.pooling": ("mean", "max", "attention"),
     "embed.precision": ("fp32", "fp16", "bf16"),
-    "train.model": ("popular", "itemknn", "ease", "mf", "hybrid"),
+    "train.model": ("popular", "itemknn", "ease", "mf", "content", "hybrid"),
     "train.hybrid.solver": ("auto", "closed", "als", "sgd"),
     "train.tune": ("auto", "off"),
     "train.recency": ("off", "on", "auto"),

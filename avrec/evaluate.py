@@ -21,8 +21,8 @@ import numpy as np
 
 from .errors import InputError
 from .metrics import METRICS, Scorer, intra_list_diversity, metrics_at_k, ndcg_at_k, rank_users  # noqa: F401
+from .models.registry import CONTENT_MODELS  # noqa: F401  (models that can score items without interactions)
 
-CONTENT_MODELS = ("hybrid",)  # models that can score items without interactions
 
 # ---------------------------------------------------------------------------------------
 # protocol runner

@@ -18,7 +18,7 @@ def fit_model(name: str, seen, content, cfg, *, device: str, progress: Callable[
     auto``, within ``train.tune_budget_s``; ``tune``: the whole search, no budget). evaluate
     calls this too, so what it measures is what train ships. Returns (model, the parameters
     chosen, the search's report or None)."""
-    from .models.registry import build_model
+    from .models.registry import CONTENT_MODELS, build_model
     from .tune import tune_hybrid
 
     overrides: dict[str, Any] = {"content_blocks": blocks} if name == "hybrid" and blocks else {}
@@ -42,7 +42,7 @@ def fit_model(name: str, seen, content, cfg, *, device: str, progress: Callable[
             init = found.pop("als_init", None)
             overrides.update(found)
     model = build_model(name, cfg.train, seed=cfg.runtime.seed, device=device, **overrides)
-    model.fit(seen, content if name == "hybrid" else None, progress=progress,
+    model.fit(seen, content if name in CONTENT_MODELS else None, progress=progress,
               **({"als_init": init} if init is not None else {}))
     if report and report.get("chosen", {}).get("solver") and "solver" in model.info:
         model.info["solver"]["reason"] = (f"train.tune: {report['chosen']['solver']} scored highest on the validation "
@@ -217,9 +217,10 @@ def _train(emb: Path, interactions_path: str | Path, tmp: Path, cfg, *, tune: bo
 
         raise InputError(why_empty(data.report, ", ".join(map(str, _paths(interactions_path))), str(emb)))
     name = cfg.train.model
-    if name == "hybrid" and not np.any(content):
+    if name in ("hybrid", "content") and not np.any(content):
         raise InputError(f"{emb} holds no usable content: every item's fused vector is zero (no modality gave "
-                         "vectors; see embed's log); the hybrid needs content, or train --model mf / ease without it")
+                         f"vectors; see embed's log); the {name} model needs content, or train --model mf / ease "
+                         "without it")
     device = "cpu"
     if name == "hybrid" or (name == "mf" and cfg.runtime.device.startswith("cuda")):  # mf on auto: implicit's CPU
         device = resolve_device(cfg.runtime.device)

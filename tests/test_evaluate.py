@@ -101,6 +101,25 @@ def test_evaluate_stage_writes_metrics_report_plot_and_splits(world, tmp_path):
     assert len(rows) == (3 + 1) * 2 and {r["k"] for r in rows} == {5, 10}
 
 
+def test_the_default_models_set_the_content_reference_beside_the_hybrid_on_cold_items(world, tmp_path):
+    """With no --models, the cold protocol has a baseline: content-only cosine (popularity has
+    nothing to rank among items nobody has seen)."""
+    from avrec.config import Config as C
+    from avrec.evaluate import evaluate
+
+    t, d = world
+    assert C().evaluate.models == ["popular", "content", "hybrid"]
+    out, _ = evaluate(d / "emb", d / "ev.csv", tmp_path / "ev", _cfg(), protocols=["random", "cold"], ks=[10])
+    m = json.loads((out / "metrics.json").read_text())["protocols"]
+    assert set(m["random"]["models"]) == {"popular", "content", "hybrid"}
+    assert set(m["cold"]["models"]) == {"content", "hybrid"}
+    assert any("popular: skipped on the cold split" in n for n in m["cold"]["notes"])
+    # planted content taste: both content readers beat popularity warm and rank cold items well
+    nd = {p: {k: v["metrics"]["10"]["ndcg"] for k, v in m[p]["models"].items()} for p in m}
+    assert nd["random"]["content"] > nd["random"]["popular"] and nd["cold"]["content"] > 0.3
+    assert "content" in (out / "report.txt").read_text()
+
+
 def test_recs_file_scored_on_the_same_split(world, tmp_path):
     from avrec.data import load_interactions
     from avrec.evaluate import evaluate

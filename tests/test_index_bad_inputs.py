@@ -31,7 +31,7 @@ def test_cli_index_declines_models_it_does_not_serve(tmp_path):
     r = run_avrec("index", str(model), "-o", str(tmp_path / "idx"))
     assert r.returncode == 2
     err = r.stderr.strip().splitlines()
-    assert len(err) == 1 and "hybrid, mf, popular" in err[0] and "ease" in err[0]
+    assert len(err) == 1 and "hybrid, mf, content, popular" in err[0] and "ease" in err[0]
     assert r.stdout == "" and not (tmp_path / "idx").exists()
 
 

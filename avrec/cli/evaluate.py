@@ -33,6 +33,10 @@ Examples:
 
   avrec evaluate emb/ -i events.csv --protocol random --recs other_system.jsonl | jq .ndcg
 
+Models: popular, itemknn, ease, mf, content, hybrid (default: popular,content,hybrid;
+content, the content-only cosine, is the baseline on the cold protocol, where popular has
+nothing to rank).
+
 Config keys (section evaluate): models, protocols, k, test_ratio, cold_ratio, last_n;
 the models use the train section.
 """

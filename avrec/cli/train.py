@@ -18,7 +18,8 @@ Writes model/ (user, item and fold-in history vectors, seen items, popularity, w
 and prints its path.
 
 Models: hybrid (default: interactions + item content; new items served from content,
-fresh histories folded in without retraining), popular, itemknn, ease, mf (ALS).
+fresh histories folded in without retraining), popular, itemknn, ease, mf (ALS), content
+(cosine of an item's content with the user's history: the content-only reference).
 
 By default (train.tune: auto) the hybrid first chooses its solver, hyperparameters and
 modality weights on a validation split of these interactions, within train.tune_budget_s

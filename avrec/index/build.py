@@ -11,7 +11,7 @@ from ..errors import ArtifactError, InputError
 from ..data.embeddings import load_aligned
 from .read import KIND, topk_rows, transform_query
 
-SERVED_MODELS = ("hybrid", "mf", "popular")
+SERVED_MODELS = ("hybrid", "mf", "content", "popular")
 NOT_SERVED = ("ease", "itemknn")
 MODEL_FILES = (
     "item_vectors.npy",

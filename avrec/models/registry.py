@@ -7,7 +7,8 @@ from typing import Any
 from ..errors import ConfigError
 from .base import Recommender
 
-MODEL_NAMES = ("popular", "itemknn", "ease", "mf", "hybrid")
+MODEL_NAMES = ("popular", "itemknn", "ease", "mf", "content", "hybrid")
+CONTENT_MODELS = ("hybrid", "content")  # models that read item content, so they can score items without interactions
 
 
 def get_model_class(name: str) -> type[Recommender]:
@@ -19,6 +20,8 @@ def get_model_class(name: str) -> type[Recommender]:
         from .ease import EASE as cls
     elif name == "mf":
         from .mf import MF as cls
+    elif name == "content":
+        from .content import Content as cls
     elif name == "hybrid":
         from .hybrid import Hybrid as cls
     else:

@@ -13,6 +13,7 @@ from taste import make_taste  # noqa: E402
 
 from avrec.data import from_arrays  # noqa: E402
 from avrec.models import MODEL_NAMES, Recommender, build_model  # noqa: E402
+from avrec.models.registry import CONTENT_MODELS  # noqa: E402
 
 FAST = {
     "hybrid": {"dim": 16, "epochs": 40, "patience": 5, "validation": 0.1, "lr": 0.02},
@@ -20,6 +21,7 @@ FAST = {
     "itemknn": {"neighbours": 20},
     "ease": {"l2": 10.0},
     "popular": {},
+    "content": {},
 }
 
 
@@ -40,7 +42,7 @@ class ModelContract:
     def fitted(cls, taste_data):
         t, data = taste_data
         model = build_model(cls.name, None, seed=0, **FAST[cls.name])
-        model.fit(data, t.content if cls.name == "hybrid" else None)
+        model.fit(data, t.content if cls.name in CONTENT_MODELS else None)
         return model, data
 
     def test_shapes_and_order(self, fitted):
@@ -90,7 +92,7 @@ class ModelContract:
         w = np.random.default_rng(3).integers(1, 6, len(data)).astype(np.float32)
         seen = data.to_csr()
         seen.data = w
-        content = t.content if self.name == "hybrid" else None
+        content = t.content if self.name in CONTENT_MODELS else None
         users = np.arange(data.n_users)
         a = build_model(self.name, None, seed=0, **FAST[self.name]).fit(seen, content)
         big = seen.copy()
@@ -130,6 +132,10 @@ class TestEASE(ModelContract):
 
 class TestMF(ModelContract):
     name = "mf"
+
+
+class TestContent(ModelContract):
+    name = "content"
 
 
 class TestHybrid(ModelContract):
