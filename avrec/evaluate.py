@@ -67,14 +67,34 @@ def score_topk(split, top: np.ndarray, users: np.ndarray, ks: list[int], *, cont
     return result
 
 
-def evaluate_scorer(split, scorer: Scorer, ks: list[int], *, content=None) -> dict[str, Any]:
-    """Rank every test user's items with ``scorer`` and compute all metrics."""
+def rank_split(split, scorer: Scorer, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(test users, (n, k) ranked item rows) for ``scorer`` on ``split``: seen items excluded,
+    the cold protocol's candidates only."""
     users = test_users(split)
     exclude = split.train.to_csr(binary=True)
     cand = split.cold_items.astype(np.int64) if split.name == "cold" else None
     batch = int(min(1024, max(16, 5e7 // max(split.train.n_items, 1))))  # about 200 MB of scores at a time
-    top = rank_users(scorer, users, k=max(ks), exclude=exclude, candidates=cand, batch=batch)
+    return users, rank_users(scorer, users, k=k, exclude=exclude, candidates=cand, batch=batch)
+
+
+def evaluate_scorer(split, scorer: Scorer, ks: list[int], *, content=None) -> dict[str, Any]:
+    """Rank every test user's items with ``scorer`` and compute all metrics."""
+    users, top = rank_split(split, scorer, max(ks))
     return score_topk(split, top, users, ks, content=content)
+
+
+def paired(split, tops: dict[str, np.ndarray], users: np.ndarray, k: int) -> dict[str, Any] | None:
+    """The best model by NDCG@k against each other one, user by user on the same split
+    (:func:`avrec.metrics.paired_difference`): which gaps are larger than the split's noise."""
+    from .metrics import ndcg_per_user, paired_difference
+
+    if len(tops) < 2:
+        return None
+    test = split.test.to_csr(binary=True)[users]
+    per = {m: ndcg_per_user(t, test, k) for m, t in tops.items()}
+    best = max(per, key=lambda m: float(per[m].mean()) if len(per[m]) else 0.0)
+    return {"k": k, "best": best, "against": [{"model": m, **paired_difference(per[best], v)}
+                                              for m, v in per.items() if m != best]}
 
 
 def load_recs(path: str | Path, split, *, k: int, pid=None) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
@@ -184,6 +204,7 @@ def run_protocol(
         return res
     train_csr = split.train.to_csr()
     device = _device(cfg)
+    tops: dict[str, np.ndarray] = {}  # each model's ranked lists, for the paired comparison
     for name in model_names:
         if protocol == "cold" and name not in CONTENT_MODELS:
             res["notes"].append(f"{name}: skipped on the cold split (it cannot score items without interactions)")
@@ -196,7 +217,8 @@ def run_protocol(
                                     device=device, progress=progress, blocks=blocks)
         fit_s = time.perf_counter() - t0
         t1 = time.perf_counter()
-        r = evaluate_scorer(split, model.score, ks, content=content)
+        _, tops[name] = rank_split(split, model.score, max(ks))
+        r = score_topk(split, tops[name], users, ks, content=content)
         r["fit_seconds"] = round(fit_s, 3)
         r["score_seconds"] = round(time.perf_counter() - t1, 3)
         if model.info:
@@ -219,6 +241,10 @@ def run_protocol(
         r = score_topk(split, full, users, ks, content=content)
         r["recs"] = {**stats, "scored_users": len(hit), "test_users_missing": int(len(users) - len(hit))}
         res["models"][f"recs:{Path(recs).stem}"] = r
+        tops[f"recs:{Path(recs).stem}"] = full
+    cmp = paired(split, tops, users, 10 if 10 in ks else ks[0])
+    if cmp:
+        res["paired"] = cmp
     return res
 
 
@@ -321,6 +347,18 @@ def table_rows(results: dict[str, Any], ks: list[int]) -> list[dict[str, Any]]:
     return rows
 
 
+def paired_lines(res: dict[str, Any]) -> list[str]:
+    """The protocol's paired comparison (:func:`paired`) in words, for report.txt and the terminal."""
+    cmp = res.get("paired")
+    if not cmp:
+        return []
+    out = [f"   paired NDCG@{cmp['k']}, user by user (+/- one standard error; within 2 of them is a tie):"]
+    for a in cmp["against"]:
+        say = "a tie: the gap is within the split's noise" if a["verdict"] == "tie" else f"{cmp['best']} ahead"
+        out.append(f"     {cmp['best']} - {a['model']}: {a['diff']:+.4f} +/- {a['se']:.4f} over {a['users']} users, {say}")
+    return out
+
+
 def report_text(results: dict[str, Any], ks: list[int]) -> str:
     cols = ("ndcg", "recall", "precision", "map", "mrr", "hitrate", "coverage", "novelty", "diversity")
     lines = []
@@ -339,6 +377,7 @@ def report_text(results: dict[str, Any], ks: list[int]) -> str:
             for sl, sr in r["slices"].items():
                 k = ks[0]
                 lines.append(f"  {m} / {sl} ({sr['users']} users): NDCG@{k} {sr['metrics'][k]['ndcg']:.4f}  Recall@{k} {sr['metrics'][k]['recall']:.4f}")
+        lines.extend(paired_lines(res))
         lines.append("")
     return "\n".join(lines)
 

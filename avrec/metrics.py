@@ -131,6 +131,31 @@ def hits_matrix(top: np.ndarray, relevant) -> np.ndarray:
     return (rel_codes[at] == codes) & (top >= 0)
 
 
+def ndcg_per_user(top: np.ndarray, relevant, k: int) -> np.ndarray:
+    """(n_scored,) NDCG@k of each row of ``relevant`` (CSR, n rows) that has a relevant item;
+    ``ndcg`` in :func:`metrics_at_k` is their mean. Rows in the same order for every model
+    ranked on one split, so two models' arrays pair user by user."""
+    n_rel = np.diff(relevant.indptr).astype(np.float64)
+    keep = n_rel > 0
+    h = hits_matrix(top[keep][:, :k], relevant[np.flatnonzero(keep)]).astype(np.float64)
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal = np.cumsum(disc)[np.minimum(n_rel[keep], k).astype(int) - 1]
+    return (h * disc[: h.shape[1]]).sum(axis=1) / ideal
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray) -> dict[str, float | int | str]:
+    """Model a against model b on the same users: the mean of a - b (per-user metric values),
+    its standard error, and a verdict. A difference within 2 standard errors of 0 is a tie:
+    the split's users could as well have shown the other order (a paired test is much tighter
+    than comparing two means' error bars, since users who are easy are easy for both)."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    n = len(d)
+    mean = float(d.mean()) if n else 0.0
+    se = float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
+    verdict = "tie" if abs(mean) <= 2 * se else ("ahead" if mean > 0 else "behind")
+    return {"diff": round(mean, 5), "se": round(se, 5), "users": n, "verdict": verdict}
+
+
 def metrics_at_k(
     top: np.ndarray, relevant, ks: list[int], *, n_candidates: int, popularity: np.ndarray | None = None,
     n_train_users: int = 0, content: np.ndarray | None = None,
@@ -153,8 +178,11 @@ def metrics_at_k(
         first = np.where(nh > 0, h.argmax(axis=1) + 1, np.inf)
         recs = top[:, :k]
         valid = recs >= 0
+        nd = dcg / ideal
         m = {
-            "ndcg": float(np.mean(dcg / ideal)) if len(h) else 0.0,
+            "ndcg": float(np.mean(nd)) if len(h) else 0.0,
+            # the mean's standard error over users: differences of about 2 of these are noise
+            "ndcg_se": float(np.std(nd, ddof=1) / np.sqrt(len(nd))) if len(nd) > 1 else 0.0,
             "recall": float(np.mean(nh / n_rel)) if len(h) else 0.0,
             "precision": float(np.mean(nh / k)) if len(h) else 0.0,
             "map": float(np.mean(ap)) if len(h) else 0.0,

@@ -49,6 +49,30 @@ def test_metrics_match_hand_computed_values():
     assert m[3]["novelty"] == pytest.approx(np.mean(-np.log2(pops / 8)))
 
 
+def test_per_user_ndcg_its_standard_error_and_the_paired_verdict():
+    from avrec.metrics import ndcg_per_user, paired_difference
+
+    rng = np.random.default_rng(0)
+    rel = _csr([sorted(rng.choice(30, size=3, replace=False).tolist()) for _ in range(50)] + [[]], 30)
+    top = np.argsort(rng.random((51, 30)), axis=1)[:, :10]
+    per = ndcg_per_user(top, rel, 10)
+    m = metrics_at_k(top, rel, [10], n_candidates=30)[10]
+    assert len(per) == 50  # the user with nothing relevant is not scored
+    assert m["ndcg"] == pytest.approx(per.mean())
+    assert m["ndcg_se"] == pytest.approx(per.std(ddof=1) / np.sqrt(50))
+    # a gap inside two standard errors is a tie; a consistent one is not; the sign says who
+    noise = rng.normal(0, 0.1, 50)
+    noise -= noise.mean()
+    se = noise.std(ddof=1) / np.sqrt(50)
+    tie = paired_difference(per + noise + se, per)  # one standard error ahead: noise
+    assert tie["verdict"] == "tie" and tie["diff"] == pytest.approx(se, abs=1e-5) and tie["se"] == pytest.approx(se, abs=1e-5)
+    assert paired_difference(per + noise + 3 * se, per)["verdict"] == "ahead"
+    assert paired_difference(per, per) == {"diff": 0.0, "se": 0.0, "users": 50, "verdict": "tie"}
+    up = paired_difference(per + 0.05 + 0.01 * noise, per)
+    assert up["verdict"] == "ahead" and up["diff"] == pytest.approx(0.05, abs=1e-5)
+    assert paired_difference(per, per + 0.05)["verdict"] == "behind"
+
+
 def test_diversity_and_ranking_helpers():
     content = np.array([[1, 0], [1, 0], [0, 1]], np.float32)
     assert intra_list_diversity(np.array([[0, 1]]), content) == pytest.approx(0.0)
@@ -118,6 +142,16 @@ def test_the_default_models_set_the_content_reference_beside_the_hybrid_on_cold_
     nd = {p: {k: v["metrics"]["10"]["ndcg"] for k, v in m[p]["models"].items()} for p in m}
     assert nd["random"]["content"] > nd["random"]["popular"] and nd["cold"]["content"] > 0.3
     assert "content" in (out / "report.txt").read_text()
+    # the best model against each other one, user by user, on the same users
+    pr = m["random"]["paired"]
+    assert pr["k"] == 10 and pr["best"] == max(nd["random"], key=nd["random"].get)
+    vs = {a["model"]: a for a in pr["against"]}
+    assert set(vs) == {"popular", "content", "hybrid"} - {pr["best"]}
+    users = m["random"]["models"][pr["best"]]["users"]
+    for name, a in vs.items():
+        assert a["users"] == users and a["diff"] == pytest.approx(nd["random"][pr["best"]] - nd["random"][name], abs=1e-4)
+    assert vs["popular"]["verdict"] == "ahead"
+    assert "paired NDCG@10, user by user" in (out / "report.txt").read_text()
 
 
 def test_recs_file_scored_on_the_same_split(world, tmp_path):
@@ -158,7 +192,8 @@ def test_cli_evaluate_json_lines_when_piped(world, tmp_path):
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(rows) == 4 and {(x["model"], x["k"]) for x in rows} == {("popular", 5), ("popular", 10), ("itemknn", 5), ("itemknn", 10)}
     assert all(0 <= x["ndcg"] <= 1 and not math.isnan(x["recall"]) for x in rows)
-    assert "avrec evaluate" in r.stderr  # the table goes to stderr
+    assert "avrec evaluate" in r.stderr  # the table goes to stderr, with the paired comparison under it
+    assert "random:\n   paired NDCG@10, user by user" in r.stderr and " users, " in r.stderr
     q = subprocess.run(cmd + ["--quiet"], capture_output=True, text=True, timeout=120)
     assert q.returncode == 0 and q.stderr == "" and len(q.stdout.splitlines()) == 4
     bad = subprocess.run(cmd[:-2] + ["--models", "nope"], capture_output=True, text=True, timeout=120)

@@ -86,18 +86,20 @@ def evaluate_cmd(
     path, rows = evaluate(src, interactions, common.out(cfg, "evaluation"), cfg, models=_csv(models),
                           protocols=_csv(protocol), ks=ks, recs=recs, strict=common.strict, progress=log)
     if sys.stdout.isatty():
-        _print_table(rows, sys.stdout)
+        _print_table(rows, sys.stdout, path)
     else:
         for row in rows:
             print(json.dumps(row), flush=True)
         if not common.quiet:
-            _print_table(rows, sys.stderr)
+            _print_table(rows, sys.stderr, path)
     log(f"wrote {path}")
 
 
-def _print_table(rows: list[dict], stream) -> None:
+def _print_table(rows: list[dict], stream, path=None) -> None:
     from rich.console import Console
     from rich.table import Table
+
+    from ..evaluate import paired_lines
 
     table = Table(title="avrec evaluate")
     cols = ("ndcg", "recall", "precision", "map", "mrr", "hitrate", "coverage", "novelty", "diversity")
@@ -108,3 +110,12 @@ def _print_table(rows: list[dict], stream) -> None:
         fit = f"{r['fit_seconds']:.2f}" if r.get("fit_seconds") is not None else "-"
         table.add_row(r["protocol"], r["model"], str(r["k"]), *vals, fit)
     Console(file=stream, width=160).print(table)
+    if path is not None:  # which gaps are larger than the split's noise (metrics.json: protocols.P.paired)
+        try:
+            protocols = json.loads((path / "metrics.json").read_text(encoding="utf-8"))["protocols"]
+        except (OSError, ValueError, KeyError):
+            return
+        for p, res in protocols.items():
+            lines = paired_lines(res)
+            if lines:
+                print(f"{p}:", *lines, sep="\n", file=stream)
