@@ -342,7 +342,7 @@ def table_rows(results: dict[str, Any], ks: list[int]) -> list[dict[str, Any]]:
             for k in ks:
                 rows.append({
                     "protocol": p, "model": m, "k": k, **{x: r["metrics"][k].get(x) for x in METRICS},
-                    "users": r["users"], "fit_seconds": r.get("fit_seconds"),
+                    "ndcg_se": r["metrics"][k].get("ndcg_se"), "users": r["users"], "fit_seconds": r.get("fit_seconds"),
                 })
     return rows
 

@@ -192,6 +192,7 @@ def test_cli_evaluate_json_lines_when_piped(world, tmp_path):
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(rows) == 4 and {(x["model"], x["k"]) for x in rows} == {("popular", 5), ("popular", 10), ("itemknn", 5), ("itemknn", 10)}
     assert all(0 <= x["ndcg"] <= 1 and not math.isnan(x["recall"]) for x in rows)
+    assert all(0 < x["ndcg_se"] < x["ndcg"] for x in rows)  # each mean with its standard error over users
     assert "avrec evaluate" in r.stderr  # the table goes to stderr, with the paired comparison under it
     assert "random:\n   paired NDCG@10, user by user" in r.stderr and " users, " in r.stderr
     q = subprocess.run(cmd + ["--quiet"], capture_output=True, text=True, timeout=120)
