@@ -138,9 +138,14 @@ def ndcg_per_user(top: np.ndarray, relevant, k: int) -> np.ndarray:
     n_rel = np.diff(relevant.indptr).astype(np.float64)
     keep = n_rel > 0
     h = hits_matrix(top[keep][:, :k], relevant[np.flatnonzero(keep)]).astype(np.float64)
+    return _ndcg_rows(h, n_rel[keep], k)
+
+
+def _ndcg_rows(hit: np.ndarray, n_rel: np.ndarray, k: int) -> np.ndarray:
+    """(n,) NDCG@k from the (n, >= k) hit matrix and each row's count of relevant items (> 0)."""
     disc = 1.0 / np.log2(np.arange(2, k + 2))
-    ideal = np.cumsum(disc)[np.minimum(n_rel[keep], k).astype(int) - 1]
-    return (h * disc[: h.shape[1]]).sum(axis=1) / ideal
+    ideal = np.cumsum(disc)[np.minimum(n_rel, k).astype(int) - 1]
+    return (hit[:, :k] * disc[: min(k, hit.shape[1])]).sum(axis=1) / ideal
 
 
 def paired_difference(a: np.ndarray, b: np.ndarray) -> dict[str, float | int | str]:
@@ -167,18 +172,15 @@ def metrics_at_k(
     rel = relevant[np.flatnonzero(keep)]
     hit = hits_matrix(top, rel).astype(np.float64)
     out: dict[int, dict[str, float]] = {}
-    disc = 1.0 / np.log2(np.arange(2, top.shape[1] + 2))
     for k in ks:
         h = hit[:, :k]
         nh = h.sum(axis=1)
-        dcg = (h * disc[:k]).sum(axis=1)
-        ideal = np.cumsum(disc[:k])[np.minimum(n_rel, k).astype(int) - 1]
         prec_at = np.cumsum(h, axis=1) / np.arange(1, k + 1)
         ap = (prec_at * h).sum(axis=1) / np.minimum(n_rel, k)
         first = np.where(nh > 0, h.argmax(axis=1) + 1, np.inf)
         recs = top[:, :k]
         valid = recs >= 0
-        nd = dcg / ideal
+        nd = _ndcg_rows(h, n_rel, k)
         m = {
             "ndcg": float(np.mean(nd)) if len(h) else 0.0,
             # the mean's standard error over users: differences of about 2 of these are noise

@@ -55,6 +55,13 @@ def scale_weights(m):
     return m
 
 
+def fold_mean(history, vectors: np.ndarray) -> np.ndarray:
+    """(n, d) float32: each history row's weighted mean of ``vectors`` rows (n_items, d), the
+    fold-in that serve and recommend apply to a user's history; an empty history gives 0."""
+    s = np.asarray(history.sum(axis=1), np.float64)
+    return (np.asarray(history @ vectors, np.float64) / np.where(s > 0, s, 1.0)).astype(np.float32)
+
+
 def mask_seen(scores: np.ndarray, seen, rows: np.ndarray) -> None:
     """Set scores of items in ``seen[rows]`` (CSR) to -inf, in place."""
     sub = seen[rows]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from .base import Recommender
+from .base import Recommender, fold_mean
 
 
 def unit_rows(content: np.ndarray) -> np.ndarray:
@@ -52,9 +52,7 @@ class Content(Recommender):
                  f"({int(np.any(self.item_vectors != 0, axis=1).sum())} with content)")
 
     def _fold(self, history) -> np.ndarray:
-        s = np.asarray(history.sum(axis=1), np.float64)
-        u = np.asarray(history @ self.item_vectors, np.float64) / np.where(s > 0, s, 1.0)
-        return u.astype(np.float32)
+        return fold_mean(history, self.item_vectors)
 
     def score(self, user_rows) -> np.ndarray:
         self._check_fitted()

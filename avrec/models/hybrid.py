@@ -63,7 +63,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .base import Progress, Recommender
+from .base import Progress, Recommender, fold_mean
 
 
 SOLVERS = ("auto", "closed", "als", "sgd")
@@ -637,10 +637,9 @@ class Hybrid(Recommender):
         self.user_vectors = self._fold(seen)
 
     def _fold(self, history) -> np.ndarray:
-        s = np.asarray(history.sum(axis=1), np.float64)
-        u = np.asarray(history @ self.history_vectors, np.float64) / np.where(s > 0, s, 1.0)
+        u = fold_mean(history, self.history_vectors)
         u[:, -1] = 1.0  # an empty history scores by the item bias alone
-        return u.astype(np.float32)
+        return u
 
     # ------------------------------------------------------------------------------------
     def score(self, user_rows) -> np.ndarray:
