@@ -71,10 +71,10 @@ MIN_BUDGET_S = 20.0  # train.tune_budget_fits never cuts the budget below this (
 class Search:
     """What was tried and how long it took; the budget is checked before every fit.
 
-    ALS fits are cheap to repeat: a fit whose ALS parameters and data match the last one of
-    its protocol reuses its factors (the cold search varies only the content side), and any
-    other starts from the best warm fit's item factors (``als_warm_iterations``), resized
-    to its factor count (:func:`resize_factors`)."""
+    Fits are cheap to repeat: a fit whose parameters and data match the last one of its
+    protocol but for the content map (the ridge: the cold search varies it) reuses that fit's
+    factors, ALS or closed form; any other ALS fit starts from the best warm fit's item
+    factors (``als_warm_iterations``), resized to its factor count (:func:`resize_factors`)."""
 
     budget_s: float | None  # None: no limit (--tune)
     progress: Callable[[str], None]
@@ -85,7 +85,7 @@ class Search:
     tried: list[dict[str, Any]] = field(default_factory=list)
     stopped: str | None = None
     budget_rule: str = ""
-    als_fits: dict[str, tuple[str, Any]] = field(default_factory=dict)  # protocol -> (ALS key, (x, y))
+    als_fits: dict[str, tuple[str, Any]] = field(default_factory=dict)  # protocol -> (key, ALS (x, y) or closed (P, Q))
     als_init: np.ndarray | None = None  # item factors of the best warm ALS fit
     best_warm: float = -1.0
     prep_cache: dict = field(default_factory=dict)  # the content preparation, shared by fits on one split
@@ -335,6 +335,15 @@ def tune_hybrid(seen, content, cfg, *, device: str, progress: Callable[[str], No
                 fit_kw, start = {"als_given": cached[1]}, "given"
             elif search.als_init is not None:
                 fit_kw, start = {"als_init": resize_factors(search.als_init, full["als_factors"], cfg.runtime.seed)}, "warm"
+        elif params["solver"] == "closed":
+            # the ridge maps content to the factors and changes nothing else: a fit that differs
+            # from the last one of its protocol only there reuses its factors (on generated 1200
+            # items the cold search's ridges had cost one items x items solve each, and under
+            # load the budget ended it after the default ridge)
+            akey = _key({k: v for k, v in full.items() if k != "ridge"})
+            cached = search.als_fits.get(protocol)
+            if cached is not None and cached[0] == akey:
+                fit_kw, start = {"closed_given": cached[1]}, "given"
         kind = f"{params['solver']}:{start}"
         size = full["als_factors"] / hc.als_factors if params["solver"] == "als" else 1.0
         if not must and not search.affordable(kind, size):
@@ -344,6 +353,8 @@ def tune_hybrid(seen, content, cfg, *, device: str, progress: Callable[[str], No
         m.fit(data, content, prep_cache=search.prep_cache, keep_als=True, **fit_kw)
         score = score_fn(m)
         search.record(protocol, full, score, time.perf_counter() - t, kind, size)
+        if getattr(m, "closed_", None) is not None:
+            search.als_fits[protocol] = (akey, m.closed_)
         if getattr(m, "als_", None) is not None:
             search.als_fits[protocol] = (akey, m.als_)
             if protocol == "warm" and score > search.best_warm:

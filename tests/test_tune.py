@@ -14,7 +14,7 @@ from taste import make_taste, write_csv, write_embeddings  # noqa: E402
 
 from avrec.config import Config  # noqa: E402
 from avrec.data import from_arrays  # noqa: E402
-from avrec.tune import GRIDS, cold_split, resize_factors, subsample_users, tune_hybrid  # noqa: E402
+from avrec.tune import COLD_GRID as GRIDS_COLD, GRIDS, cold_split, resize_factors, subsample_users, tune_hybrid  # noqa: E402
 
 FAST = {"train.hybrid.content_dim": 8, "train.hybrid.als_iterations": 3}
 
@@ -217,6 +217,17 @@ def test_als_search_reuses_factors_and_starts_the_final_fit_from_them(taste, tmp
     apply_set(cfg, "train.tune=off")
     man = read_manifest(train(tmp_path / "emb", tmp_path / "ev.csv", tmp_path / "m2", cfg))
     assert man["extra"]["info"]["als"]["start"] == "random"
+
+
+def test_the_closed_forms_cold_search_reuses_its_factors_across_ridges(taste):
+    """Each ridge after the first cold fit reuses that fit's closed-form factors, so the
+    cold search costs content maps, not items x items solves."""
+    cfg = _cfg(**{"train.hybrid.solver": "closed"})
+    found = tune_hybrid(_seen(taste), taste.content, cfg, device="cpu", progress=lambda _m: None, budget_s=None)
+    cold = [t for t in found["report"]["tried"] if t["protocol"] == "cold"]
+    ridges = [t["params"]["ridge"] for t in cold]
+    assert len(set(ridges)) >= len(GRIDS_COLD) and cold[0]["start"] == "random"
+    assert all(t["start"] == "given" for t in cold[1:] if "modality_weights" not in t["params"])
 
 
 def test_the_budget_is_cut_to_a_few_first_fits_but_not_below_the_floor(taste):

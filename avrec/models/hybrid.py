@@ -195,17 +195,21 @@ class Hybrid(Recommender):
         self.projections_: dict[str, np.ndarray] = {}  # (D+1, dim+1) affine maps for new items
         self._prep: np.ndarray | None = None  # (D+1, content_dim) content preparation, while fitting
         self.als_: tuple[np.ndarray, np.ndarray] | None = None  # the raw ALS factors of the last fit (not saved)
+        self.closed_: tuple[np.ndarray, np.ndarray] | None = None  # the closed form's warm (P, Q) of the last fit (not saved)
 
     # ------------------------------------------------------------------------------------
     def _fit(self, seen, content, *, progress: Progress, als_init: np.ndarray | None = None,
              als_given: tuple[np.ndarray, np.ndarray] | None = None, prep_cache: dict | None = None,
-             keep_als: bool = False, **kw) -> None:
+             keep_als: bool = False, closed_given: tuple[np.ndarray, np.ndarray] | None = None, **kw) -> None:
         """als_init: (n_items, als_factors) item factors the ALS solver starts from (the
         validation search's, so the final fit needs ``als_warm_iterations``, not
         ``als_iterations``); als_given: (user, item) factors already fitted on exactly
         ``seen`` with these ALS parameters (the search varying only the content side);
-        prep_cache: see ``_prepare_content``; keep_als: keep the raw ALS factors in ``als_``
-        (the search reuses them; a final fit drops them: at S4 they are ~400 MB)."""
+        prep_cache: see ``_prepare_content``; keep_als: keep the raw ALS factors in ``als_``, or
+        the closed form's warm factors in ``closed_`` (the search reuses them; a final fit drops
+        them: at S4 they are ~400 MB); closed_given: the closed form's (P, Q) of a fit on
+        exactly ``seen`` and this content with these parameters but the ridge (the cold search
+        then pays for the content map alone, not for the items x items solve)."""
         t0 = time.perf_counter()
         private, released = None, None
         if private_epsilon(self.params) > 0:
@@ -228,7 +232,8 @@ class Hybrid(Recommender):
         if released is not None:
             self._fit_private_als(seen, c, content, released, progress=progress)
         elif solver == "closed":
-            self._fit_closed(seen, c, content, progress=progress, private=private)
+            self._fit_closed(seen, c, content, progress=progress, private=private,
+                             given=closed_given if private is None else None, keep=keep_als)
         elif solver == "als":
             self._fit_als(seen, c, content, progress=progress, init=als_init, given=als_given, keep=keep_als)
         else:
@@ -286,7 +291,8 @@ class Hybrid(Recommender):
         outside[released.kept] = False
         hist[outside, :-1] = 0.0
 
-    def _fit_closed(self, seen, c, raw, *, progress: Progress, private=None) -> None:
+    def _fit_closed(self, seen, c, raw, *, progress: Progress, private=None,
+                    given: tuple[np.ndarray, np.ndarray] | None = None, keep: bool = False) -> None:
         import torch
 
         p = self.params
@@ -301,59 +307,65 @@ class Hybrid(Recommender):
             # ridge grows by it, so the noisy G stays positive definite and the noise is damped
             lam = lam + 2.0 * private.sigma_gram * np.sqrt(m)
             self.info["privacy"]["l2_effective"] = round(float(lam), 3)
-        ca = None
-        if c is not None and beta > 0:
-            ca = torch.as_tensor(c[active], dtype=torch.float32)
-        r = xa.shape[0] + (0 if ca is None else ca.shape[1])
-        if private is None and r < m:
-            # G = l2 I + W W' with W = [X', sqrt(content_prior) C] (m x r), so by Woodbury
-            # G^-1 = (I - W K W') / l2 with K = (l2 I + W'W)^-1 (r x r): off its diagonal, EASE's
-            # B is exactly the rank-r product W . (W K / (l2 diag(G^-1)))', and the diagonal never
-            # matters because a user's own items are excluded from the ranking
-            w = torch.as_tensor(xa.T.toarray(), dtype=torch.float32)
-            if ca is not None:
-                w = torch.cat([w, np.sqrt(beta) * ca], dim=1)
-            gram = w.T @ w + lam * torch.eye(r)
-            with _one_thread():
-                k = _spd_inv(gram)
-            wk = w @ k
-            diag = (1.0 - (wk * w).sum(dim=1)) / lam
-            left, right = w, wk / (lam * diag[:, None])
-            # balanced rank-d factors of left . right': the R factors of both thin QRs come from
-            # Cholesky of the r x r Gram matrices (GEMM-bound, cheaper than Householder QR), then
-            # one r x r SVD
-            jitter = 1e-6 * torch.eye(r, dtype=torch.float64)
-            g1, g2 = (left.T @ left).double(), (right.T @ right).double()
-            d = min(p["dim"], r)
-            with _one_thread():
-                r1 = torch.linalg.cholesky(g1 + jitter * float(g1.diagonal().mean())).T  # left = Q1 r1
-                r2 = torch.linalg.cholesky(g2 + jitter * float(g2.diagonal().mean())).T
-                u, s, vh = torch.linalg.svd(r1 @ r2.T)
-                root = s[:d].sqrt()
-                # Q1 u = left r1^-1 u, so each side is one (m x r) . (r x d) product
-                lp = torch.linalg.solve_triangular(r1, u[:, :d] * root, upper=True).float()
-                rq = torch.linalg.solve_triangular(r2, vh[:d].T * root, upper=True).float()
-            pa, qa = (left @ lp).numpy(), (right @ rq).numpy()
-            s = s.float()
-            kept = float((s[:d] ** 2).sum() / (s**2).sum())
+        if given is not None:  # the same factors, another content map (the cold search)
+            pa, qa = given
+            d = pa.shape[1]
+            progress(f"hybrid: closed form over {m} items, rank {d}, reused (only the content map is refitted)")
         else:
-            if private is None:
-                g = torch.as_tensor((xa.T @ xa).toarray(), dtype=torch.float32)
-            else:  # the released noisy X'X: the raw interactions are not read past this point
-                g = torch.as_tensor(private.gram, dtype=torch.float32).clone()
-            if ca is not None:
-                g += beta * (ca @ ca.T)  # content similarity as pseudo-interactions
-            g.diagonal().add_(lam)
-            inv = _spd_inv(g)
-            del g
-            b = inv / (-torch.diagonal(inv))[None, :]
-            b.fill_diagonal_(0.0)
-            d = min(p["dim"], m)
-            u, s, v = torch.svd_lowrank(b, q=min(d + 10, m), niter=p.get("power_iters", 2))
-            root = s[:d].sqrt()
-            pa, qa = (u[:, :d] * root).numpy(), (v[:, :d] * root).numpy()
-            kept = float((s[:d] ** 2).sum() / (b**2).sum())
-        progress(f"hybrid: closed form over {m} items, rank {d} keeps {kept:.1%} of the energy")
+            ca = None
+            if c is not None and beta > 0:
+                ca = torch.as_tensor(c[active], dtype=torch.float32)
+            r = xa.shape[0] + (0 if ca is None else ca.shape[1])
+            if private is None and r < m:
+                # G = l2 I + W W' with W = [X', sqrt(content_prior) C] (m x r), so by Woodbury
+                # G^-1 = (I - W K W') / l2 with K = (l2 I + W'W)^-1 (r x r): off its diagonal, EASE's
+                # B is exactly the rank-r product W . (W K / (l2 diag(G^-1)))', and the diagonal never
+                # matters because a user's own items are excluded from the ranking
+                w = torch.as_tensor(xa.T.toarray(), dtype=torch.float32)
+                if ca is not None:
+                    w = torch.cat([w, np.sqrt(beta) * ca], dim=1)
+                gram = w.T @ w + lam * torch.eye(r)
+                with _one_thread():
+                    k = _spd_inv(gram)
+                wk = w @ k
+                diag = (1.0 - (wk * w).sum(dim=1)) / lam
+                left, right = w, wk / (lam * diag[:, None])
+                # balanced rank-d factors of left . right': the R factors of both thin QRs come from
+                # Cholesky of the r x r Gram matrices (GEMM-bound, cheaper than Householder QR), then
+                # one r x r SVD
+                jitter = 1e-6 * torch.eye(r, dtype=torch.float64)
+                g1, g2 = (left.T @ left).double(), (right.T @ right).double()
+                d = min(p["dim"], r)
+                with _one_thread():
+                    r1 = torch.linalg.cholesky(g1 + jitter * float(g1.diagonal().mean())).T  # left = Q1 r1
+                    r2 = torch.linalg.cholesky(g2 + jitter * float(g2.diagonal().mean())).T
+                    u, s, vh = torch.linalg.svd(r1 @ r2.T)
+                    root = s[:d].sqrt()
+                    # Q1 u = left r1^-1 u, so each side is one (m x r) . (r x d) product
+                    lp = torch.linalg.solve_triangular(r1, u[:, :d] * root, upper=True).float()
+                    rq = torch.linalg.solve_triangular(r2, vh[:d].T * root, upper=True).float()
+                pa, qa = (left @ lp).numpy(), (right @ rq).numpy()
+                s = s.float()
+                kept = float((s[:d] ** 2).sum() / (s**2).sum())
+            else:
+                if private is None:
+                    g = torch.as_tensor((xa.T @ xa).toarray(), dtype=torch.float32)
+                else:  # the released noisy X'X: the raw interactions are not read past this point
+                    g = torch.as_tensor(private.gram, dtype=torch.float32).clone()
+                if ca is not None:
+                    g += beta * (ca @ ca.T)  # content similarity as pseudo-interactions
+                g.diagonal().add_(lam)
+                inv = _spd_inv(g)
+                del g
+                b = inv / (-torch.diagonal(inv))[None, :]
+                b.fill_diagonal_(0.0)
+                d = min(p["dim"], m)
+                u, s, v = torch.svd_lowrank(b, q=min(d + 10, m), niter=p.get("power_iters", 2))
+                root = s[:d].sqrt()
+                pa, qa = (u[:, :d] * root).numpy(), (v[:, :d] * root).numpy()
+                kept = float((s[:d] ** 2).sum() / (b**2).sum())
+            progress(f"hybrid: closed form over {m} items, rank {d} keeps {kept:.1%} of the energy")
+        self.closed_ = (pa, qa) if keep else None
         n = n_items
         hist = np.hstack([np.zeros((n, d)), np.ones((n, 1))])
         item = np.zeros((n, d + 1))  # EASE has no item bias: last column 0

@@ -140,3 +140,22 @@ def test_als_given_factors_are_served_as_they_are(taste):
     np.testing.assert_array_equal(m.user_vectors[:, :-1], x)
     active = np.flatnonzero(np.asarray(m.popularity) > 0)
     np.testing.assert_allclose(m.item_vectors[active, :-1], y[active], rtol=1e-6)
+
+
+def test_closed_given_factors_equal_a_full_fit_at_another_ridge(taste):
+    """The cold search's ridges reuse the closed form's factors: only the content map is
+    refitted, and the model is the one a full fit at that ridge gives."""
+    base = {"solver": "closed", "content_dim": 8, "dim": 16}
+    cold = cold_item_split(as_data(taste), ratio=0.2, seed=0)
+    seen = cold.train.to_csr()
+    ref = build_model("hybrid", None, seed=0, **base).fit(seen, taste.content, keep_als=True)
+    assert build_model("hybrid", None, seed=0, **base).fit(seen, taste.content).closed_ is None  # a final fit drops them
+    full = build_model("hybrid", None, seed=0, **{**base, "ridge": 100.0}).fit(seen, taste.content)
+    reused = build_model("hybrid", None, seed=0, **{**base, "ridge": 100.0}).fit(seen, taste.content,
+                                                                                closed_given=ref.closed_)
+    for key in ("item_vectors", "user_vectors", "history_vectors"):
+        np.testing.assert_allclose(getattr(reused, key), getattr(full, key), rtol=1e-5, atol=1e-6)
+    for key, arr in full.projections().items():
+        np.testing.assert_allclose(reused.projections()[key], arr, rtol=1e-5, atol=1e-6)
+    # and the ridge does move the items without interactions, so the reuse is not a no-op
+    assert not np.allclose(ref.item_vectors[cold.cold_items], full.item_vectors[cold.cold_items])
