@@ -157,8 +157,70 @@ def paired_difference(a: np.ndarray, b: np.ndarray) -> dict[str, float | int | s
     n = len(d)
     mean = float(d.mean()) if n else 0.0
     se = float(d.std(ddof=1) / np.sqrt(n)) if n > 1 else 0.0
-    verdict = "tie" if abs(mean) <= 2 * se else ("ahead" if mean > 0 else "behind")
-    return {"diff": round(mean, 5), "se": round(se, 5), "users": n, "verdict": verdict}
+    return {"diff": round(mean, 5), "se": round(se, 5), "users": n, "verdict": verdict(mean, se)}
+
+
+def verdict(diff: float, se: float) -> str:
+    """"tie" within two standard errors of 0, else "ahead" or "behind" by the sign."""
+    return "tie" if abs(diff) <= 2 * se else ("ahead" if diff > 0 else "behind")
+
+
+def _first_kept(top: np.ndarray, keep: np.ndarray, k: int) -> np.ndarray:
+    """(n, k) the first ``k`` entries of each row of ``top`` whose item ``keep`` holds, in order
+    (-1 past a row's end): the ranking the same scores give over the kept items only."""
+    if top.shape[1] < k:
+        top = np.hstack([top, np.full((top.shape[0], k - top.shape[1]), -1, top.dtype)])
+    valid = (top >= 0) & keep[np.maximum(top, 0)]
+    order = np.argsort(~valid, axis=1, kind="stable")[:, :k]
+    out = np.take_along_axis(top, order, axis=1)
+    return np.where(np.take_along_axis(valid, order, axis=1), out, -1)
+
+
+def paired_difference_two_way(top_a: np.ndarray, top_b: np.ndarray, relevant, k: int, *,
+                              items: np.ndarray, draws: int = 200, seed: int = 0) -> dict[str, float | int | str]:
+    """NDCG@k of model a minus model b with a standard error over users *and* items.
+
+    :func:`paired_difference` treats users as the only random draw. Where many users share
+    few candidate items (a cold protocol: every user ranks the same held-out items), which
+    items happened to be held out moves both models' scores for every user at once, and that
+    test is far too confident: on generated clusters, content cosine against itself plus a
+    random jitter of 5% of its score spread was "ahead" or "behind" in 6 of 9 splits.
+    Here each of ``draws`` replicates keeps a random half of the users and a random half of
+    ``items``, ranks each model over the kept items only (its lists filtered, order kept) and
+    takes the difference; half-sampling without replacement makes the replicates' spread
+    estimate the full sample's variance in both directions (users and items crossed, as in
+    Owen's pigeonhole bootstrap), so ``se`` is their standard deviation. Calibration, two
+    rankers that know nothing (fixed random orders) on 600 users sharing a Pareto-popular pool,
+    60 pairs each (the world of tests/test_evaluate.py::_shared_items_world): |diff| > 2 se in
+    12% of pairs at 24 items, 2% at 60 and 0% at 200, against 95%, 78% and 72% users only. So
+    with a few dozen candidates or more it is, if anything, cautious.
+
+    top_a, top_b: (n, K') ranked item rows of the same n users, K' well above k (a half of
+    the items is dropped: K' >= 2k + 40 keeps k survivors in all but vanishing cases; the
+    whole candidate list is exact). relevant: CSR (n, n_items). items: the candidate item rows."""
+    rel = relevant.tocsr()
+    n = rel.shape[0]
+    if top_a.shape[0] != n or top_b.shape[0] != n:
+        raise ValueError("top_a, top_b and relevant must hold the same users")
+    items = np.asarray(items, np.int64)
+    full_a, full_b = ndcg_per_user(top_a, rel, k), ndcg_per_user(top_b, rel, k)
+    mean = float((full_a - full_b).mean()) if len(full_a) else 0.0
+    rng = np.random.default_rng(seed)
+    reps = []
+    for _ in range(draws):
+        users = np.sort(rng.choice(n, size=max(n // 2, 1), replace=False))
+        keep = np.zeros(max(rel.shape[1], int(max(top_a.max(), top_b.max())) + 1), bool)
+        keep[rng.choice(items, size=max(len(items) // 2, 1), replace=False)] = True
+        r = rel[users]
+        r = r.multiply(keep[: r.shape[1]][None, :]).tocsr()
+        r.eliminate_zeros()
+        a = ndcg_per_user(_first_kept(top_a[users], keep, k), r, k)
+        b = ndcg_per_user(_first_kept(top_b[users], keep, k), r, k)
+        if len(a):
+            reps.append(float((a - b).mean()))
+    se = float(np.std(reps, ddof=1)) if len(reps) > 1 else 0.0
+    return {"diff": round(mean, 5), "se": round(se, 5), "users": len(full_a), "items": len(items), "draws": len(reps),
+            "verdict": verdict(mean, se)}
 
 
 def metrics_at_k(

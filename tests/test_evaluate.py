@@ -224,3 +224,64 @@ def test_nothing_to_score_is_an_error_not_an_empty_pass(world, tmp_path):
     with pytest.raises(InputError, match="nothing to score under any protocol"):
         evaluate(None, p, tmp_path / "ev", _cfg(), models=["popular"], protocols=["random", "cold"], ks=[10])
     assert not (tmp_path / "ev").exists()
+
+
+def _shared_items_world(seed: int, *, n_users: int = 600, n_items: int = 60):
+    """Every user ranks the same few items, some far more liked than others (a cold pool)."""
+    rng = np.random.default_rng(seed)
+    pop = rng.pareto(1.0, n_items) + 0.05
+    rel = [sorted(rng.choice(n_items, size=3, replace=False, p=pop / pop.sum()).tolist()) for _ in range(n_users)]
+    return rng, _csr(rel, n_items)
+
+
+def test_the_two_way_comparison_calls_shared_item_luck_a_tie_where_the_users_only_one_does_not():
+    # two rankers that know nothing (each a fixed random order of the pool, the same for every
+    # user): which of them happens to put the popular items first decides the users-only test,
+    # as a model's luck with the held-out items does on a cold split
+    from avrec.metrics import ndcg_per_user, paired_difference, paired_difference_two_way
+
+    users_only, two_way = [], []
+    for seed in range(10):
+        rng, rel = _shared_items_world(seed)
+        n, m = rel.shape
+        a = np.tile(rng.permutation(m), (n, 1))
+        b = np.tile(rng.permutation(m), (n, 1))
+        users_only.append(paired_difference(ndcg_per_user(a, rel, 10), ndcg_per_user(b, rel, 10))["verdict"])
+        two_way.append(paired_difference_two_way(a, b, rel, 10, items=np.arange(m), seed=seed)["verdict"])
+    assert sum(v != "tie" for v in users_only) >= 6, users_only
+    assert sum(v == "tie" for v in two_way) >= 9, two_way
+
+
+def test_the_two_way_comparison_still_sees_a_real_difference_and_is_antisymmetric():
+    from avrec.metrics import paired_difference_two_way
+
+    rng, rel = _shared_items_world(3)
+    n, m = rel.shape
+    dense = rel.toarray()
+    # a knows each user's items (an ideal ranking up to ties), b is a random order per user
+    good = np.argsort(-(dense + 0.01 * rng.random((n, m))), axis=1)
+    bad = np.argsort(rng.random((n, m)), axis=1)
+    ab = paired_difference_two_way(good, bad, rel, 10, items=np.arange(m), seed=1)
+    ba = paired_difference_two_way(bad, good, rel, 10, items=np.arange(m), seed=1)
+    assert ab["verdict"] == "ahead" and ba["verdict"] == "behind"
+    assert ab["diff"] == pytest.approx(-ba["diff"]) and ab["se"] == pytest.approx(ba["se"])
+    assert ab["users"] == n and ab["items"] == m and ab["draws"] == 200
+    same = paired_difference_two_way(good, good, rel, 10, items=np.arange(m))
+    assert same["diff"] == 0.0 and same["se"] == 0.0 and same["verdict"] == "tie"
+
+
+def test_a_filtered_ranked_list_is_the_ranking_over_the_kept_items():
+    # the replicates rank over half the items by filtering the full lists: that must be what
+    # ranking the same scores over only those items gives
+    from avrec.metrics import _first_kept, topk
+
+    rng = np.random.default_rng(0)
+    scores = rng.random((40, 50)).astype(np.float32)
+    full, _ = topk(scores, 50)
+    keep = rng.random(50) < 0.5
+    got = _first_kept(full, keep, 5)
+    masked = np.where(keep[None, :], scores, -np.inf)
+    want, _ = topk(masked, 5)
+    np.testing.assert_array_equal(got, want)
+    short = _first_kept(full[:, :3], keep, 5)  # a list shorter than k after filtering pads with -1
+    assert short.shape == (40, 5) and (short[:, 3:] == -1).all()
