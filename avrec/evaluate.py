@@ -67,10 +67,16 @@ def score_topk(split, top: np.ndarray, users: np.ndarray, ks: list[int], *, cont
     return result
 
 
-def rank_split(split, scorer: Scorer, k: int) -> tuple[np.ndarray, np.ndarray]:
+PAIRED_DEPTH = 60  # ranked list length behind the paired comparison's replicates (half the items dropped)
+ROUGH_ITEMS = 24  # below this many candidate items the item replicates are few (measured calibration: see
+# metrics.paired_difference_two_way), and the line says so
+PAIRED_MAX_USERS = 20000  # users the replicates draw from, at random above this (a wider interval, never a narrower one)
+
+
+def rank_split(split, scorer: Scorer, k: int, *, users: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(test users, (n, k) ranked item rows) for ``scorer`` on ``split``: seen items excluded,
-    the cold protocol's candidates only."""
-    users = test_users(split)
+    the cold protocol's candidates only. ``users``: these user rows instead of every test user."""
+    users = test_users(split) if users is None else users
     exclude = split.train.to_csr(binary=True)
     cand = split.cold_items.astype(np.int64) if split.name == "cold" else None
     batch = int(min(1024, max(16, 5e7 // max(split.train.n_items, 1))))  # about 200 MB of scores at a time
@@ -83,18 +89,43 @@ def evaluate_scorer(split, scorer: Scorer, ks: list[int], *, content=None) -> di
     return score_topk(split, top, users, ks, content=content)
 
 
-def paired(split, tops: dict[str, np.ndarray], users: np.ndarray, k: int) -> dict[str, Any] | None:
-    """The best model by NDCG@k against each other one, user by user on the same split
-    (:func:`avrec.metrics.paired_difference`): which gaps are larger than the split's noise."""
-    from .metrics import ndcg_per_user, paired_difference
+def paired_sample(users: np.ndarray, seed: int) -> np.ndarray:
+    """Positions in ``users`` of the users the paired comparison's replicates draw from."""
+    if len(users) <= PAIRED_MAX_USERS:
+        return np.arange(len(users))
+    return np.sort(np.random.default_rng(seed + 7).choice(len(users), PAIRED_MAX_USERS, replace=False))
+
+
+def paired(split, tops: dict[str, np.ndarray], users: np.ndarray, k: int, *, deep: dict[str, np.ndarray] | None = None,
+           sample: np.ndarray | None = None, seed: int = 0) -> dict[str, Any] | None:
+    """The best model by NDCG@k against each other one on the same split: which gaps are
+    larger than the split's noise. The difference is over every test user; its standard error
+    over users and items crossed (:func:`avrec.metrics.paired_difference_two_way`, from
+    ``deep``: (len(sample), PAIRED_DEPTH) lists of the users at positions ``sample``), or over
+    users only (:func:`avrec.metrics.paired_difference`) for a model without deep lists (a
+    --recs file). Users only is far too confident where users share few candidates (cold)."""
+    from .metrics import ndcg_per_user, paired_difference, paired_difference_two_way, verdict
 
     if len(tops) < 2:
         return None
     test = split.test.to_csr(binary=True)[users]
     per = {m: ndcg_per_user(t, test, k) for m, t in tops.items()}
     best = max(per, key=lambda m: float(per[m].mean()) if len(per[m]) else 0.0)
-    return {"k": k, "best": best, "against": [{"model": m, **paired_difference(per[best], v)}
-                                              for m, v in per.items() if m != best]}
+    deep = deep or {}
+    items = split.cold_items.astype(np.int64) if split.name == "cold" else np.arange(split.train.n_items)
+    against = []
+    for m, v in per.items():
+        if m == best:
+            continue
+        u = paired_difference(per[best], v)
+        row = {"model": m, **u, "test": "users only"}
+        if best in deep and m in deep and sample is not None:
+            two = paired_difference_two_way(deep[best], deep[m], test[sample], k, items=items, seed=seed)
+            row.update(se=two["se"], verdict=verdict(u["diff"], two["se"]), test="users and items",
+                       items=two["items"], draws=two["draws"], sampled_users=int(len(sample)),
+                       users_only={"se": u["se"], "verdict": u["verdict"]})
+        against.append(row)
+    return {"k": k, "best": best, "against": against}
 
 
 def load_recs(path: str | Path, split, *, k: int, pid=None) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
@@ -205,6 +236,9 @@ def run_protocol(
     train_csr = split.train.to_csr()
     device = _device(cfg)
     tops: dict[str, np.ndarray] = {}  # each model's ranked lists, for the paired comparison
+    deep: dict[str, np.ndarray] = {}  # and longer ones of a sample of users, for its item replicates
+    sample = paired_sample(users, cfg.runtime.seed)
+    depth = max(PAIRED_DEPTH, max(ks))
     for name in model_names:
         if protocol == "cold" and name not in CONTENT_MODELS:
             res["notes"].append(f"{name}: skipped on the cold split (it cannot score items without interactions)")
@@ -217,7 +251,12 @@ def run_protocol(
                                     device=device, progress=progress, blocks=blocks)
         fit_s = time.perf_counter() - t0
         t1 = time.perf_counter()
-        _, tops[name] = rank_split(split, model.score, max(ks))
+        if len(sample) == len(users):  # one ranking serves both (the first K of a top-N are the top K)
+            _, deep[name] = rank_split(split, model.score, depth, users=users)
+            tops[name] = deep[name][:, :max(ks)]
+        else:
+            _, tops[name] = rank_split(split, model.score, max(ks))
+            _, deep[name] = rank_split(split, model.score, depth, users=users[sample])
         r = score_topk(split, tops[name], users, ks, content=content)
         r["fit_seconds"] = round(fit_s, 3)
         r["score_seconds"] = round(time.perf_counter() - t1, 3)
@@ -242,7 +281,7 @@ def run_protocol(
         r["recs"] = {**stats, "scored_users": len(hit), "test_users_missing": int(len(users) - len(hit))}
         res["models"][f"recs:{Path(recs).stem}"] = r
         tops[f"recs:{Path(recs).stem}"] = full
-    cmp = paired(split, tops, users, 10 if 10 in ks else ks[0])
+    cmp = paired(split, tops, users, 10 if 10 in ks else ks[0], deep=deep, sample=sample, seed=cfg.runtime.seed)
     if cmp:
         res["paired"] = cmp
     return res
@@ -352,10 +391,13 @@ def paired_lines(res: dict[str, Any]) -> list[str]:
     cmp = res.get("paired")
     if not cmp:
         return []
-    out = [f"   paired NDCG@{cmp['k']}, user by user (+/- one standard error; within 2 of them is a tie):"]
+    out = [f"   paired NDCG@{cmp['k']}, over users and held-out items (+/- one standard error; within 2 of them is a tie):"]
     for a in cmp["against"]:
         say = "a tie: the gap is within the split's noise" if a["verdict"] == "tie" else f"{cmp['best']} ahead"
-        out.append(f"     {cmp['best']} - {a['model']}: {a['diff']:+.4f} +/- {a['se']:.4f} over {a['users']} users, {say}")
+        over = f"{a['users']} users" + (f" and {a['items']} items" if a.get("test") == "users and items" else
+                                        " (users only: a --recs file has no longer lists to resample items from)")
+        rough = "; with so few candidates the error bar is itself rough" if 0 < a.get("items", 99) < ROUGH_ITEMS else ""
+        out.append(f"     {cmp['best']} - {a['model']}: {a['diff']:+.4f} +/- {a['se']:.4f} over {over}, {say}{rough}")
     return out
 
 

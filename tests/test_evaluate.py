@@ -151,7 +151,19 @@ def test_the_default_models_set_the_content_reference_beside_the_hybrid_on_cold_
     for name, a in vs.items():
         assert a["users"] == users and a["diff"] == pytest.approx(nd["random"][pr["best"]] - nd["random"][name], abs=1e-4)
     assert vs["popular"]["verdict"] == "ahead"
-    assert "paired NDCG@10, user by user" in (out / "report.txt").read_text()
+    # the standard error is over users and items: the held-out items are a draw too
+    for a in vs.values():
+        assert a["test"] == "users and items" and a["draws"] == 200
+        assert a["users_only"]["se"] > 0 and a["se"] > 0
+        assert a["verdict"] == ("tie" if abs(a["diff"]) <= 2 * a["se"] else "ahead")
+    cold = {a["model"]: a for a in m["cold"]["paired"]["against"]}
+    n_cold = m["cold"]["split"]["n_cold_items"]
+    assert all(a["items"] == n_cold for a in cold.values()) and all(a["items"] > n_cold for a in vs.values())
+    from avrec.evaluate import ROUGH_ITEMS, paired_lines
+
+    cold_lines = paired_lines(m["cold"])
+    assert len(cold_lines) == 2 and ("error bar is itself rough" in cold_lines[1]) == (n_cold < ROUGH_ITEMS)
+    assert "paired NDCG@10, over users and held-out items" in (out / "report.txt").read_text()
 
 
 def test_recs_file_scored_on_the_same_split(world, tmp_path):
@@ -194,7 +206,7 @@ def test_cli_evaluate_json_lines_when_piped(world, tmp_path):
     assert all(0 <= x["ndcg"] <= 1 and not math.isnan(x["recall"]) for x in rows)
     assert all(0 < x["ndcg_se"] < x["ndcg"] for x in rows)  # each mean with its standard error over users
     assert "avrec evaluate" in r.stderr  # the table goes to stderr, with the paired comparison under it
-    assert "random:\n   paired NDCG@10, user by user" in r.stderr and " users, " in r.stderr
+    assert "random:\n   paired NDCG@10, over users and held-out items" in r.stderr and " items, " in r.stderr
     q = subprocess.run(cmd + ["--quiet"], capture_output=True, text=True, timeout=120)
     assert q.returncode == 0 and q.stderr == "" and len(q.stdout.splitlines()) == 4
     bad = subprocess.run(cmd[:-2] + ["--models", "nope"], capture_output=True, text=True, timeout=120)
