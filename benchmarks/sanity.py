@@ -16,6 +16,9 @@ Worlds (each generated from its seed; nothing here is tuned to them):
   taste; a noisy linear view of 16 taste factors).
 - ``S1``: benchmarks/scale_data.py's S1 log (5k items, 20k users, 0.5M interactions, Zipf
   popularity, 200 taste clusters, 384-d content); one log, split with each seed.
+- ``movielens``: MovieLens latest-small from ../shared/data (ratings >= 4 as positives; the
+  content is all-MiniLM-L6-v2 on title, genres and tags), as benchmarks/movielens.py loads and
+  embeds it. Run it with seeds 2,3,4: 0 and 1 were used while developing the hybrid.
 
 Protocols (avrec's splits, as ``avrec evaluate`` makes them): ``random`` (20% of each user's
 items held out, every item ranked) with popular, EASE (l2 grid), implicit ALS (factors x
@@ -26,6 +29,7 @@ and code), refit on the training part and scored once. The hybrid runs as ``avre
 ships it, with no flags: its own search runs on a split it carves from the same training part.
 
 Usage: python benchmarks/sanity.py [--worlds clusters,latent:0.5,latent:4,S1] [--seeds 0,1,2]
+       python benchmarks/sanity.py --worlds movielens --seeds 2,3,4 --name sanity-movielens
 Writes benchmarks/results/sanity.json and .md (--name to change).
 """
 
@@ -54,6 +58,17 @@ def log(msg: str) -> None:
 
 def world(name: str, seed: int):
     """(Interactions, (n_items, d) unit content rows in the catalogue's order)."""
+    if name == "movielens":
+        from movielens import embed_texts, load_movielens, movie_text
+
+        root = ROOT.parent / "shared" / "data" / "movielens-latest-small"
+        if not (root / "ratings.csv").exists():
+            raise SystemExit(f"MovieLens latest-small not found at {root}: drop movielens from --worlds")
+        data, movies, _ = load_movielens(root, min_rating=4.0)
+        content, _ = embed_texts([movie_text(movies[m]) for m in data.items.ids],
+                                 Path.home() / ".cache" / "avrec-bench" / "movielens-minilm.npz")
+        content = content.astype(np.float32)
+        return data, content / np.maximum(np.linalg.norm(content, axis=1, keepdims=True), 1e-12)
     if name != "S1":
         from cold_content import world as generated
 
