@@ -192,8 +192,13 @@ def paired_difference_two_way(top_a: np.ndarray, top_b: np.ndarray, relevant, k:
     Owen's pigeonhole bootstrap), so ``se`` is their standard deviation. Calibration, two
     rankers that know nothing (fixed random orders) on 600 users sharing a Pareto-popular pool,
     60 pairs each (the world of tests/test_evaluate.py::_shared_items_world): |diff| > 2 se in
-    12% of pairs at 24 items, 2% at 60 and 0% at 200, against 95%, 78% and 72% users only. So
-    with a few dozen candidates or more it is, if anything, cautious.
+    12% of pairs at 24 items, 2% at 60 and 0% at 200, against 95%, 78% and 72% users only.
+    Within one such world, over 50 pairs, the root mean square of ``se`` against the spread
+    of the differences: 0.131 against 0.131 at 60 items, 0.065 against 0.053 at 200, 0.048
+    against 0.037 at 1000 (there one very popular item in a top 10 makes ``se`` vary a lot
+    from pair to pair). On generated clusters (240 cold items), content against jittered
+    copies of itself: 0.0083 against a spread of 0.0074. Roughly calibrated, then; far from
+    the users-only test, which was 15-24x too confident in the same worlds.
 
     top_a, top_b: (n, K') ranked item rows of the same n users, K' well above k (a half of
     the items is dropped: K' >= 2k + 40 keeps k survivors in all but vanishing cases; the
