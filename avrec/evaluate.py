@@ -103,7 +103,8 @@ def paired(split, tops: dict[str, np.ndarray], users: np.ndarray, k: int, *, dee
     over users and items crossed (:func:`avrec.metrics.paired_difference_two_way`, from
     ``deep``: (len(sample), PAIRED_DEPTH) lists of the users at positions ``sample``), or over
     users only (:func:`avrec.metrics.paired_difference`) for a model without deep lists (a
-    --recs file). Users only is far too confident where users share few candidates (cold)."""
+    --recs file with short lists). Users only is far too confident where users share few
+    candidates (cold)."""
     from .metrics import ndcg_per_user, paired_difference, paired_difference_two_way, verdict
 
     if len(tops) < 2:
@@ -128,8 +129,10 @@ def paired(split, tops: dict[str, np.ndarray], users: np.ndarray, k: int, *, dee
     return {"k": k, "best": best, "against": against}
 
 
-def load_recs(path: str | Path, split, *, k: int, pid=None) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """Read another system's recommendations (JSON lines) into (users, top (n, k)).
+def load_recs(path: str | Path, split, *, k: int, pid=None, depth: int | None = None
+              ) -> tuple[np.ndarray, np.ndarray, dict[str, int], np.ndarray]:
+    """Read another system's recommendations (JSON lines) into (users, top (n, depth or k),
+    stats, each list's length (n,)). ``unknown_items`` counts the first ``k`` of each list.
 
     Accepted rows: ``{"user_id": U, "items": [I, ...]}`` (best first) or one row per
     recommendation ``{"user_id": U, "item_id": I, "rank": r}`` (or ``"score"``; file order
@@ -175,7 +178,8 @@ def load_recs(path: str | Path, split, *, k: int, pid=None) -> tuple[np.ndarray,
                 raise InputError(f"{path} is not UTF-8 text") from None
     users_map, items_map = split.train.users, split.train.items
     stats = {"users_in_file": len(lists), "unknown_users": 0, "unknown_items": 0}
-    rows, tops = [], []
+    width = max(k, depth or 0)
+    rows, tops, lengths = [], [], []
     for u, recs in lists.items():
         row = users_map.get(u)
         if row is None and pid is not None:  # raw ids of another system, when avrec pseudonymises
@@ -184,15 +188,16 @@ def load_recs(path: str | Path, split, *, k: int, pid=None) -> tuple[np.ndarray,
             stats["unknown_users"] += 1
             continue
         ids = []
-        for _, _, i in sorted(recs)[:k]:
+        for r, (_, _, i) in enumerate(sorted(recs)[:width]):
             j = items_map.get(i)
             if j is None:
-                stats["unknown_items"] += 1
+                stats["unknown_items"] += r < k
                 j = -1
             ids.append(j)
         rows.append(row)
-        tops.append(ids + [-1] * (k - len(ids)))
-    return np.asarray(rows, np.int64), np.asarray(tops, np.int64).reshape(-1, k), stats
+        lengths.append(len(ids))
+        tops.append(ids + [-1] * (width - len(ids)))
+    return np.asarray(rows, np.int64), np.asarray(tops, np.int64).reshape(-1, width), stats, np.asarray(lengths, np.int64)
 
 
 # ---------------------------------------------------------------------------------------
@@ -270,17 +275,22 @@ def run_protocol(
         from .privacy import identity, pseudonymizer
 
         pid = pseudonymizer(cfg)
-        rows, top, stats = load_recs(recs, split, k=max(ks), pid=None if pid is identity else pid)
+        rows, top, stats, lengths = load_recs(recs, split, k=max(ks), pid=None if pid is identity else pid, depth=depth)
         # every test user counts: one missing from the file has an empty list (all misses)
-        full = np.full((len(users), max(ks)), -1, np.int64)
+        full = np.full((len(users), depth), -1, np.int64)
         at = {int(u): i for i, u in enumerate(users)}
         hit = [(at[int(u)], j) for j, u in enumerate(rows) if int(u) in at]
         if hit:
             full[[a for a, _ in hit]] = top[[b for _, b in hit]]
-        r = score_topk(split, full, users, ks, content=content)
+        name = f"recs:{Path(recs).stem}"
+        r = score_topk(split, full[:, :max(ks)], users, ks, content=content)
         r["recs"] = {**stats, "scored_users": len(hit), "test_users_missing": int(len(users) - len(hit))}
-        res["models"][f"recs:{Path(recs).stem}"] = r
-        tops[f"recs:{Path(recs).stem}"] = full
+        res["models"][name] = r
+        tops[name] = full[:, :max(ks)]
+        # a list of at least ``depth`` items for every test user in the file: the paired comparison
+        # resamples items for it too (a user missing from the file is all misses either way)
+        if hit and all(lengths[b] >= depth for _, b in hit):
+            deep[name] = full[sample]
     cmp = paired(split, tops, users, 10 if 10 in ks else ks[0], deep=deep, sample=sample, seed=cfg.runtime.seed)
     if cmp:
         res["paired"] = cmp
@@ -395,7 +405,8 @@ def paired_lines(res: dict[str, Any]) -> list[str]:
     for a in cmp["against"]:
         say = "a tie: the gap is within the split's noise" if a["verdict"] == "tie" else f"{cmp['best']} ahead"
         over = f"{a['users']} users" + (f" and {a['items']} items" if a.get("test") == "users and items" else
-                                        " (users only: a --recs file has no longer lists to resample items from)")
+                                        f" (users only: the --recs file lists under {PAIRED_DEPTH} items for some of its users, too few "
+                                        "to resample items from)")
         rough = "; with so few candidates the error bar is itself rough" if 0 < a.get("items", 99) < ROUGH_ITEMS else ""
         out.append(f"     {cmp['best']} - {a['model']}: {a['diff']:+.4f} +/- {a['se']:.4f} over {over}, {say}{rough}")
     return out

@@ -195,6 +195,39 @@ def test_recs_file_scored_on_the_same_split(world, tmp_path):
     assert r["metrics"]["5"]["hitrate"] == pytest.approx(r["recs"]["scored_users"] / r["users"])
 
 
+def test_a_recs_file_with_long_lists_gets_the_comparison_over_users_and_items(world, tmp_path):
+    """Another system's lists are resampled like avrec's own when they are long enough
+    (PAIRED_DEPTH items for each of its test users); shorter ones are compared over users only,
+    and the line says why."""
+    from avrec.data import load_interactions
+    from avrec.evaluate import PAIRED_DEPTH, evaluate, paired_lines
+
+    t, d = world
+    cfg = _cfg()
+    out, _ = evaluate(d / "emb", d / "ev.csv", tmp_path / "a", cfg, models=["popular"], protocols=["random"], ks=[10])
+    test, train = (load_interactions(out / "splits" / "random" / f"{p}.csv") for p in ("test", "train"))
+    catalogue = list(train.items.ids)
+    long, short = tmp_path / "long.jsonl", tmp_path / "short.jsonl"
+    with open(long, "w") as fl, open(short, "w") as fs:
+        for u in range(test.n_users):
+            mine = [test.items[i] for i in test.item[test.user == u]]
+            rest = [i for i in catalogue if i not in mine]
+            fl.write(json.dumps({"user_id": test.users[u], "items": (mine + rest)[:PAIRED_DEPTH]}) + "\n")
+            fs.write(json.dumps({"user_id": test.users[u], "items": mine[:5]}) + "\n")
+    got = {}
+    for f in (long, short):
+        o, _ = evaluate(d / "emb", d / "ev.csv", tmp_path / f.stem, cfg, models=["popular"], protocols=["random"],
+                        ks=[10], recs=f)
+        m = json.loads((o / "metrics.json").read_text())["protocols"]["random"]
+        assert m["paired"]["best"] == f"recs:{f.stem}"  # it lists each user's test items first
+        got[f.stem] = (m["paired"]["against"][0], paired_lines(m))
+        assert m["models"][f"recs:{f.stem}"]["recs"]["unknown_items"] == 0
+    assert got["long"][0]["test"] == "users and items" and got["long"][0]["items"] > 0
+    assert got["short"][0]["test"] == "users only" and "too few to resample items" in got["short"][1][1]
+    # the first K of the long lists are what is scored: both files rank the same items first
+    assert got["long"][0]["diff"] == pytest.approx(got["short"][0]["diff"], abs=0.02)
+
+
 def test_cli_evaluate_json_lines_when_piped(world, tmp_path):
     t, d = world
     cmd = [sys.executable, "-m", "avrec", "evaluate", str(d / "emb"), "--interactions", str(d / "ev.csv"),
