@@ -58,3 +58,48 @@ def test_without_an_interrupt_errors_keep_their_codes(capsys, monkeypatch):
     assert "a bug in avrec" in capsys.readouterr().err
     assert _exit(bad_input) == 2
     assert capsys.readouterr().err.strip() == "error: --k must be positive; pass --k 10"
+
+
+SIGINT_IN_IMPORTLIB = r"""
+import signal, sys, time, types
+from avrec.cli import common
+
+common.install_interrupt_flag()
+# the frame importlib's module-lock weakref callback runs in (a KeyboardInterrupt raised there
+# is lost, and can leave the global import lock held)
+code = compile("pass", "<frozen importlib._bootstrap>", "exec")
+frame = types.SimpleNamespace(f_code=code)
+t0 = time.monotonic()
+common._on_sigint(signal.SIGINT, frame)  # must not raise here
+print("returned", flush=True)
+try:
+    while time.monotonic() - t0 < 5:
+        time.sleep(0.001)
+except KeyboardInterrupt:
+    print(f"interrupted after {time.monotonic() - t0:.3f}s", flush=True)
+    sys.exit(130)
+print("lost", flush=True)
+"""
+
+
+def test_a_sigint_inside_importlib_is_sent_again_not_lost():
+    """Ctrl-C that lands in importlib's bookkeeping is deferred to ordinary code, where it ends the
+    run; before, it was lost there and an extract run could hang on the import lock."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", SIGINT_IN_IMPORTLIB], capture_output=True, text=True, timeout=60)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 130 and lines[0] == "returned" and lines[1].startswith("interrupted after"), (r.stdout, r.stderr)
+    assert "Exception ignored" not in r.stderr
+
+
+def test_a_sigint_in_ordinary_code_raises_at_once(monkeypatch):
+    import signal
+    import types
+
+    monkeypatch.setattr(common, "_interrupted", False)
+    frame = types.SimpleNamespace(f_code=compile("pass", "/work/some_module.py", "exec"))
+    with pytest.raises(KeyboardInterrupt):
+        common._on_sigint(signal.SIGINT, frame)
+    assert common._interrupted

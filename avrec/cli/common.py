@@ -15,6 +15,7 @@ import errno
 import functools
 import inspect
 import os
+import signal
 import sys
 import threading
 from dataclasses import dataclass
@@ -146,9 +147,23 @@ _USER_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENO
 _interrupted = False
 
 
+RESEND_S = 0.005  # how soon a SIGINT that landed inside importlib's bookkeeping is sent again
+
+
 def _on_sigint(signum: int, frame: Any) -> None:
     global _interrupted
     _interrupted = True
+    if frame is not None and frame.f_code.co_filename.startswith("<frozen importlib._bootstrap"):
+        # raising here, inside importlib's module-lock bookkeeping (a weakref callback of
+        # _get_module_lock, _ModuleLock.acquire), loses the exception ("Exception ignored in
+        # ... cb") and can leave the global import lock held: every later import in another
+        # thread then blocks for ever. tests/failures/test_kill.py caught an extract run hung
+        # 120 s after Ctrl-C that way. So the signal is sent again a moment later, to land in
+        # ordinary code (signal is imported at the top: no import machinery in here).
+        t = threading.Timer(RESEND_S, os.kill, (os.getpid(), signal.SIGINT))
+        t.daemon = True
+        t.start()
+        return
     raise KeyboardInterrupt
 
 
@@ -157,7 +172,6 @@ def install_interrupt_flag() -> None:
     while a class is being made (an import's dataclass, a ``__set_name__``) into a RuntimeError
     or a stranger error chained to it, and that must still end the run as interrupted (130),
     not as "a bug in avrec". A SIGINT that is ignored (a background job) stays ignored."""
-    import signal
 
     if threading.current_thread() is threading.main_thread() and \
             signal.getsignal(signal.SIGINT) is signal.default_int_handler:
