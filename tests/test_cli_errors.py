@@ -103,3 +103,10 @@ def test_a_sigint_in_ordinary_code_raises_at_once(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         common._on_sigint(signal.SIGINT, frame)
     assert common._interrupted
+    # an importlib frame that keeps receiving it (a wait on another thread's module lock) gets
+    # it raised in the end, not deferred for ever
+    monkeypatch.setattr(common, "_resends", common.MAX_RESENDS)
+    importlib_frame = types.SimpleNamespace(f_code=compile("pass", "<frozen importlib._bootstrap>", "exec"))
+    with pytest.raises(KeyboardInterrupt):
+        common._on_sigint(signal.SIGINT, importlib_frame)
+    assert common._resends == 0

@@ -148,12 +148,16 @@ _interrupted = False
 
 
 RESEND_S = 0.005  # how soon a SIGINT that landed inside importlib's bookkeeping is sent again
+MAX_RESENDS = 200  # then raised wherever it lands (1 s: a main thread waiting on another's module lock)
+_resends = 0
 
 
 def _on_sigint(signum: int, frame: Any) -> None:
-    global _interrupted
+    global _interrupted, _resends
     _interrupted = True
-    if frame is not None and frame.f_code.co_filename.startswith("<frozen importlib._bootstrap"):
+    if frame is not None and frame.f_code.co_filename.startswith("<frozen importlib._bootstrap") \
+            and _resends < MAX_RESENDS:
+        _resends += 1
         # raising here, inside importlib's module-lock bookkeeping (a weakref callback of
         # _get_module_lock, _ModuleLock.acquire), loses the exception ("Exception ignored in
         # ... cb") and can leave the global import lock held: every later import in another
@@ -164,6 +168,7 @@ def _on_sigint(signum: int, frame: Any) -> None:
         t.daemon = True
         t.start()
         return
+    _resends = 0
     raise KeyboardInterrupt
 
 
