@@ -73,12 +73,17 @@ ROUGH_ITEMS = 24  # below this many candidate items the item replicates are few 
 PAIRED_MAX_USERS = 20000  # users the replicates draw from, at random above this (a wider interval, never a narrower one)
 
 
+def candidate_items(split) -> np.ndarray:
+    """The item rows a test user ranks on ``split``: the held-out items (cold), else every item."""
+    return split.cold_items.astype(np.int64) if split.name == "cold" else np.arange(split.train.n_items)
+
+
 def rank_split(split, scorer: Scorer, k: int, *, users: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(test users, (n, k) ranked item rows) for ``scorer`` on ``split``: seen items excluded,
     the cold protocol's candidates only. ``users``: these user rows instead of every test user."""
     users = test_users(split) if users is None else users
     exclude = split.train.to_csr(binary=True)
-    cand = split.cold_items.astype(np.int64) if split.name == "cold" else None
+    cand = candidate_items(split) if split.name == "cold" else None  # every item: no restriction needed
     batch = int(min(1024, max(16, 5e7 // max(split.train.n_items, 1))))  # about 200 MB of scores at a time
     return users, rank_users(scorer, users, k=k, exclude=exclude, candidates=cand, batch=batch)
 
@@ -113,7 +118,7 @@ def paired(split, tops: dict[str, np.ndarray], users: np.ndarray, k: int, *, dee
     per = {m: ndcg_per_user(t, test, k) for m, t in tops.items()}
     best = max(per, key=lambda m: float(per[m].mean()) if len(per[m]) else 0.0)
     deep = deep or {}
-    items = split.cold_items.astype(np.int64) if split.name == "cold" else np.arange(split.train.n_items)
+    items = candidate_items(split)
     against = []
     for m, v in per.items():
         if m == best:

@@ -211,10 +211,11 @@ def paired_difference_two_way(top_a: np.ndarray, top_b: np.ndarray, relevant, k:
     full_a, full_b = ndcg_per_user(top_a, rel, k), ndcg_per_user(top_b, rel, k)
     mean = float((full_a - full_b).mean()) if len(full_a) else 0.0
     rng = np.random.default_rng(seed)
+    width = max(rel.shape[1], int(max(top_a.max(initial=-1), top_b.max(initial=-1))) + 1)
     reps = []
     for _ in range(draws):
         users = np.sort(rng.choice(n, size=max(n // 2, 1), replace=False))
-        keep = np.zeros(max(rel.shape[1], int(max(top_a.max(), top_b.max())) + 1), bool)
+        keep = np.zeros(width, bool)
         keep[rng.choice(items, size=max(len(items) // 2, 1), replace=False)] = True
         r = rel[users]
         r = r.multiply(keep[: r.shape[1]][None, :]).tocsr()

@@ -43,6 +43,8 @@ from avrec.evaluate import evaluate_scorer  # noqa: E402
 from avrec.models import build_model  # noqa: E402
 
 KS = [5, 10, 20]
+DATA = ROOT.parent / "shared" / "data" / "movielens-latest-small"  # where ../shared keeps it
+CACHE = Path.home() / ".cache" / "avrec-bench" / "movielens-minilm.npz"  # embed_texts' vectors, by text digest
 
 
 def log(msg: str) -> None:
@@ -319,9 +321,9 @@ def run_model(name: str, split, val, *, content, **kw) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "movielens-latest-small"))
+    ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
-    ap.add_argument("--cache", default=str(Path.home() / ".cache" / "avrec-bench" / "movielens-minilm.npz"))
+    ap.add_argument("--cache", default=str(CACHE))
     ap.add_argument("--models", default="popular,itemknn,ease,mf,content,hybrid")
     ap.add_argument("--peers", default="implicit-als,implicit-bpr,lightfm,lightfm-features")
     ap.add_argument("--protocols", default="random,cold")

@@ -59,14 +59,12 @@ def log(msg: str) -> None:
 def world(name: str, seed: int):
     """(Interactions, (n_items, d) unit content rows in the catalogue's order)."""
     if name == "movielens":
-        from movielens import embed_texts, load_movielens, movie_text
+        from movielens import CACHE, DATA, embed_texts, load_movielens, movie_text
 
-        root = ROOT.parent / "shared" / "data" / "movielens-latest-small"
-        if not (root / "ratings.csv").exists():
-            raise SystemExit(f"MovieLens latest-small not found at {root}: drop movielens from --worlds")
-        data, movies, _ = load_movielens(root, min_rating=4.0)
-        content, _ = embed_texts([movie_text(movies[m]) for m in data.items.ids],
-                                 Path.home() / ".cache" / "avrec-bench" / "movielens-minilm.npz")
+        if not (DATA / "ratings.csv").exists():
+            raise SystemExit(f"MovieLens latest-small not found at {DATA}: drop movielens from --worlds")
+        data, movies, _ = load_movielens(DATA, min_rating=4.0)
+        content, _ = embed_texts([movie_text(movies[m]) for m in data.items.ids], CACHE)
         content = content.astype(np.float32)
         return data, content / np.maximum(np.linalg.norm(content, axis=1, keepdims=True), 1e-12)
     if name != "S1":
@@ -118,7 +116,7 @@ def run_model(name: str, split, val, *, content, cfg, seed: int) -> dict:
 def run(name: str, seed: int) -> dict:
     from avrec.config import Config
     from avrec.data import make_split
-    from avrec.evaluate import test_users
+    from avrec.evaluate import candidate_items, test_users
     from avrec.metrics import paired_difference, paired_difference_two_way
 
     data, content = world(name, seed)
@@ -135,8 +133,8 @@ def run(name: str, seed: int) -> dict:
         best = max(peers, key=lambda m: res[m]["ndcg10"])
         pair = paired_difference(res["hybrid"]["per_user"], res[best]["per_user"])
         truth = split.test.to_csr(binary=True)[test_users(split)]
-        items = split.cold_items if proto == "cold" else np.arange(data.n_items)
-        two = paired_difference_two_way(res["hybrid"]["top"], res[best]["top"], truth, K, items=items, seed=seed)
+        two = paired_difference_two_way(res["hybrid"]["top"], res[best]["top"], truth, K, items=candidate_items(split),
+                                        seed=seed)
         out["protocols"][proto] = {"models": {m: {k: v for k, v in r.items() if k not in ("per_user", "top")}
                                               for m, r in res.items()},
                                    "best_peer": best, "paired": pair, "two_way": two,
